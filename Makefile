@@ -1,0 +1,49 @@
+# Developer shortcuts. CI runs .ci/run, which runs the README's test command.
+
+GO       ?= go
+FUZZTIME ?= 10m
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+
+# Fuzz targets as package:Target pairs.
+FUZZ_TARGETS := ./wire:FuzzParseASAP ./wire:FuzzParseENRP ./transport:FuzzChunkReader
+
+.PHONY: all build test fuzz bench bench-proxy bench-quick interop clean
+
+all: build
+
+## build: static binary bin/rserpool
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/rserpool ./cmd/rserpool
+
+## test: the README's test command
+test:
+	$(GO) test -race -timeout 20m ./...
+
+## fuzz: each fuzz target for FUZZTIME (default 10m), one after another
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+## bench: Go benchmarks of every package, then the proxy harness
+bench: bench-proxy
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## bench-proxy: direct vs rserpool proxy vs HAProxy on loopback; rewrites BENCHMARKS.md
+bench-proxy:
+	$(GO) run ./bench/proxybench -write BENCHMARKS.md
+
+## bench-quick: one short run of each measurement, nothing written (under a minute)
+bench-quick:
+	$(GO) run ./bench/proxybench -runs 1 -duration 2s
+
+## interop: SCTP and RSPLIB interoperability suite in ../shared/sctp-vm
+interop:
+	@echo "interop: the SCTP/RSPLIB suite (../shared/sctp-vm) is not available yet" >&2
+	@exit 1
+
+clean:
+	rm -rf bin bench/out
