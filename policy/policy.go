@@ -25,15 +25,15 @@ type Entry struct {
 	Policy wire.Policy // the PE's policy values; Type should equal the selector's type
 	Value  any         // owner's data, for example the handlespace element
 
-	sel         selector // the selector holding the entry, nil when not inserted
-	seq         uint64   // SeqNumber: ties of equal keys are broken by it
-	k1, k2      uint64   // cached sort key (ordered policies)
-	degradation uint32   // accumulated degradation (LUD, PLUD, RLUD, RPLUD, LUD-DPF)
-	prio        uint32   // treap priority
-	slot        int32    // index in the random selectors' arrays
-	selections  uint64   // how often the entry was selected
+	owner       *base  // the selector holding the entry, nil when not inserted
+	seq         uint64 // SeqNumber: ties of equal keys are broken by it
+	k1, k2      uint64 // cached sort key (ordered policies)
+	selections  uint64 // how often the entry was selected
+	degradation uint32 // accumulated degradation (LUD, PLUD, RLUD, RPLUD, LUD-DPF)
+	prio        uint32 // treap priority
+	slot        int32  // index in the random selectors' arrays
 
-	left, right, parent *Entry // treap links (ordered policies) or ring links (round robin)
+	left, right *Entry // treap children (ordered policies) or ring links (round robin)
 }
 
 // Degradation returns the entry's accumulated load degradation (policies.md
@@ -160,11 +160,3 @@ var infos = map[wire.PolicyType]info{
 	wire.PolicyPriorityLeastUsedDegrDPF:    {"priority-least-used-degradation-dpf", true},
 }
 
-// selector is the internal side of every Selector implementation.
-type selector interface {
-	Selector
-}
-
-func newSelector(t wire.PolicyType, opts Options) Selector {
-	panic("unimplemented")
-}
