@@ -159,4 +159,3 @@ var infos = map[wire.PolicyType]info{
 	wire.PolicyPriorityLeastUsedDPF:        {"priority-least-used-dpf", true},
 	wire.PolicyPriorityLeastUsedDegrDPF:    {"priority-least-used-degradation-dpf", true},
 }
-
