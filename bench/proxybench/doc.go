@@ -1,0 +1,40 @@
+// Command proxybench measures the rserpool proxy side by side with a direct
+// connection to the same backend and with HAProxy in TCP mode, on loopback.
+//
+// # Usage
+//
+// From the repository root:
+//
+//	go run ./bench/proxybench -write BENCHMARKS.md        # full run: 5 runs × 5 s per measurement
+//	go run ./bench/proxybench -runs 1 -duration 2s         # quick look, prints the table only
+//	go run ./bench/proxybench -only direct,haproxy         # leave a path out
+//
+// The harness builds ./cmd/rserpool, starts a backend process, HAProxy
+// (installed with apt-get when missing and running as root) and, for the proxy
+// path, a registrar, a pe-agent and the proxy. For every run it starts one
+// load-generator process per measurement and path:
+//
+//   - bulk: one stream written as fast as possible (Gbit/s, counted by the backend)
+//   - rr:   request/response on 16 persistent connections, 64-byte messages (req/s)
+//   - crr:  connect, request, response, close with 16 concurrent clients (conn/s)
+//   - lat:  a fixed request rate (default 5,000 req/s over 16 connections) and the
+//     p50/p99/p99.9 of the response time, measured from the scheduled send time
+//
+// It prints the medians over the runs and, with -write, regenerates the section
+// between the proxybench markers in the given markdown file.
+//
+// The backend and load generator are subcommands of the same binary
+// ("proxybench backend", "proxybench load") so that each is its own process.
+//
+// # Concurrency
+//
+// The orchestrator owns every child process: each is started with a parent
+// death signal, stopped with SIGTERM (then SIGKILL) and waited for. Inside the
+// load generator and backend, every goroutine is waited for before exit.
+//
+// # Limitations
+//
+// Linux only (loopback, /proc/cpuinfo, parent death signal). All processes
+// share the machine's cores; no CPU pinning. The proxy path needs the
+// registrar, pe-agent and proxy subcommands of rserpool.
+package main

@@ -1,0 +1,16 @@
+package main
+
+import "os"
+
+func main() {
+	args := os.Args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "backend":
+			os.Exit(runBackend(args[1:]))
+		case "load":
+			os.Exit(runLoadCmd(args[1:]))
+		}
+	}
+	os.Exit(runBench(args))
+}

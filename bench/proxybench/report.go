@@ -1,0 +1,228 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Paths, in table order.
+const (
+	pathDirect  = "direct"
+	pathProxy   = "proxy"
+	pathHAProxy = "haproxy"
+)
+
+var allPaths = []string{pathDirect, pathProxy, pathHAProxy}
+
+var pathTitle = map[string]string{
+	pathDirect:  "direct",
+	pathProxy:   "rserpool proxy",
+	pathHAProxy: "HAProxy",
+}
+
+// A row of the table: one number per path and run, derived from a result.
+type row struct {
+	key   string
+	meas  string // which load run produces it
+	label string
+	value func(result) float64
+	fmt   func(float64) string
+}
+
+func rows(conns, size int, rate float64) []row {
+	us := func(ns int64) float64 { return float64(ns) / 1e3 }
+	return []row{
+		{"bulk", measBulk, "(a) bulk, one stream (Gbit/s)",
+			func(r result) float64 { return float64(r.Bytes) * 8 / r.Seconds / 1e9 }, fmtFixed(2)},
+		{"rr", measRR, fmt.Sprintf("(b) request/response, %d conns × %d B (req/s)", conns, size),
+			func(r result) float64 { return float64(r.Ops) / r.Seconds }, fmtCount},
+		{"crr", measCRR, fmt.Sprintf("(c) connect/request/response/close, %d clients (conn/s)", conns),
+			func(r result) float64 { return float64(r.Ops) / r.Seconds }, fmtCount},
+		{"p50", measLat, fmt.Sprintf("(d) p50 at %s req/s (µs)", fmtCount(rate)),
+			func(r result) float64 { return us(r.P50) }, fmtFixed(0)},
+		{"p99", measLat, "(d) p99 (µs)",
+			func(r result) float64 { return us(r.P99) }, fmtFixed(0)},
+		{"p999", measLat, "(d) p99.9 (µs)",
+			func(r result) float64 { return us(r.P999) }, fmtFixed(0)},
+	}
+}
+
+func fmtFixed(prec int) func(float64) string {
+	return func(v float64) string { return fmt.Sprintf("%.*f", prec, v) }
+}
+
+// fmtCount formats v rounded to an integer with thousands separators.
+func fmtCount(v float64) string {
+	s := fmt.Sprintf("%.0f", math.Abs(v))
+	var b strings.Builder
+	if v < 0 && s != "0" {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// report holds every run's numbers and what they were measured with.
+type report struct {
+	When     time.Time
+	Machine  string
+	Versions string
+	Command  string
+	Runs     int
+	Duration time.Duration
+	Conns    int
+	Size     int
+	Rate     float64
+	Paths    []string                        // measured paths, in table order
+	Values   map[string]map[string][]float64 // path → row key → one value per run
+	Errors   map[string]map[string]int64     // path → measurement → failed operations
+}
+
+func newReport() *report {
+	return &report{Values: map[string]map[string][]float64{}, Errors: map[string]map[string]int64{}}
+}
+
+// add records one load result of path.
+func (r *report) add(path string, res result) {
+	if r.Values[path] == nil {
+		r.Values[path] = map[string][]float64{}
+		r.Errors[path] = map[string]int64{}
+	}
+	for _, rw := range rows(r.Conns, r.Size, r.Rate) {
+		if rw.meas == res.Mode {
+			r.Values[path][rw.key] = append(r.Values[path][rw.key], rw.value(res))
+		}
+	}
+	r.Errors[path][res.Mode] += res.Errors
+}
+
+func (r *report) med(path, key string) float64 { return median(r.Values[path][key]) }
+
+func (r *report) has(path string) bool { return slices.Contains(r.Paths, path) }
+
+// ratio formats a/b of the medians of two paths, or "–" when either is missing.
+func (r *report) ratio(key, a, b string) string {
+	if !r.has(a) || !r.has(b) {
+		return "–"
+	}
+	x, y := r.med(a, key), r.med(b, key)
+	if math.IsNaN(x) || math.IsNaN(y) || y == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", x/y)
+}
+
+// markdown renders the section that goes between the markers.
+func (r *report) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### Results of %s\n\n", r.When.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "- Machine: %s\n", r.Machine)
+	fmt.Fprintf(&b, "- Versions: %s\n", r.Versions)
+	fmt.Fprintf(&b, "- Command: `%s`\n", r.Command)
+	fmt.Fprintf(&b, "- Each cell: median of %d runs of %v (min–max in parentheses); paths measured one after another, interleaved per run\n\n", r.Runs, r.Duration)
+
+	b.WriteString("| measurement |")
+	for _, p := range allPaths {
+		fmt.Fprintf(&b, " %s |", pathTitle[p])
+	}
+	b.WriteString(" proxy/HAProxy | proxy/direct | HAProxy/direct |\n|---|")
+	b.WriteString(strings.Repeat("---:|", len(allPaths)+3))
+	b.WriteString("\n")
+	for _, rw := range rows(r.Conns, r.Size, r.Rate) {
+		fmt.Fprintf(&b, "| %s |", rw.label)
+		for _, p := range allPaths {
+			vs := r.Values[p][rw.key]
+			if !r.has(p) || len(vs) == 0 {
+				b.WriteString(" – |")
+				continue
+			}
+			fmt.Fprintf(&b, " %s (%s–%s) |", rw.fmt(median(vs)), rw.fmt(slices.Min(vs)), rw.fmt(slices.Max(vs)))
+		}
+		fmt.Fprintf(&b, " %s | %s | %s |\n",
+			r.ratio(rw.key, pathProxy, pathHAProxy), r.ratio(rw.key, pathProxy, pathDirect), r.ratio(rw.key, pathHAProxy, pathDirect))
+	}
+	// Added latency: each path's median p99 minus the direct path's.
+	if r.has(pathDirect) {
+		b.WriteString("| (d) p99 added over direct (µs) |")
+		base := r.med(pathDirect, "p99")
+		added := map[string]float64{}
+		for _, p := range allPaths {
+			if !r.has(p) || p == pathDirect {
+				b.WriteString(" – |")
+				continue
+			}
+			added[p] = r.med(p, "p99") - base
+			fmt.Fprintf(&b, " %.0f |", added[p])
+		}
+		ph := "–"
+		if a, ok := added[pathProxy]; ok {
+			if h, ok := added[pathHAProxy]; ok && h > 0 {
+				ph = fmt.Sprintf("%.2f", a/h)
+			}
+		}
+		fmt.Fprintf(&b, " %s | – | – |\n", ph)
+	}
+	var errs []string
+	for _, p := range r.Paths {
+		for _, m := range []string{measBulk, measRR, measCRR, measLat} {
+			if n := r.Errors[p][m]; n > 0 {
+				errs = append(errs, fmt.Sprintf("%s %s: %d", pathTitle[p], m, n))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(&b, "\nFailed operations (all runs): %s.\n", strings.Join(errs, ", "))
+	} else {
+		b.WriteString("\nNo failed operations.\n")
+	}
+	return b.String()
+}
+
+// Markers around the generated section of BENCHMARKS.md.
+const (
+	beginMarker = "<!-- proxybench:begin (generated by go run ./bench/proxybench -write BENCHMARKS.md; edits inside are lost) -->"
+	endMarker   = "<!-- proxybench:end -->"
+)
+
+// replaceSection returns doc with the text between the markers replaced by
+// section, or doc with a marked section appended when it has no markers.
+func replaceSection(doc, section string) (string, error) {
+	block := beginMarker + "\n" + section + endMarker + "\n"
+	i := strings.Index(doc, "<!-- proxybench:begin")
+	j := strings.Index(doc, endMarker)
+	switch {
+	case i < 0 && j < 0:
+		if doc != "" && !strings.HasSuffix(doc, "\n") {
+			doc += "\n"
+		}
+		if doc != "" {
+			doc += "\n"
+		}
+		return doc + block, nil
+	case i < 0 || j < i:
+		return "", fmt.Errorf("proxybench markers are unbalanced")
+	}
+	return doc[:i] + block + strings.TrimPrefix(doc[j+len(endMarker):], "\n"), nil
+}
+
+// writeSection regenerates the marked section of the markdown file at path.
+func writeSection(path, section string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	doc, err := replaceSection(string(old), section)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return os.WriteFile(path, []byte(doc), 0o644)
+}

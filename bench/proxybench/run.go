@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// benchConfig is one harness run.
+type benchConfig struct {
+	Runs     int
+	Duration time.Duration
+	Paths    []string
+	Write    string // markdown file whose marked section is regenerated; empty = print only
+	Conns    int
+	Size     int
+	Rate     float64
+	Rserpool string // rserpool binary; empty = build ./cmd/rserpool
+	HAProxy  string // haproxy binary name or path
+	Keep     bool   // keep the work directory with the daemons' logs
+}
+
+func runBench(args []string) int {
+	fs := flag.NewFlagSet("proxybench", flag.ContinueOnError)
+	var cfg benchConfig
+	only := fs.String("only", strings.Join(allPaths, ","), "comma-separated `paths` to measure: direct, proxy, haproxy")
+	fs.IntVar(&cfg.Runs, "runs", 5, "runs of every measurement; the table shows medians")
+	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "duration of each measurement")
+	fs.StringVar(&cfg.Write, "write", "", "regenerate the proxybench section of this markdown `file` (e.g. BENCHMARKS.md)")
+	fs.IntVar(&cfg.Conns, "conns", 16, "connections (b, d) and concurrent clients (c)")
+	fs.IntVar(&cfg.Size, "size", 64, "request/response size in bytes (b, c, d)")
+	fs.Float64Var(&cfg.Rate, "rate", 5000, "total request rate for the latency measurement (d), req/s")
+	fs.StringVar(&cfg.Rserpool, "rserpool", "", "rserpool `binary` (default: build ./cmd/rserpool)")
+	fs.StringVar(&cfg.HAProxy, "haproxy", "haproxy", "haproxy `binary`")
+	fs.BoolVar(&cfg.Keep, "keep", false, "keep the work directory with the daemons' logs")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: go run ./bench/proxybench [flags]   (from the repository root)")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	for _, p := range strings.Split(*only, ",") {
+		p = strings.TrimSpace(p)
+		if _, ok := pathTitle[p]; !ok {
+			fmt.Fprintf(os.Stderr, "proxybench: unknown path %q in -only (want direct, proxy, haproxy)\n", p)
+			return 2
+		}
+		cfg.Paths = append(cfg.Paths, p)
+	}
+	if cfg.Runs < 1 || cfg.Duration <= 0 || cfg.Duration > 10*time.Minute || cfg.Conns < 1 || cfg.Size < 1 || cfg.Rate <= 0 {
+		fmt.Fprintln(os.Stderr, "proxybench: need -runs ≥ 1, 0 < -duration ≤ 10m, -conns ≥ 1, -size ≥ 1, -rate > 0")
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+
+	rep, err := bench(ctx, log, cfg, args)
+	if err != nil {
+		log.Error("proxybench failed", "err", err)
+		return 1
+	}
+	section := rep.markdown()
+	fmt.Println(section)
+	if cfg.Write != "" {
+		if err := writeSection(cfg.Write, section); err != nil {
+			log.Error("write", "err", err)
+			return 1
+		}
+		log.Info("wrote results", "file", cfg.Write)
+	}
+	return 0
+}
+
+// bench starts the backend and the paths, runs every measurement, and stops
+// every process it started before returning.
+func bench(ctx context.Context, log *slog.Logger, cfg benchConfig, args []string) (*report, error) {
+	dir, err := os.MkdirTemp("", "proxybench-")
+	if err != nil {
+		return nil, err
+	}
+	failed := true
+	defer func() {
+		if cfg.Keep || failed {
+			log.Info("logs kept", "dir", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	}()
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+
+	var procs []*proc
+	defer func() { // stop in reverse start order: proxies before the backend
+		for i := len(procs) - 1; i >= 0; i-- {
+			procs[i].stop()
+		}
+	}()
+	start := func(name string, first chan<- string, argv ...string) (*proc, error) {
+		p, err := startProc(dir, name, first, argv...)
+		if err == nil {
+			procs = append(procs, p)
+		}
+		return p, err
+	}
+
+	first := make(chan string, 1)
+	bp, err := start("backend", first, self, "backend", "-listen", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	backendAddr, err := waitListening(ctx, bp, first)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("backend ready", "addr", backendAddr)
+
+	rep := newReport()
+	rep.When = time.Now()
+	rep.Runs, rep.Duration, rep.Conns, rep.Size, rep.Rate = cfg.Runs, cfg.Duration, cfg.Conns, cfg.Size, cfg.Rate
+	rep.Command = "go run ./bench/proxybench " + strings.Join(args, " ")
+	rep.Machine = machine()
+	versions := []string{runtime.Version()}
+
+	targets := map[string]string{}
+	for _, path := range allPaths {
+		if !containsPath(cfg.Paths, path) {
+			continue
+		}
+		var addr, version string
+		switch path {
+		case pathDirect:
+			addr = backendAddr
+		case pathHAProxy:
+			addr, version, err = startHAProxy(ctx, log, cfg, dir, start, backendAddr)
+		case pathProxy:
+			addr, version, err = startProxy(ctx, log, cfg, dir, start, backendAddr)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if version != "" {
+			versions = append(versions, version)
+		}
+		targets[path] = addr
+		rep.Paths = append(rep.Paths, path)
+		log.Info("path ready", "path", path, "addr", addr)
+	}
+	rep.Versions = strings.Join(versions, "; ")
+
+	for run := 1; run <= cfg.Runs; run++ {
+		for _, meas := range []string{measBulk, measRR, measCRR, measLat} {
+			for _, path := range rep.Paths {
+				res, err := loadOnce(ctx, self, cfg, meas, targets[path])
+				if err != nil {
+					return nil, fmt.Errorf("run %d, %s via %s: %w", run, meas, path, err)
+				}
+				rep.add(path, res)
+				log.Info("measured", "run", run, "meas", meas, "path", path, "ops", res.Ops, "errors", res.Errors, "seconds", fmt.Sprintf("%.2f", res.Seconds))
+			}
+		}
+	}
+	failed = false
+	return rep, nil
+}
+
+func containsPath(ps []string, p string) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// loadOnce runs one load-generator process and decodes its result.
+func loadOnce(ctx context.Context, self string, cfg benchConfig, meas, target string) (result, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+2*slack)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self, "load",
+		"-target", target, "-mode", meas,
+		"-conns", fmt.Sprint(cfg.Conns), "-size", fmt.Sprint(cfg.Size),
+		"-rate", fmt.Sprint(cfg.Rate), "-duration", cfg.Duration.String())
+	cmd.SysProcAttr = childAttr()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return result{}, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	var res result
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		return result{}, fmt.Errorf("load output %q: %w", stdout.String(), err)
+	}
+	if res.Seconds <= 0 || res.Ops == 0 {
+		return result{}, fmt.Errorf("no successful operations (%d errors)", res.Errors)
+	}
+	return res, nil
+}
+
+type starter func(name string, first chan<- string, argv ...string) (*proc, error)
+
+func startHAProxy(ctx context.Context, log *slog.Logger, cfg benchConfig, dir string, start starter, backend string) (addr, version string, err error) {
+	bin, err := findHAProxy(ctx, log, cfg.HAProxy)
+	if err != nil {
+		return "", "", err
+	}
+	if out, err := exec.CommandContext(ctx, bin, "-v").Output(); err == nil {
+		version = firstLine(string(out))
+	}
+	if addr, err = freePort(); err != nil {
+		return "", "", err
+	}
+	conf, err := renderHAProxy(haproxyParams{Threads: runtime.NumCPU(), Listen: addr, Backend: backend})
+	if err != nil {
+		return "", "", err
+	}
+	confPath := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
+		return "", "", err
+	}
+	p, err := start("haproxy", nil, bin, "-db", "-f", confPath)
+	if err != nil {
+		return "", "", err
+	}
+	return addr, version, waitReady(ctx, p, addr, 10*time.Second, probeEcho)
+}
+
+// startProxy runs a registrar, a pe-agent registering the backend in
+// BenchPool, and the proxy for that pool, and waits until an echo through the
+// proxy reaches the backend.
+func startProxy(ctx context.Context, log *slog.Logger, cfg benchConfig, dir string, start starter, backend string) (addr, version string, err error) {
+	bin := cfg.Rserpool
+	if bin == "" {
+		bin = filepath.Join(dir, "rserpool")
+		log.Info("building rserpool", "out", bin)
+		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/rserpool")
+		if out, err := build.CombinedOutput(); err != nil {
+			return "", "", fmt.Errorf("go build ./cmd/rserpool (run from the repository root): %v\n%s", err, out)
+		}
+	}
+	if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil {
+		version = firstLine(string(out))
+	}
+	regAddr, err := freePort()
+	if err != nil {
+		return "", "", err
+	}
+	if addr, err = freePort(); err != nil {
+		return "", "", err
+	}
+	reg := "tcp://" + regAddr
+	rp, err := start("registrar", nil, bin, "registrar", "-asap", reg)
+	if err != nil {
+		return "", "", err
+	}
+	if err := waitReady(ctx, rp, regAddr, 10*time.Second, probeListen); err != nil {
+		return "", "", err
+	}
+	if _, err := start("pe-agent", nil, bin, "pe-agent", "-registrar", reg, "-pool", "BenchPool", "-backend", backend); err != nil {
+		return "", "", err
+	}
+	pp, err := start("proxy", nil, bin, "proxy", "-registrar", reg, "-listen", addr, "-pool", "BenchPool")
+	if err != nil {
+		return "", "", err
+	}
+	return addr, version, waitReady(ctx, pp, addr, 30*time.Second, probeEcho)
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return l
+}
+
+// machine describes the host: CPU count and model, kernel.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	kernel := runtime.GOOS
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	return fmt.Sprintf("nproc %d, %s, %s %s", runtime.NumCPU(), model, kernel, runtime.GOARCH)
+}
