@@ -1,0 +1,147 @@
+package registrar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rserpool/rserpool/handlespace"
+	"github.com/rserpool/rserpool/wire"
+)
+
+// Snapshot is the JSON form of the handlespace served at /handlespace.
+type Snapshot struct {
+	ServerID  string          `json:"server_id"`
+	Pools     []PoolSnapshot  `json:"pools"`
+	Checksums []OwnerChecksum `json:"checksums"`
+	Elements  int             `json:"elements"`
+}
+
+// PoolSnapshot is one pool.
+type PoolSnapshot struct {
+	Handle   string            `json:"handle"`
+	Policy   string            `json:"policy"`
+	Elements []ElementSnapshot `json:"elements"`
+}
+
+// ElementSnapshot is one PE.
+type ElementSnapshot struct {
+	ID                 string       `json:"id"`
+	Home               string       `json:"home"`
+	Owned              bool         `json:"owned"`
+	Transport          string       `json:"transport"`
+	Addrs              []string     `json:"addrs"`
+	Port               uint16       `json:"port"`
+	Use                string       `json:"use"`
+	Policy             PolicyValues `json:"policy"`
+	RegistrationLifeMS uint32       `json:"registration_life_ms"`
+	ASAP               string       `json:"asap,omitempty"`
+	Unreachable        int          `json:"unreachable_reports"`
+	Registered         time.Time    `json:"registered"`
+	Updated            time.Time    `json:"updated"`
+}
+
+// PolicyValues is a PE's policy parameter.
+type PolicyValues struct {
+	Type     string `json:"type"`
+	Weight   uint32 `json:"weight,omitempty"`
+	Priority uint32 `json:"priority,omitempty"`
+	Load     uint32 `json:"load,omitempty"`
+	LoadDeg  uint32 `json:"load_degradation,omitempty"`
+}
+
+// OwnerChecksum is the RFC 5353 §3.6.2 PE checksum of one owner.
+type OwnerChecksum struct {
+	Owner    string `json:"owner"`
+	Elements int    `json:"elements"`
+	Checksum string `json:"checksum"`
+}
+
+func (l *loop) snapshot() Snapshot {
+	s := Snapshot{ServerID: ServerID(l.id).String(), Pools: []PoolSnapshot{}, Checksums: []OwnerChecksum{},
+		Elements: l.hs.NumElements()}
+	l.hs.Pools(func(h wire.PoolHandle, pt wire.PolicyType) bool {
+		p := PoolSnapshot{Handle: h, Policy: pt.Name()}
+		l.hs.Elements(h, func(e *handlespace.Element) bool {
+			p.Elements = append(p.Elements, elementSnapshot(e, l.id))
+			return true
+		})
+		s.Pools = append(s.Pools, p)
+		return true
+	})
+	for _, o := range l.hs.Owners() {
+		s.Checksums = append(s.Checksums, OwnerChecksum{Owner: ServerID(o).String(),
+			Elements: l.hs.OwnedCount(o), Checksum: fmt.Sprintf("0x%04x", l.hs.Checksum(o))})
+	}
+	return s
+}
+
+func elementSnapshot(e *handlespace.Element, self uint32) ElementSnapshot {
+	es := ElementSnapshot{
+		ID: ServerID(e.ID).String(), Home: ServerID(e.HomeServer).String(), Owned: e.HomeServer == self,
+		Transport: e.User.Type.String(), Port: e.User.Port, Use: e.User.Use.String(),
+		Addrs:              make([]string, len(e.User.Addrs)),
+		RegistrationLifeMS: e.RegistrationLife,
+		Policy: PolicyValues{Type: e.Policy.Type.Name(), Weight: e.Policy.Weight, Priority: e.Policy.Priority,
+			Load: e.Policy.Load, LoadDeg: e.Policy.LoadDegradation},
+		Unreachable: e.Unreachable, Registered: e.Registered, Updated: e.Updated,
+	}
+	for i, a := range e.User.Addrs {
+		es.Addrs[i] = a.String()
+	}
+	if e.ASAP.Type != 0 && len(e.ASAP.Addrs) > 0 {
+		es.ASAP = fmt.Sprintf("%s %s port %d", e.ASAP.Type, e.ASAP.Addrs[0], e.ASAP.Port)
+	}
+	return es
+}
+
+// Snapshot returns the whole handlespace, taken consistently on the loop.
+func (r *Registrar) Snapshot(ctx context.Context) (Snapshot, error) {
+	reply := make(chan Snapshot, 1)
+	select {
+	case r.loop.events <- evSnapshot{reply}:
+	case <-r.loopDone:
+		return Snapshot{}, errors.New("registrar: closed")
+	case <-ctx.Done():
+		return Snapshot{}, ctx.Err()
+	}
+	select {
+	case s := <-reply:
+		return s, nil
+	case <-r.loopDone:
+		return Snapshot{}, errors.New("registrar: closed")
+	case <-ctx.Done():
+		return Snapshot{}, ctx.Err()
+	}
+}
+
+func (r *Registrar) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(r.gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !r.serving.Load() {
+			http.Error(w, "not serving", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /handlespace", func(w http.ResponseWriter, req *http.Request) {
+		ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+		defer cancel()
+		s, err := r.Snapshot(ctx)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s)
+	})
+	return mux
+}

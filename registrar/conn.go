@@ -1,0 +1,378 @@
+package registrar
+
+import (
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rserpool/rserpool/transport"
+	"github.com/rserpool/rserpool/wire"
+)
+
+// conn is one ASAP connection. Its reader goroutine decodes and forwards
+// requests to the loop; its writer goroutine sends what the loop (or the
+// reader, for errors) queued on out. A full queue closes the connection, so
+// that a client that does not read never blocks the loop.
+type conn struct {
+	id     uint64
+	tc     transport.Conn // nil in loop unit tests
+	out    chan []byte
+	done   chan struct{}
+	once   sync.Once
+	remote []netip.Addr // peer addresses (all SCTP paths, or the TCP peer)
+	asap   wire.Transport
+	tlsIDs []string
+	log    *slog.Logger
+
+	dropped   atomic.Bool // closed because the send queue was full
+	lastLog   atomic.Int64
+	suppessed atomic.Int64
+
+	// Owned by the loop.
+	head *ownedPE
+	gone bool
+}
+
+func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queue int, log *slog.Logger) *conn {
+	c := &conn{id: id, tc: tc, out: make(chan []byte, queue), done: make(chan struct{})}
+	var port uint16
+	for _, a := range tc.PeerAddrs() {
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			c.remote = append(c.remote, ap.Addr().Unmap())
+			port = ap.Port()
+		}
+	}
+	if len(c.remote) == 0 {
+		if ap, err := netip.ParseAddrPort(tc.RemoteAddr().String()); err == nil {
+			c.remote = append(c.remote, ap.Addr().Unmap())
+			port = ap.Port()
+		}
+	}
+	c.asap = wire.Transport{Type: wire.TransportTCP, Port: port, Addrs: c.remote}
+	if scheme == transport.SchemeSCTP {
+		c.asap.Type = wire.TransportSCTP
+	} else if len(c.asap.Addrs) > 1 {
+		c.asap.Addrs = c.asap.Addrs[:1]
+	}
+	c.tlsIDs = tlsIdentities(tc)
+	c.log = log.With("conn", id, "peer", tc.RemoteAddr().String())
+	return c
+}
+
+// tlsIdentities returns the verified client certificate's common name and
+// DNS, URI and e-mail SANs, if the connection is TLS.
+func tlsIdentities(tc transport.Conn) []string {
+	type stater interface {
+		ConnectionState() (tls.ConnectionState, bool)
+	}
+	s, ok := tc.(stater)
+	if !ok {
+		return nil
+	}
+	cs, ok := s.ConnectionState()
+	if !ok {
+		return nil
+	}
+	if len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	cert := cs.PeerCertificates[0]
+	ids := []string{}
+	if cert.Subject.CommonName != "" {
+		ids = append(ids, cert.Subject.CommonName)
+	}
+	ids = append(ids, cert.DNSNames...)
+	ids = append(ids, cert.EmailAddresses...)
+	for _, u := range cert.URIs {
+		ids = append(ids, u.String())
+	}
+	return ids
+}
+
+func (c *conn) hasAddr(a netip.Addr) bool {
+	for _, r := range c.remote {
+		if r == a {
+			return true
+		}
+	}
+	return false
+}
+
+// send queues b without blocking; a full queue closes the connection.
+func (c *conn) send(b []byte) bool {
+	select {
+	case c.out <- b:
+		return true
+	case <-c.done:
+		return false
+	default:
+		c.dropped.Store(true)
+		c.close()
+		return false
+	}
+}
+
+func (c *conn) close() {
+	c.once.Do(func() {
+		close(c.done)
+		if c.tc != nil {
+			c.tc.Close()
+		}
+	})
+}
+
+// logLimited logs at most one line per second per connection, so that a
+// hostile client cannot flood the log.
+func (c *conn) logLimited(l *slog.Logger, msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := c.lastLog.Load()
+	if now-last < int64(time.Second) || !c.lastLog.CompareAndSwap(last, now) {
+		c.suppessed.Add(1)
+		return
+	}
+	if c.log != nil {
+		l = c.log
+	}
+	if n := c.suppessed.Swap(0); n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	l.Warn(msg, args...)
+}
+
+// writer sends queued messages until the connection closes.
+func (r *Registrar) writer(c *conn) {
+	defer r.wg.Done()
+	for {
+		select {
+		case b := <-c.out:
+			if err := c.tc.WriteMessage(transport.Message{PPID: wire.PPIDASAP, Data: b}); err != nil {
+				c.close()
+				return
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// bucket is a token bucket for one connection's message rate.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (b *bucket) take(now time.Time, rate, burst float64) bool {
+	if b.last.IsZero() {
+		b.tokens = burst
+	} else {
+		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// serveConn reads one connection until it ends.
+func (r *Registrar) serveConn(c *conn) {
+	defer r.wg.Done()
+	defer r.connDone(c)
+	r.wg.Add(1)
+	go r.writer(c)
+	var b bucket
+	errs := 0
+	for {
+		msg, err := c.tc.ReadMessage()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				c.log.Debug("connection ended", "err", err)
+			}
+			break
+		}
+		if msg.PPID != wire.PPIDASAP {
+			r.m.malformed.Inc()
+			c.logLimited(r.log, "dropping message with a PPID other than ASAP (11)", "ppid", msg.PPID)
+			errs++
+		} else {
+			lim := r.limits.Load()
+			m, err := wire.ParseASAP(msg.Data)
+			switch {
+			case !b.take(time.Now(), float64(lim.MessagesPerSecond), float64(lim.Burst)):
+				r.rateLimited(c, m)
+			case err != nil:
+				errs++
+				r.m.malformed.Inc()
+				r.parseError(c, msg.Data, err)
+			default:
+				if !r.dispatch(c, m) {
+					errs++
+				}
+			}
+		}
+		if errs >= r.limits.Load().MaxErrors {
+			r.m.limitRejections.WithLabelValues(limitErrors).Inc()
+			c.log.Warn("closing connection after too many malformed messages", "errors", errs)
+			break
+		}
+	}
+	c.close()
+	if c.dropped.Load() {
+		r.m.limitRejections.WithLabelValues(limitSendQueue).Inc()
+		c.log.Warn("closed connection whose send queue was full (client not reading)")
+	}
+}
+
+// connDone tells the loop and forgets the connection.
+func (r *Registrar) connDone(c *conn) {
+	select {
+	case r.loop.events <- evClosed{c}:
+	case <-r.loopDone:
+	}
+	r.mu.Lock()
+	delete(r.conns, c)
+	r.mu.Unlock()
+	r.nconns.Add(-1)
+	r.m.connections.Dec()
+}
+
+// dispatch forwards a decoded message; it reports false for a message a
+// registrar does not expect.
+func (r *Registrar) dispatch(c *conn, m wire.Message) bool {
+	var unrec []wire.RawParam
+	switch m := m.(type) {
+	case *wire.Registration:
+		unrec = m.Unrecognized.Unrecognized
+	case *wire.Deregistration:
+		unrec = m.Unrecognized.Unrecognized
+	case *wire.HandleResolution:
+		unrec = m.Unrecognized.Unrecognized
+	case *wire.EndpointKeepAliveAck:
+		unrec = m.Unrecognized.Unrecognized
+	case *wire.EndpointUnreachable:
+		unrec = m.Unrecognized.Unrecognized
+	case *wire.ASAPError:
+		// Never answer an error with an error.
+		c.logLimited(r.log, "peer sent ASAP_ERROR", "causes", len(m.Error.Causes))
+		return true
+	default:
+		r.m.malformed.Inc()
+		b, err := m.AppendBinary(nil)
+		if err != nil {
+			b = nil
+		}
+		r.sendError(c, wire.CauseUnrecognizedMessage, b)
+		return false
+	}
+	if len(unrec) > 0 {
+		causes := make([]wire.ErrorCause, 0, len(unrec))
+		for _, p := range unrec {
+			causes = append(causes, wire.ErrorCause{Code: wire.CauseUnrecognizedParameter, Info: p.TLV})
+		}
+		r.sendErrorCauses(c, causes)
+	}
+	select {
+	case r.loop.events <- evMsg{c, m}:
+	case <-r.loopDone:
+	}
+	return true
+}
+
+// parseError answers an undecodable message (procedures.md §15,
+// wire-format.md §8): unknown type with bits 01 ⇒ cause 0x2 with the
+// message; unknown parameter with report bits ⇒ cause 0x1 with the TLV;
+// an invalid value ⇒ 0x3 with the TLV; other framing errors ⇒ RSPLIB's
+// 0x0010 "invalid message". Unknown types with bits 00, stop-silently
+// parameters and errors inside an ASAP_ERROR get no answer.
+func (r *Registrar) parseError(c *conn, b []byte, err error) {
+	var pe *wire.ParseError
+	if !errors.As(err, &pe) {
+		return
+	}
+	c.logLimited(r.log, "malformed ASAP message", "err", err, "offset", pe.Offset)
+	if len(b) > 0 && b[0] == wire.TypeASAPError {
+		return
+	}
+	switch {
+	case errors.Is(err, wire.ErrUnknownMessage):
+		if len(b) > 0 && b[0]&0xc0 == 0x40 {
+			r.sendError(c, wire.CauseUnrecognizedMessage, b)
+		}
+	case errors.Is(err, wire.ErrUnknownParameter):
+		if pe.Type&0xc000 == 0x4000 || pe.Type&0xc000 == 0xc000 {
+			r.sendError(c, wire.CauseUnrecognizedParameter, tlvAt(b, pe.Offset))
+		}
+	case errors.Is(err, wire.ErrInvalidValue):
+		r.sendError(c, wire.CauseInvalidValues, tlvAt(b, pe.Offset))
+	default:
+		r.sendError(c, wire.CauseRSPLIBInvalidMessage, nil)
+	}
+}
+
+// tlvAt returns the TLV starting at off, if it lies within b.
+func tlvAt(b []byte, off int) []byte {
+	if off < 0 || off+4 > len(b) {
+		return nil
+	}
+	n := int(binary.BigEndian.Uint16(b[off+2:]))
+	if n < 4 || off+n > len(b) {
+		return nil
+	}
+	return append([]byte(nil), b[off:off+n]...)
+}
+
+func (r *Registrar) sendError(c *conn, code wire.CauseCode, info []byte) {
+	r.sendErrorCauses(c, []wire.ErrorCause{{Code: code, Info: info}})
+}
+
+func (r *Registrar) sendErrorCauses(c *conn, causes []wire.ErrorCause) {
+	max := r.limits.Load().MaxMessageSize - 64
+	for i := range causes {
+		if len(causes[i].Info) > max {
+			causes[i].Info = causes[i].Info[:max]
+		}
+	}
+	b, err := (&wire.ASAPError{Error: wire.OperationError{Causes: causes}}).AppendBinary(nil)
+	if err != nil {
+		return
+	}
+	for _, cs := range causes {
+		r.m.errorsSent.WithLabelValues(fmt.Sprintf("0x%04x", uint16(cs.Code))).Inc()
+	}
+	c.send(b)
+}
+
+// rateLimited answers a request beyond the connection's message rate with
+// cause 0x6 Lack of Resources; other messages are dropped.
+func (r *Registrar) rateLimited(c *conn, m wire.Message) {
+	r.m.limitRejections.WithLabelValues(limitRate).Inc()
+	c.logLimited(r.log, "message rate limit exceeded")
+	lack := &wire.OperationError{Causes: []wire.ErrorCause{{Code: wire.CauseLackOfResources}}}
+	var resp wire.Message
+	switch m := m.(type) {
+	case *wire.Registration:
+		r.m.registrations.WithLabelValues(resultLimit).Inc()
+		resp = &wire.RegistrationResponse{Reject: true, PoolHandle: m.PoolHandle, ID: m.Element.ID, Error: lack}
+	case *wire.Deregistration:
+		resp = &wire.DeregistrationResponse{PoolHandle: m.PoolHandle, ID: m.ID, Error: lack}
+	case *wire.HandleResolution:
+		resp = &wire.HandleResolutionResponse{PoolHandle: m.PoolHandle, Error: lack}
+	case *wire.EndpointKeepAliveAck:
+		// Answers to our own keep-alives are never dropped.
+		r.dispatch(c, m)
+		return
+	default:
+		return
+	}
+	if b, err := resp.AppendBinary(nil); err == nil {
+		c.send(b)
+	}
+}

@@ -1,0 +1,82 @@
+// Package registrar is an RSerPool pool registrar (RFC 5351-5356): the ASAP
+// server that PEs register with and PUs resolve pool handles at, and the
+// monitor of every PE it owns.
+//
+// # Usage
+//
+//	cfg := registrar.DefaultConfig()
+//	cfg.ASAP.Listen = []string{"tcp://127.0.0.1:0"}
+//	r, err := registrar.New(cfg, registrar.Options{Logger: log, Registerer: reg})
+//	err = r.Start()         // binds every listener; bind errors are returned here
+//	addrs := r.ASAPAddrs()  // "tcp://127.0.0.1:40123"
+//	...
+//	err = r.Shutdown(ctx)   // or r.Close()
+//
+// Configuration comes from DefaultConfig, LoadConfig (strict TOML: unknown
+// keys and bad values are errors naming the key) or both; Reload applies
+// limits, authorization, timers and registration rules at run time.
+//
+// # Protocol decisions
+//
+//   - Registration Life is in milliseconds (RSPLIB). Owned PEs are monitored
+//     by keep-alive and not expired by their life, unless
+//     registration.expire_owned is set.
+//   - PEs register over the TCP mapping (this project's extension, the
+//     default) or SCTP; both use the same code above transport.Conn. The PE's
+//     ASAP Transport is the connection's remote address (TCP Transport) or all
+//     SCTP peer addresses (SCTP Transport).
+//   - Keep-alives (ASAP_ENDPOINT_KEEP_ALIVE, H=0, with RSPLIB's PE Identifier)
+//     go over the connection the PE registered on, keepalive_interval after
+//     the registration or the last ack; no ack within keepalive_timeout
+//     removes the PE. When a connection ends its PEs are removed
+//     (registration.remove_on_connection_loss, default true); otherwise they
+//     get one keepalive_timeout to re-register on a new connection.
+//   - Every user-transport address must be an address of the registering
+//     connection (RFC 5352 §2.2.1), else cause 0xa; switch it off with
+//     registration.require_address_subset = false for agents that register
+//     backends on other hosts. 0.0.0.0 and :: stand for the connection's
+//     source address (useful behind NAT).
+//   - Handle resolution: PEs picked by the pool policy, RSPLIB's Handle
+//     Resolution Option honoured (absent or 0 ⇒ resolution_items, default 3;
+//     capped at max_resolution_items, default 128; 0xffffffff ⇒ the cap), the
+//     overall Policy parameter always present; unknown pool ⇒ Pool Handle +
+//     Operation Error 0x9.
+//   - Endpoint Unreachable reports are counted per PE; at
+//     unreachable_threshold (default 3, RSPLIB "≥ 3") the PE is removed.
+//   - Rejection causes: empty handle, PE ID 0, bad port or address count ⇒
+//     0x3 Invalid Values; a handle longer than limits.max_handle_length ⇒
+//     0x3 with the Pool Handle TLV (the RFC code rather than RSPLIB's private
+//     0xf004); authorization (allow lists, TLS identities, address subset) ⇒
+//     0xa; any cap (pools, PEs, PEs per pool, message rate) ⇒ 0x6 Lack of
+//     Resources; pool consistency ⇒ 0x5/0x7/0x8 from the handlespace.
+//   - ASAP_ERROR (procedures.md §15): unknown message type with bits 01 ⇒
+//     cause 0x2 with the message; unknown parameters with report bits ⇒ one
+//     cause 0x1 per TLV (for skip-and-report parameters the message is still
+//     processed); invalid values ⇒ 0x3 with the TLV; other framing errors ⇒
+//     RSPLIB's 0x0010; a message a registrar does not expect (a response,
+//     a cookie, an announce) ⇒ 0x2 with the message. An ASAP_ERROR is never
+//     answered. After limits.max_errors such messages the connection is
+//     closed. Frames above limits.max_message_size close the connection.
+//   - Requests beyond limits.messages_per_second are answered with 0x6
+//     (registration, deregistration, resolution) or dropped; keep-alive acks
+//     are never dropped.
+//   - ASAP Server Announce by UDP multicast (off unless announce.enabled),
+//     carrying a TCP or SCTP Transport parameter per ASAP listener.
+//
+// # Concurrency
+//
+// One event loop goroutine owns the handlespace, the keep-alive timers and
+// all per-PE state; connection readers decode messages and send them to it,
+// and it answers through each connection's bounded send queue (a client that
+// does not read is disconnected instead of blocking the loop). Changes of
+// owned PEs are reported through Options.OnChange on the loop goroutine: the
+// hook for ENRP replication. Every exported method is safe for concurrent
+// use; Shutdown and Close wait for every goroutine.
+//
+// # Limitations
+//
+// ENRP (replication, takeover) is not implemented yet: enrp.listen and
+// enrp.peers are accepted and ignored with a warning. Dynamic handle
+// resolution updates (S flag) are not offered. Announces carry no TLS
+// transports. Listeners, TLS and announce settings change only on restart.
+package registrar

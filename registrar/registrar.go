@@ -1,0 +1,399 @@
+package registrar
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rserpool/rserpool/transport"
+)
+
+// Options are the registrar's dependencies.
+type Options struct {
+	// Logger receives every log line; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil = a private registry.
+	Registerer prometheus.Registerer
+	// Gatherer serves /metrics; nil = Registerer if it is a Gatherer (as
+	// *prometheus.Registry is), else the private registry.
+	Gatherer prometheus.Gatherer
+	// OnChange is called on the loop goroutine for every change of a PE
+	// this registrar owns (the feed for ENRP Handle Updates). It must not
+	// block and must not call back into the Registrar.
+	OnChange func(Change)
+}
+
+// Registrar is an RSerPool registrar (ASAP server). Create it with New,
+// bind with Start, stop with Shutdown or Close. Its methods are safe for
+// concurrent use.
+type Registrar struct {
+	id       ServerID
+	log      *slog.Logger
+	m        *metrics
+	gatherer prometheus.Gatherer
+	loop     *loop
+	limits   atomic.Pointer[LimitsConfig]
+	tcfg     transport.Config
+
+	stop     chan struct{} // closed to end the loop
+	loopDone chan struct{}
+	wg       sync.WaitGroup // every goroutine except the loop
+
+	mu        sync.Mutex // guards the fields below
+	cfg       Config
+	started   bool
+	closed    bool
+	listeners []transport.Listener
+	asapAddrs []string
+	conns     map[*conn]struct{}
+	admin     *http.Server
+	adminAddr string
+	announce  *announcer
+	nextConn  uint64
+
+	nconns  atomic.Int64
+	serving atomic.Bool
+}
+
+// New validates cfg and builds a registrar; nothing is bound until Start.
+func New(cfg Config, opts Options) (*Registrar, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ID == 0 {
+		cfg.ID = randomID()
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registerer
+	gath := opts.Gatherer
+	if reg == nil {
+		pr := prometheus.NewRegistry()
+		reg = pr
+		if gath == nil {
+			gath = pr
+		}
+	}
+	if gath == nil {
+		if g, ok := reg.(prometheus.Gatherer); ok {
+			gath = g
+		} else {
+			gath = prometheus.NewRegistry()
+		}
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("registrar: metrics: %w", err)
+	}
+	r := &Registrar{
+		id:       cfg.ID,
+		log:      log.With("registrar", cfg.ID.String()),
+		m:        m,
+		gatherer: gath,
+		cfg:      cfg,
+		stop:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+		conns:    map[*conn]struct{}{},
+	}
+	lim := cfg.Limits
+	r.limits.Store(&lim)
+	r.loop = newLoop(uint32(cfg.ID), cfg, r.log, m, opts.OnChange)
+	r.tcfg = transport.Config{
+		HeartbeatInterval:  cfg.Timers.ConnHeartbeatInterval,
+		HeartbeatMaxMissed: cfg.Timers.ConnHeartbeatMaxMissed,
+		MaxMessageSize:     cfg.Limits.MaxMessageSize,
+		Logger:             r.log,
+	}
+	return r, nil
+}
+
+// ID returns the registrar's server identifier.
+func (r *Registrar) ID() ServerID { return r.id }
+
+// Start binds every listener (returning the first bind error, with nothing
+// left open), starts the event loop, the accept loops, the admin server and
+// the announcer.
+func (r *Registrar) Start() (err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started || r.closed {
+		return errors.New("registrar: already started or closed")
+	}
+	cfg := r.cfg
+	defer func() {
+		if err != nil {
+			for _, ln := range r.listeners {
+				ln.Close()
+			}
+			r.listeners, r.asapAddrs = nil, nil
+			if r.admin != nil {
+				r.admin.Close()
+				r.admin = nil
+			}
+		}
+	}()
+	for _, a := range cfg.ASAP.Listen {
+		tc := r.tcfg
+		scheme, _, err := transport.SplitAddr(a)
+		if err != nil {
+			return fmt.Errorf("registrar: asap.listen %q: %w", a, err)
+		}
+		if scheme == transport.SchemeTLS {
+			if tc.TLS, err = serverTLS(cfg.TLS); err != nil {
+				return fmt.Errorf("registrar: tls: %w", err)
+			}
+		}
+		ln, err := transport.Listen(a, &tc)
+		if err != nil {
+			return fmt.Errorf("registrar: listen %q: %w", a, err)
+		}
+		r.listeners = append(r.listeners, ln)
+		r.asapAddrs = append(r.asapAddrs, string(scheme)+"://"+ln.Addr().String())
+	}
+	if cfg.Admin.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			return fmt.Errorf("registrar: admin.listen %q: %w", cfg.Admin.Listen, err)
+		}
+		r.adminAddr = ln.Addr().String()
+		r.admin = &http.Server{Handler: r.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			if err := r.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				r.log.Error("admin server failed", "err", err)
+			}
+		}()
+	}
+	if cfg.Announce.Enabled {
+		a, err := newAnnouncer(cfg.Announce, uint32(r.id), r.asapAddrs, r.log, r.m)
+		if err != nil {
+			return fmt.Errorf("registrar: announce: %w", err)
+		}
+		r.announce = a
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); a.run(r.stop) }()
+	}
+	go func() { defer close(r.loopDone); r.loop.run(r.stop) }()
+	for i, ln := range r.listeners {
+		scheme, _, _ := transport.SplitAddr(cfg.ASAP.Listen[i])
+		r.wg.Add(1)
+		go r.acceptLoop(ln, scheme)
+		r.log.Info("listening", "proto", "asap", "addr", r.asapAddrs[i])
+	}
+	if r.adminAddr != "" {
+		r.log.Info("listening", "proto", "admin", "addr", r.adminAddr)
+	}
+	if len(cfg.ENRP.Listen) > 0 || len(cfg.ENRP.Peers) > 0 {
+		r.log.Warn("ENRP is not enabled yet; enrp.listen and enrp.peers are ignored",
+			"listen", cfg.ENRP.Listen, "peers", cfg.ENRP.Peers)
+	}
+	r.started = true
+	r.serving.Store(true)
+	return nil
+}
+
+func serverTLS(c TLSConfig) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no certificates", c.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
+}
+
+// acceptLoop accepts connections until the listener closes.
+func (r *Registrar) acceptLoop(ln transport.Listener, scheme transport.Scheme) {
+	defer r.wg.Done()
+	for {
+		tc, err := ln.Accept()
+		if err != nil {
+			r.mu.Lock()
+			closed := r.closed
+			r.mu.Unlock()
+			if closed || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			r.log.Warn("accept failed", "err", err)
+			select {
+			case <-r.stop:
+				return
+			case <-time.After(10 * time.Millisecond): // back off on e.g. EMFILE
+			}
+			continue
+		}
+		if n := r.nconns.Add(1); n > int64(r.limits.Load().MaxConnections) {
+			r.nconns.Add(-1)
+			tc.Close()
+			r.m.connectionsTotal.WithLabelValues("refused").Inc()
+			r.m.limitRejections.WithLabelValues(limitConnections).Inc()
+			r.log.Warn("connection refused: max_connections reached", "peer", tc.RemoteAddr().String())
+			continue
+		}
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			r.nconns.Add(-1)
+			tc.Close()
+			return
+		}
+		r.nextConn++
+		c := newConn(r.nextConn, tc, scheme, r.limits.Load().SendQueue, r.log)
+		r.conns[c] = struct{}{}
+		r.wg.Add(1)
+		r.mu.Unlock()
+		r.m.connections.Inc()
+		r.m.connectionsTotal.WithLabelValues("accepted").Inc()
+		go r.serveConn(c)
+	}
+}
+
+// ASAPAddrs returns the bound ASAP addresses with their scheme, for example
+// "tcp://127.0.0.1:40123". The slice is the caller's.
+func (r *Registrar) ASAPAddrs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.asapAddrs...)
+}
+
+// AdminAddr returns the bound admin HTTP address ("" when disabled).
+func (r *Registrar) AdminAddr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.adminAddr
+}
+
+// Reload applies what can change at run time: limits, authorization,
+// timers (from the next timer on), registration rules. Listeners, the ID,
+// TLS and announces keep their values (a warning names what differs).
+func (r *Registrar) Reload(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	old := r.cfg
+	cfg.ID = old.ID
+	if fmt.Sprint(cfg.ASAP, cfg.Admin, cfg.TLS, cfg.Announce, cfg.ENRP) != fmt.Sprint(old.ASAP, old.Admin, old.TLS, old.Announce, old.ENRP) {
+		r.log.Warn("reload: listeners, TLS, announce and ENRP settings need a restart; keeping the old ones")
+	}
+	cfg.ASAP, cfg.Admin, cfg.TLS, cfg.Announce, cfg.ENRP = old.ASAP, old.Admin, old.TLS, old.Announce, old.ENRP
+	cfg.Limits.MaxMessageSize = old.Limits.MaxMessageSize // bound into the transport
+	r.cfg = cfg
+	started := r.started
+	r.mu.Unlock()
+	lim := cfg.Limits
+	r.limits.Store(&lim)
+	if !started {
+		r.loop.apply(cfg)
+		return nil
+	}
+	done := make(chan struct{})
+	select {
+	case r.loop.events <- evReload{cfg, done}:
+	case <-r.loopDone:
+		return errors.New("registrar: closed")
+	}
+	select {
+	case <-done:
+	case <-r.loopDone:
+	}
+	r.log.Info("configuration reloaded")
+	return nil
+}
+
+// Shutdown stops accepting, closes every connection and stops the loop and
+// the admin server, waiting for every goroutine or until ctx ends.
+func (r *Registrar) Shutdown(ctx context.Context) error {
+	r.serving.Store(false)
+	r.mu.Lock()
+	admin := r.admin
+	r.mu.Unlock()
+	if admin != nil {
+		_ = admin.Shutdown(ctx)
+	}
+	return r.shutdown(ctx)
+}
+
+// Close aborts: like Shutdown without waiting for admin requests.
+func (r *Registrar) Close() error {
+	r.serving.Store(false)
+	return r.shutdown(context.Background())
+}
+
+func (r *Registrar) shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return r.wait(ctx)
+	}
+	r.closed = true
+	started := r.started
+	for _, ln := range r.listeners {
+		ln.Close()
+	}
+	for c := range r.conns {
+		c.close()
+	}
+	if r.admin != nil {
+		r.admin.Close()
+	}
+	r.mu.Unlock()
+	close(r.stop)
+	if !started {
+		close(r.loopDone)
+	}
+	return r.wait(ctx)
+}
+
+func (r *Registrar) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); <-r.loopDone; close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Do runs fn on the loop goroutine and waits for it: a way to inspect the
+// handlespace consistently (tests, in-process tools). fn must not block.
+func (r *Registrar) do(fn func(*loop)) error {
+	done := make(chan struct{})
+	select {
+	case r.loop.events <- evFunc{func(l *loop) { fn(l); close(done) }}:
+	case <-r.loopDone:
+		return errors.New("registrar: closed")
+	}
+	select {
+	case <-done:
+		return nil
+	case <-r.loopDone:
+		return errors.New("registrar: closed")
+	}
+}
