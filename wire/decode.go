@@ -28,7 +28,7 @@ type tlv struct {
 	off, end int
 }
 
-func (t tlv) val() int { return t.off + 4 }
+func (t tlv) val() int  { return t.off + 4 }
 func (t tlv) size() int { return t.end - t.off - 4 }
 
 // cursor walks the parameters inside a container that ends at end

@@ -97,7 +97,9 @@ func ParsePolicyName(s string) (PolicyType, error) {
 
 type policyNameError string
 
-func (e policyNameError) Error() string { return ErrUnknownPolicy.Error() + " " + strconv.Quote(string(e)) }
+func (e policyNameError) Error() string {
+	return ErrUnknownPolicy.Error() + " " + strconv.Quote(string(e))
+}
 func (e policyNameError) Unwrap() error { return ErrUnknownPolicy }
 
 // Name returns the CLI/config name of t ("round-robin"), or its number in
