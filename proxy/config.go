@@ -1,0 +1,220 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Duration is a time.Duration read from a TOML string such as "1s" or "250ms".
+type Duration = time.Duration
+
+// FileConfig is the proxy.toml file. Every field documents its unit,
+// default and what zero means.
+type FileConfig struct {
+	// Registrars are the registrar ASAP addresses ("tcp://h:p", "sctp://h:p",
+	// "tls://h:p"; no scheme = tcp), tried in order. Empty: only registrars
+	// learned from announces are used.
+	Registrars []string `toml:"registrars"`
+	// Admin is the admin HTTP address (/metrics, /healthz, /debug/pprof/).
+	// Empty: no admin endpoint.
+	Admin string `toml:"admin"`
+	// DrainTimeout is how long SIGTERM waits for established connections
+	// before closing them. Zero means 30 s.
+	DrainTimeout Duration `toml:"drain_timeout"`
+	// Cache tunes the pool-user cache.
+	Cache CacheConfig `toml:"cache"`
+	// Listeners are the [[listener]] tables.
+	Listeners []ListenerConfig `toml:"listener"`
+}
+
+// CacheConfig is the [cache] table.
+type CacheConfig struct {
+	// StaleTimeout: a resolution result is fresh this long; refreshed in the
+	// background after half of it. Zero means 5 s.
+	StaleTimeout Duration `toml:"stale_timeout"`
+	// RequestTimeout: wait for a registrar's answer before trying the next
+	// registrar. Zero means 3 s.
+	RequestTimeout Duration `toml:"request_timeout"`
+	// Items: PEs asked for per handle resolution. Zero means 128.
+	Items uint32 `toml:"items"`
+}
+
+// ListenerConfig is one [[listener]] table.
+type ListenerConfig struct {
+	// Name labels the listener's metrics and logs. Empty: the listen address.
+	Name string `toml:"name"`
+	// Listen is "host:port" (TCP) or "sctp://host:port" (kernel SCTP).
+	// Required.
+	Listen string `toml:"listen"`
+	// Pool is the pool handle connections go to. Required.
+	Pool string `toml:"pool"`
+	// Retries is how many other PEs are tried after the first one failed
+	// (per client connection). Zero means no retry; omitted means 3.
+	Retries *int `toml:"retries"`
+	// ConnectTimeout bounds one connection attempt to a PE. Zero means 1 s.
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	// FailoverTimeout bounds all attempts of one client connection. Zero
+	// means (Retries+1) × ConnectTimeout.
+	FailoverTimeout Duration `toml:"failover_timeout"`
+	// IdleTimeout closes a connection without traffic in either direction
+	// for this long (measured per direction, so it fires between 1× and 2×
+	// the value). Zero: no idle timeout.
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// MaxConnections limits established connections; excess connections
+	// are reset at once. Zero means 10000; negative: no limit.
+	MaxConnections int `toml:"max_connections"`
+	// ProxyProtocol sends a PROXY protocol header to the PE: "", "v1" or "v2".
+	ProxyProtocol string `toml:"proxy_protocol"`
+	// ReplayBuffer, in bytes, enables the replay buffer (see docs/proxy.md).
+	// Zero: off.
+	ReplayBuffer int `toml:"replay_buffer"`
+}
+
+// Label returns the listener's metrics label.
+func (l ListenerConfig) Label() string {
+	if l.Name != "" {
+		return l.Name
+	}
+	return l.Listen
+}
+
+// Attempts returns the connection attempts per client connection.
+func (l ListenerConfig) Attempts() int {
+	if l.Retries == nil {
+		return 4
+	}
+	return *l.Retries + 1
+}
+
+// ParseConfig decodes a proxy.toml strictly: unknown keys are errors naming
+// the key. It does not validate; call Validate.
+func ParseConfig(data string) (*FileConfig, error) {
+	var c FileConfig
+	md, err := toml.Decode(data, &c)
+	if err != nil {
+		return nil, fmt.Errorf("proxy config: %w", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("proxy config: unknown key(s): %s", strings.Join(keys, ", "))
+	}
+	return &c, nil
+}
+
+// LoadConfig reads and parses a proxy.toml file (not validated).
+func LoadConfig(path string) (*FileConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := ParseConfig(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Validate reports every problem of the configuration at once, each naming
+// its key.
+func (c *FileConfig) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	for i, r := range c.Registrars {
+		if r == "" {
+			bad("registrars[%d]: empty address", i)
+		} else if _, _, err := splitScheme(r, "tcp", "sctp", "tls"); err != nil {
+			bad("registrars[%d]: %v", i, err)
+		}
+	}
+	if c.Admin != "" {
+		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
+			bad("admin: %v", err)
+		}
+	}
+	if c.DrainTimeout < 0 {
+		bad("drain_timeout: negative")
+	}
+	if c.Cache.StaleTimeout < 0 {
+		bad("cache.stale_timeout: negative")
+	}
+	if c.Cache.RequestTimeout < 0 {
+		bad("cache.request_timeout: negative")
+	}
+	if len(c.Listeners) == 0 {
+		bad("listener: at least one [[listener]] is required")
+	}
+	seen := map[string]int{}
+	names := map[string]int{}
+	for i, l := range c.Listeners {
+		key := func(k string) string { return fmt.Sprintf("listener[%d].%s", i, k) }
+		if l.Listen == "" {
+			bad("%s: required", key("listen"))
+		} else if _, _, err := splitScheme(l.Listen, "tcp", "sctp"); err != nil {
+			bad("%s: %v", key("listen"), err)
+		} else if j, dup := seen[l.Listen]; dup {
+			bad("%s: %q already used by listener[%d]", key("listen"), l.Listen, j)
+		} else {
+			seen[l.Listen] = i
+		}
+		if j, dup := names[l.Label()]; dup {
+			bad("%s: %q already used by listener[%d]", key("name"), l.Label(), j)
+		} else {
+			names[l.Label()] = i
+		}
+		if l.Pool == "" {
+			bad("%s: required", key("pool"))
+		} else if len(l.Pool) > 1024 {
+			bad("%s: longer than 1024 bytes", key("pool"))
+		}
+		if l.Retries != nil && (*l.Retries < 0 || *l.Retries > 100) {
+			bad("%s: %d not in 0..100", key("retries"), *l.Retries)
+		}
+		if l.ConnectTimeout < 0 {
+			bad("%s: negative", key("connect_timeout"))
+		}
+		if l.FailoverTimeout < 0 {
+			bad("%s: negative", key("failover_timeout"))
+		}
+		if l.IdleTimeout < 0 {
+			bad("%s: negative", key("idle_timeout"))
+		}
+		switch l.ProxyProtocol {
+		case "", "v1", "v2":
+		default:
+			bad("%s: %q is not \"\", \"v1\" or \"v2\"", key("proxy_protocol"), l.ProxyProtocol)
+		}
+		if l.ReplayBuffer < 0 || l.ReplayBuffer > 16<<20 {
+			bad("%s: %d not in 0..16777216", key("replay_buffer"), l.ReplayBuffer)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// splitScheme splits "scheme://host:port" (scheme optional, default tcp)
+// and checks the scheme is one of allowed and host:port is well formed.
+func splitScheme(addr string, allowed ...string) (scheme string, hostport string, err error) {
+	scheme, hostport = "tcp", addr
+	if i := strings.Index(addr, "://"); i >= 0 {
+		scheme, hostport = addr[:i], addr[i+3:]
+	}
+	ok := false
+	for _, a := range allowed {
+		ok = ok || a == scheme
+	}
+	if !ok {
+		return "", "", fmt.Errorf("scheme %q not one of %v", scheme, allowed)
+	}
+	if _, _, err := net.SplitHostPort(hostport); err != nil {
+		return "", "", err
+	}
+	return scheme, hostport, nil
+}

@@ -1,0 +1,350 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ishidawataru/sctp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rserpool/rserpool/failover"
+	"github.com/rserpool/rserpool/pucache"
+)
+
+// Options carries the injected dependencies of a Proxy.
+type Options struct {
+	// Cache resolves the listeners' pools. Required; the Proxy does not
+	// close it.
+	Cache      *pucache.Cache
+	Logger     *slog.Logger          // nil discards
+	Registerer prometheus.Registerer // nil registers nothing
+}
+
+// Proxy accepts client connections on its listeners and relays each one to
+// a live PE of the listener's pool. Its methods are safe for concurrent use.
+type Proxy struct {
+	cache *pucache.Cache
+	log   *slog.Logger
+	m     *metrics
+	ctx   context.Context // cancelled by Close: aborts PE dials
+	abort context.CancelFunc
+	wg    sync.WaitGroup // accept loops and connection handlers
+
+	mu        sync.Mutex // guards the fields below
+	listeners map[string]*listener
+	conns     map[*relay]struct{}
+	started   bool
+	stopping  bool // Shutdown or Close called: no new listeners
+}
+
+// New returns a Proxy for the listeners; Start binds them.
+func New(listeners []ListenerConfig, opts Options) (*Proxy, error) {
+	if opts.Cache == nil {
+		return nil, errors.New("proxy: Options.Cache is required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Proxy{
+		cache: opts.Cache, log: log, m: m, ctx: ctx, abort: cancel,
+		listeners: map[string]*listener{}, conns: map[*relay]struct{}{},
+	}
+	for _, lc := range listeners {
+		l := p.newListener(lc)
+		p.listeners[lc.Listen] = l
+	}
+	return p, nil
+}
+
+// Start binds every listener and starts accepting. On error, nothing stays
+// bound.
+func (p *Proxy) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.started || p.stopping {
+		return errors.New("proxy: already started or stopped")
+	}
+	var bound []*listener
+	for _, l := range p.listeners {
+		if err := l.bind(); err != nil {
+			for _, b := range bound {
+				b.ln.Close()
+			}
+			return err
+		}
+		bound = append(bound, l)
+	}
+	for _, l := range bound {
+		p.startListener(l)
+	}
+	p.started = true
+	return nil
+}
+
+// Addr returns the bound address of the listener configured with listen
+// (its "listen" key), or nil.
+func (p *Proxy) Addr(listen string) net.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l := p.listeners[listen]; l != nil && l.ln != nil {
+		return l.ln.Addr()
+	}
+	return nil
+}
+
+// Reload applies a new listener set without touching established
+// connections: new listeners are bound (if one fails, nothing changes and
+// the error is returned), listeners with the same listen address take the
+// new settings for their next connections, and removed listeners stop
+// accepting while their connections run on.
+func (p *Proxy) Reload(listeners []ListenerConfig) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopping {
+		return errors.New("proxy: stopping")
+	}
+	want := map[string]ListenerConfig{}
+	for _, lc := range listeners {
+		want[lc.Listen] = lc
+	}
+	var added []*listener
+	for addr, lc := range want {
+		if p.listeners[addr] != nil {
+			continue
+		}
+		l := p.newListener(lc)
+		if p.started {
+			if err := l.bind(); err != nil {
+				for _, a := range added {
+					a.ln.Close()
+				}
+				return err
+			}
+		}
+		added = append(added, l)
+	}
+	for addr, l := range p.listeners {
+		lc, keep := want[addr]
+		if keep {
+			l.set(p.settingsFor(lc, l.lm))
+			continue
+		}
+		if l.ln != nil {
+			l.ln.Close()
+		}
+		delete(p.listeners, addr)
+		p.log.Info("listener removed", "listener", l.label)
+	}
+	for _, l := range added {
+		p.listeners[l.cfg.Listen] = l
+		if p.started {
+			p.startListener(l)
+		}
+		p.log.Info("listener added", "listener", l.label, "pool", l.cfg.Pool)
+	}
+	return nil
+}
+
+// Shutdown stops accepting, waits for established connections to finish
+// until ctx ends, then closes the remaining ones and returns ctx's error.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.stopAccepting()
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		p.closeConns()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting, closes every connection at once and waits for
+// every goroutine of the Proxy.
+func (p *Proxy) Close() error {
+	p.stopAccepting()
+	p.closeConns()
+	p.wg.Wait()
+	return nil
+}
+
+// Active returns the number of open client connections over all listeners.
+func (p *Proxy) Active() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+func (p *Proxy) stopAccepting() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopping = true
+	for _, l := range p.listeners {
+		if l.ln != nil {
+			l.ln.Close()
+		}
+	}
+}
+
+func (p *Proxy) closeConns() {
+	p.abort()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for r := range p.conns {
+		r.closeBoth()
+	}
+}
+
+// listener is one [[listener]]: its socket and its current settings.
+type listener struct {
+	p      *Proxy
+	cfg    ListenerConfig // as first configured (listen address and label)
+	label  string
+	lm     *listenerMetrics
+	ln     net.Listener
+	st     atomic.Pointer[settings]
+	active atomic.Int64
+
+	refusedSince  atomic.Int64 // refused connections not yet logged
+	lastRefuseLog atomic.Int64 // UnixNano of the last refusal log line
+}
+
+// settings are what a connection needs from its listener's configuration;
+// replaced as a whole by Reload.
+type settings struct {
+	pool    string
+	dialer  *failover.Dialer
+	max     int64
+	idle    time.Duration
+	replay  bool
+	ppv     string
+	connect time.Duration
+}
+
+func (p *Proxy) newListener(lc ListenerConfig) *listener {
+	l := &listener{p: p, cfg: lc, label: lc.Label()}
+	l.lm = p.m.forListener(l.label)
+	l.set(p.settingsFor(lc, l.lm))
+	return l
+}
+
+func (p *Proxy) settingsFor(lc ListenerConfig, lm *listenerMetrics) *settings {
+	fc := failover.Config{
+		Attempts:       lc.Attempts(),
+		ConnectTimeout: lc.ConnectTimeout,
+		Deadline:       lc.FailoverTimeout,
+		ReplayBuffer:   lc.ReplayBuffer,
+	}
+	d := failover.NewDialer(p.cache.Pool(lc.Pool), fc)
+	log := p.log.With("listener", lc.Label(), "pool", lc.Pool)
+	d.OnFailure = func(e pucache.Element, err error) {
+		lm.failovers.Inc()
+		log.Warn("pool element failed, trying another", "pe", fmt.Sprintf("0x%08x", e.ID), "addr", e.Addr, "err", err)
+	}
+	max := int64(lc.MaxConnections)
+	switch {
+	case max == 0:
+		max = 10000
+	case max < 0:
+		max = 0
+	}
+	return &settings{
+		pool: lc.Pool, dialer: d, max: max, idle: lc.IdleTimeout,
+		replay: lc.ReplayBuffer > 0, ppv: lc.ProxyProtocol, connect: d.Config().ConnectTimeout,
+	}
+}
+
+func (l *listener) set(s *settings) { l.st.Store(s) }
+
+func (l *listener) bind() error {
+	scheme, hostport, err := splitScheme(l.cfg.Listen, "tcp", "sctp")
+	if err != nil {
+		return fmt.Errorf("proxy: listener %s: %w", l.label, err)
+	}
+	var ln net.Listener
+	if scheme == "sctp" {
+		var a *sctp.SCTPAddr
+		if a, err = sctp.ResolveSCTPAddr("sctp", hostport); err == nil {
+			ln, err = sctp.ListenSCTP("sctp", a)
+		}
+	} else {
+		ln, err = net.Listen("tcp", hostport)
+	}
+	if err != nil {
+		return fmt.Errorf("proxy: listener %s: %w", l.label, err)
+	}
+	l.ln = ln
+	return nil
+}
+
+// startListener starts the accept loop; p.mu is held.
+func (p *Proxy) startListener(l *listener) {
+	p.wg.Add(1)
+	go l.serve()
+	p.log.Info("listening", "listener", l.label, "addr", l.ln.Addr().String(), "pool", l.cfg.Pool)
+}
+
+// serve is the accept loop of one listener.
+func (l *listener) serve() {
+	p := l.p
+	defer p.wg.Done()
+	var delay time.Duration
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of descriptors or similar: back off as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			p.log.Error("accept failed", "listener", l.label, "err", err, "retry_in", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-p.ctx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		delay = 0
+		st := l.st.Load()
+		if st.max > 0 && l.active.Load() >= st.max {
+			l.refuse(c, st.max)
+			continue
+		}
+		l.active.Add(1)
+		l.lm.active.Inc()
+		p.wg.Add(1)
+		go l.handle(c, st)
+	}
+}
+
+// refuse resets an excess connection at once and logs at most once a second.
+func (l *listener) refuse(c net.Conn, limit int64) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+	l.lm.refused.Inc()
+	n := l.refusedSince.Add(1)
+	now := time.Now().UnixNano()
+	last := l.lastRefuseLog.Load()
+	if now-last >= int64(time.Second) && l.lastRefuseLog.CompareAndSwap(last, now) {
+		l.refusedSince.Add(-n)
+		l.p.log.Warn("max_connections reached, refusing connections", "listener", l.label, "max_connections", limit, "refused", n)
+	}
+}

@@ -1,0 +1,176 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rserpool/rserpool/failover"
+)
+
+// relay is one client connection and, once connected, its PE connection.
+type relay struct {
+	mu      sync.Mutex // guards backend and closed
+	client  net.Conn
+	backend net.Conn
+	closed  bool
+	idle    [2]atomic.Bool // per direction: the last read window passed without a byte
+}
+
+func (r *relay) setBackend(b net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.backend = b
+	return !r.closed
+}
+
+func (r *relay) closeBoth() {
+	r.mu.Lock()
+	r.closed = true
+	b := r.backend
+	r.mu.Unlock()
+	r.client.Close()
+	if b != nil {
+		b.Close()
+	}
+}
+
+func (p *Proxy) track(r *relay) {
+	p.mu.Lock()
+	p.conns[r] = struct{}{}
+	p.mu.Unlock()
+}
+
+func (p *Proxy) untrack(r *relay) {
+	p.mu.Lock()
+	delete(p.conns, r)
+	p.mu.Unlock()
+}
+
+// handle serves one client connection: connect to a PE (with failover),
+// then relay both directions until both are done.
+func (l *listener) handle(c net.Conn, st *settings) {
+	p := l.p
+	defer p.wg.Done()
+	defer func() {
+		l.active.Add(-1)
+		l.lm.active.Dec()
+	}()
+	r := &relay{client: c}
+	p.track(r)
+	defer p.untrack(r)
+
+	var prelude []byte
+	if st.ppv != "" {
+		prelude = proxyHeader(st.ppv, c.RemoteAddr(), c.LocalAddr())
+	}
+	var tried failover.Tried
+	var (
+		backend             net.Conn
+		toB, toC            int64
+		clientDone, backEnd bool
+		err                 error
+	)
+	if st.replay {
+		var s *failover.Session
+		s, err = st.dialer.DialReplay(p.ctx, c, prelude, &tried, st.idle)
+		if err == nil {
+			backend, toB, toC, clientDone, backEnd = s.Backend, s.ToBackend, s.ToClient, s.ClientDone, s.BackendDone
+		}
+	} else {
+		backend, _, err = st.dialer.Dial(p.ctx, prelude, &tried)
+	}
+	if err != nil {
+		if p.ctx.Err() != nil {
+			l.lm.aborted.Inc()
+		} else {
+			l.lm.noBackend.Inc()
+			p.log.Warn("no pool element reachable", "listener", l.label, "pool", st.pool, "client", c.RemoteAddr().String(), "err", err)
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0) // reset: the client sees the failure at once
+		}
+		c.Close()
+		return
+	}
+	if !r.setBackend(backend) {
+		// Closed by Close while connecting.
+		backend.Close()
+		c.Close()
+		l.lm.aborted.Inc()
+		return
+	}
+	l.lm.ok.Inc()
+
+	done := make(chan int64, 1)
+	if backEnd {
+		done <- 0
+	} else {
+		go func() { done <- r.copy(c, backend, st.idle, 1) }()
+	}
+	if !clientDone {
+		toB += r.copy(backend, c, st.idle, 0)
+	}
+	toC += <-done
+	c.Close()
+	backend.Close()
+	l.lm.toBackend.Add(float64(toB))
+	l.lm.toClient.Add(float64(toC))
+}
+
+// chunk is how many bytes one deadline window may move with idle timeouts
+// on; the kernel splices within it.
+const chunk = 8 << 20
+
+var errIdle = errors.New("proxy: idle timeout")
+
+// copy moves src to dst until EOF (then half-closes dst) or an error (then
+// closes both, which ends the other direction too). dir is 0 for
+// client→PE and 1 for PE→client. With idle > 0, the connection ends when
+// both directions saw no byte for an idle window.
+func (r *relay) copy(dst, src net.Conn, idle time.Duration, dir int) int64 {
+	var total int64
+	var err error
+	if idle <= 0 {
+		total, err = io.Copy(dst, src)
+	} else {
+		lr := io.LimitedReader{R: src}
+		for {
+			src.SetReadDeadline(time.Now().Add(idle))
+			lr.N = chunk
+			var n int64
+			n, err = io.Copy(dst, &lr)
+			total += n
+			if err == nil && lr.N > 0 {
+				break // EOF
+			}
+			if err == nil || (errors.Is(err, os.ErrDeadlineExceeded) && n > 0) {
+				r.idle[dir].Store(false)
+				continue
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				r.idle[dir].Store(true)
+				if r.idle[1-dir].Load() {
+					err = errIdle
+					break
+				}
+				continue
+			}
+			break
+		}
+	}
+	if err == nil {
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+			return total
+		}
+	}
+	// An error, or a peer without half-close: end both directions.
+	src.Close()
+	dst.Close()
+	return total
+}
