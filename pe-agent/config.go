@@ -1,0 +1,529 @@
+package peagent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/rserpool/rserpool/wire"
+)
+
+// Defaults applied by AgentConfig.Normalize (and so by NewAgent) to zero fields.
+const (
+	DefaultReregistrationInterval = 30 * time.Second
+	DefaultResponseTimeout        = 3 * time.Second
+	DefaultConnectTimeout         = 5 * time.Second
+	DefaultRetryInterval          = 2 * time.Second
+	DefaultHealthInterval         = 2 * time.Second
+	DefaultHealthTimeout          = time.Second
+	DefaultRise                   = 2
+	DefaultFall                   = 3
+	DefaultLoadFullScale          = 100
+	DefaultLoadStep               = 0.05
+	DefaultLoadMinInterval        = 5 * time.Second
+	DefaultDrain                  = 5 * time.Second
+)
+
+// Duration is a time.Duration that TOML reads from a string such as "1.5s".
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText formats the duration as Go does.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// AgentConfig configures an Agent: the registrars, the elements and the
+// shared timers. Load one with LoadConfig or fill it in Go; zero fields take
+// the documented defaults (Normalize).
+type AgentConfig struct {
+	// Registrars is the static registrar list ("tcp://h:p", "sctp://h:p",
+	// "tls://h:p", or "h:p" for tcp), tried in order during a server hunt.
+	// Required (announce listening is not built into the agent).
+	Registrars []string `toml:"registrars"`
+	// ReregistrationInterval is T4: every element re-registers this often and
+	// sends Registration Life = 3 × this value in milliseconds. Zero means 30 s.
+	ReregistrationInterval time.Duration `toml:"-"`
+	// ResponseTimeout is T2/T3: how long to wait for a registrar's answer
+	// before hunting for another one. Zero means 3 s.
+	ResponseTimeout time.Duration `toml:"-"`
+	// ConnectTimeout bounds one connection attempt to a registrar. Zero means 5 s.
+	ConnectTimeout time.Duration `toml:"-"`
+	// RetryInterval is the pause after a failed server hunt or a rejected
+	// registration; it doubles up to 30 s. Zero means 2 s.
+	RetryInterval time.Duration `toml:"-"`
+	// Drain is how long `rserpool pe-agent` waits after deregistering on
+	// SIGTERM before it exits, so that connections in flight finish. Zero
+	// means 5 s; negative means no wait.
+	Drain time.Duration `toml:"-"`
+	// Admin is the listen address of the admin HTTP server (/metrics,
+	// /healthz); empty means none.
+	Admin string `toml:"-"`
+	// Elements are the pool elements, one per pool and backend.
+	Elements []ElementConfig `toml:"-"`
+}
+
+// ElementConfig is one backend registered into one pool.
+type ElementConfig struct {
+	// Pool is the pool handle. Required, 1-32 bytes recommended (RSPLIB limit).
+	Pool string
+	// Backend is the real server's "host:port"; a host name is resolved once
+	// when the element is built. Its address and port become the PE's user
+	// transport. Required.
+	Backend string
+	// Transport is the user transport protocol: "tcp" (default) or "sctp".
+	Transport string
+	// Policy is a policy name (round-robin, weighted-round-robin, random,
+	// weighted-random, priority, least-used, least-used-degradation,
+	// priority-least-used, randomized-least-used). Empty means round-robin.
+	Policy string
+	// Weight is the policy weight (weighted policies). Zero means 1.
+	Weight uint32
+	// Priority is the policy priority (priority policies).
+	Priority uint32
+	// LoadDegradation is the Load Degradation, a fraction 0..1 of full load.
+	LoadDegradation float64
+	// ID is the PE identifier; zero means random.
+	ID uint32
+	// Health configures the backend health check.
+	Health HealthConfig
+	// Load configures load reporting (Least-Used family only).
+	Load LoadConfig
+}
+
+// HealthConfig configures the health check of one backend.
+type HealthConfig struct {
+	// Disable turns the check off: the backend counts as always healthy.
+	Disable bool
+	// Interval between checks. Zero means 2 s.
+	Interval time.Duration
+	// Timeout bounds one check (connect, exchange, command). Zero means 1 s.
+	Timeout time.Duration
+	// Rise is the number of consecutive successes that mark a down backend
+	// up. Zero means 2.
+	Rise int
+	// Fall is the number of consecutive failures that mark an up backend
+	// down. Zero means 3.
+	Fall int
+	// Send is written after connecting (optional).
+	Send string
+	// Expect must appear in what the backend answers (optional; read until
+	// it is seen, the timeout or EOF).
+	Expect string
+	// Command, if set, replaces the TCP check: it runs through "/bin/sh -c"
+	// and exit status 0 means healthy.
+	Command string
+}
+
+// LoadSource names where the load value comes from.
+type LoadSource string
+
+const (
+	LoadNone        LoadSource = ""            // no load reporting (load stays 0)
+	LoadConnections LoadSource = "connections" // established TCP connections to the backend port
+	LoadCommand     LoadSource = "command"     // a program that prints a number
+	LoadFixed       LoadSource = "fixed"       // Value
+)
+
+// LoadConfig configures load reporting for one element.
+type LoadConfig struct {
+	// Source is "", "connections", "command" or "fixed".
+	Source LoadSource
+	// Command is run through "/bin/sh -c" for Source "command"; it prints one number.
+	Command string
+	// Value is the raw value for Source "fixed".
+	Value float64
+	// FullScale is the raw value that means 100 % load (0xFFFFFFFF); larger
+	// values saturate. Zero means 100.
+	FullScale float64
+	// Step is the smallest change, as a fraction of full load (0..1), that
+	// triggers a re-registration. Zero means 0.05.
+	Step float64
+	// Interval between load samples. Zero means the health interval.
+	Interval time.Duration
+	// MinInterval is the shortest time between two load-triggered
+	// re-registrations. Zero means 5 s; negative means no limit.
+	MinInterval time.Duration
+}
+
+// fileConfig mirrors the TOML file layout.
+type fileConfig struct {
+	Registrars             []string      `toml:"registrars"`
+	ReregistrationInterval Duration      `toml:"reregistration_interval"`
+	ResponseTimeout        Duration      `toml:"response_timeout"`
+	ConnectTimeout         Duration      `toml:"connect_timeout"`
+	RetryInterval          Duration      `toml:"retry_interval"`
+	Drain                  Duration      `toml:"drain"`
+	Admin                  fileAdmin     `toml:"admin"`
+	Element                []fileElement `toml:"element"`
+}
+
+type fileAdmin struct {
+	Listen string `toml:"listen"`
+}
+
+type fileElement struct {
+	Pool            string     `toml:"pool"`
+	Backend         string     `toml:"backend"`
+	Transport       string     `toml:"transport"`
+	Policy          string     `toml:"policy"`
+	Weight          uint32     `toml:"weight"`
+	Priority        uint32     `toml:"priority"`
+	LoadDegradation float64    `toml:"load_degradation"`
+	ID              uint32     `toml:"id"`
+	Health          fileHealth `toml:"health"`
+	Load            fileLoad   `toml:"load"`
+}
+
+type fileHealth struct {
+	Disable  bool     `toml:"disable"`
+	Interval Duration `toml:"interval"`
+	Timeout  Duration `toml:"timeout"`
+	Rise     int      `toml:"rise"`
+	Fall     int      `toml:"fall"`
+	Send     string   `toml:"send"`
+	Expect   string   `toml:"expect"`
+	Command  string   `toml:"command"`
+}
+
+type fileLoad struct {
+	Source      string   `toml:"source"`
+	Command     string   `toml:"command"`
+	Value       float64  `toml:"value"`
+	FullScale   float64  `toml:"full_scale"`
+	Step        float64  `toml:"step"`
+	Interval    Duration `toml:"interval"`
+	MinInterval Duration `toml:"min_interval"`
+}
+
+// LoadConfigFile reads and strictly decodes a TOML file: unknown keys and values
+// of the wrong type are errors naming the key. The result is not validated;
+// call Validate (after applying flag overrides).
+func LoadConfigFile(path string) (AgentConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return AgentConfig{}, err
+	}
+	return ParseConfig(b)
+}
+
+// ParseConfig decodes TOML text like LoadConfigFile.
+func ParseConfig(b []byte) (AgentConfig, error) {
+	var fc fileConfig
+	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&fc)
+	if err != nil {
+		return AgentConfig{}, fmt.Errorf("pe-agent config: %w", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return AgentConfig{}, fmt.Errorf("pe-agent config: unknown keys: %s", strings.Join(keys, ", "))
+	}
+	cfg := AgentConfig{
+		Registrars:             fc.Registrars,
+		ReregistrationInterval: time.Duration(fc.ReregistrationInterval),
+		ResponseTimeout:        time.Duration(fc.ResponseTimeout),
+		ConnectTimeout:         time.Duration(fc.ConnectTimeout),
+		RetryInterval:          time.Duration(fc.RetryInterval),
+		Drain:                  time.Duration(fc.Drain),
+		Admin:                  fc.Admin.Listen,
+	}
+	for _, e := range fc.Element {
+		cfg.Elements = append(cfg.Elements, ElementConfig{
+			Pool: e.Pool, Backend: e.Backend, Transport: e.Transport, Policy: e.Policy,
+			Weight: e.Weight, Priority: e.Priority, LoadDegradation: e.LoadDegradation, ID: e.ID,
+			Health: HealthConfig{
+				Disable: e.Health.Disable, Interval: time.Duration(e.Health.Interval),
+				Timeout: time.Duration(e.Health.Timeout), Rise: e.Health.Rise, Fall: e.Health.Fall,
+				Send: e.Health.Send, Expect: e.Health.Expect, Command: e.Health.Command,
+			},
+			Load: LoadConfig{
+				Source: LoadSource(e.Load.Source), Command: e.Load.Command, Value: e.Load.Value,
+				FullScale: e.Load.FullScale, Step: e.Load.Step, Interval: time.Duration(e.Load.Interval),
+				MinInterval: time.Duration(e.Load.MinInterval),
+			},
+		})
+	}
+	return cfg, nil
+}
+
+// Normalize returns a copy with every zero field set to its default.
+func (c AgentConfig) Normalize() AgentConfig {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.ReregistrationInterval, DefaultReregistrationInterval)
+	def(&c.ResponseTimeout, DefaultResponseTimeout)
+	def(&c.ConnectTimeout, DefaultConnectTimeout)
+	def(&c.RetryInterval, DefaultRetryInterval)
+	def(&c.Drain, DefaultDrain)
+	els := make([]ElementConfig, len(c.Elements))
+	for i, e := range c.Elements {
+		els[i] = e.Normalize()
+	}
+	c.Elements = els
+	return c
+}
+
+// Normalize returns a copy of e with every zero field set to its default.
+func (e ElementConfig) Normalize() ElementConfig {
+	if e.Transport == "" {
+		e.Transport = "tcp"
+	}
+	if e.Policy == "" {
+		e.Policy = "round-robin"
+	}
+	if e.Weight == 0 {
+		e.Weight = 1
+	}
+	h := &e.Health
+	if h.Interval == 0 {
+		h.Interval = DefaultHealthInterval
+	}
+	if h.Timeout == 0 {
+		h.Timeout = DefaultHealthTimeout
+	}
+	if h.Rise == 0 {
+		h.Rise = DefaultRise
+	}
+	if h.Fall == 0 {
+		h.Fall = DefaultFall
+	}
+	l := &e.Load
+	if l.FullScale == 0 {
+		l.FullScale = DefaultLoadFullScale
+	}
+	if l.Step == 0 {
+		l.Step = DefaultLoadStep
+	}
+	if l.Interval == 0 {
+		l.Interval = h.Interval
+	}
+	if l.MinInterval == 0 {
+		l.MinInterval = DefaultLoadMinInterval
+	}
+	return e
+}
+
+// Validate reports every problem of c (after Normalize) at once, each naming
+// its key.
+func (c AgentConfig) Validate() error {
+	c = c.Normalize()
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if len(c.Registrars) == 0 {
+		bad("registrars: at least one registrar address is required")
+	}
+	for i, r := range c.Registrars {
+		if err := checkRegistrarAddr(r); err != nil {
+			bad("registrars[%d]: %v", i, err)
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"reregistration_interval": c.ReregistrationInterval, "response_timeout": c.ResponseTimeout,
+		"connect_timeout": c.ConnectTimeout, "retry_interval": c.RetryInterval,
+	} {
+		if d < 0 {
+			bad("%s: must be positive, got %v", name, d)
+		}
+	}
+	if c.ReregistrationInterval > 0 && c.ReregistrationInterval*3 > time.Duration(0xfffffffe)*time.Millisecond {
+		bad("reregistration_interval: %v is too long (registration life is 3 × interval in ms, u32)", c.ReregistrationInterval)
+	}
+	if c.Admin != "" {
+		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
+			bad("admin.listen: %v", err)
+		}
+	}
+	if len(c.Elements) == 0 {
+		bad("element: at least one [[element]] is required")
+	}
+	seen := map[string]int{}
+	for i, e := range c.Elements {
+		for _, err := range e.problems() {
+			bad("element[%d].%v", i, err)
+		}
+		k := e.Pool + "\x00" + e.Backend
+		if j, dup := seen[k]; dup {
+			bad("element[%d]: pool %q backend %q repeats element[%d]", i, e.Pool, e.Backend, j)
+		}
+		seen[k] = i
+	}
+	return errors.Join(errs...)
+}
+
+func checkRegistrarAddr(a string) error {
+	rest := a
+	if i := strings.Index(a, "://"); i >= 0 {
+		switch a[:i] {
+		case "tcp", "sctp", "tls":
+		default:
+			return fmt.Errorf("unknown scheme %q in %q (tcp, sctp, tls)", a[:i], a)
+		}
+		rest = a[i+3:]
+	}
+	if _, _, err := net.SplitHostPort(rest); err != nil {
+		return fmt.Errorf("%q: %v", a, err)
+	}
+	return nil
+}
+
+// problems lists the errors of one normalized element, each starting with its key.
+func (e ElementConfig) problems() []error {
+	e = e.Normalize()
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if e.Pool == "" {
+		bad("pool: required")
+	} else if len(e.Pool) > 32 {
+		bad("pool: %d bytes, at most 32", len(e.Pool))
+	}
+	if e.Backend == "" {
+		bad("backend: required")
+	} else if _, err := resolveBackend(e.Backend); err != nil {
+		bad("backend: %v", err)
+	}
+	if e.Transport != "tcp" && e.Transport != "sctp" {
+		bad("transport: %q is not tcp or sctp", e.Transport)
+	}
+	if _, err := ParsePolicyName(e.Policy); err != nil {
+		bad("policy: %v", err)
+	}
+	if e.LoadDegradation < 0 || e.LoadDegradation > 1 {
+		bad("load_degradation: %v is not within 0..1", e.LoadDegradation)
+	}
+	h := e.Health
+	if h.Interval < 0 {
+		bad("health.interval: must be positive, got %v", h.Interval)
+	}
+	if h.Timeout < 0 {
+		bad("health.timeout: must be positive, got %v", h.Timeout)
+	}
+	if h.Rise < 0 {
+		bad("health.rise: must be positive, got %d", h.Rise)
+	}
+	if h.Fall < 0 {
+		bad("health.fall: must be positive, got %d", h.Fall)
+	}
+	if h.Expect != "" && h.Command != "" {
+		bad("health.expect: not used together with health.command")
+	}
+	l := e.Load
+	switch l.Source {
+	case LoadNone, LoadConnections:
+	case LoadCommand:
+		if l.Command == "" {
+			bad("load.command: required when load.source = \"command\"")
+		}
+	case LoadFixed:
+		if l.Value < 0 {
+			bad("load.value: must not be negative, got %v", l.Value)
+		}
+	default:
+		bad("load.source: %q is not connections, command or fixed", l.Source)
+	}
+	if l.FullScale < 0 {
+		bad("load.full_scale: must be positive, got %v", l.FullScale)
+	}
+	if l.Step < 0 || l.Step > 1 {
+		bad("load.step: %v is not within 0..1", l.Step)
+	}
+	if l.Interval < 0 {
+		bad("load.interval: must be positive, got %v", l.Interval)
+	}
+	return errs
+}
+
+// resolveBackend parses "host:port" and resolves the host to one address.
+func resolveBackend(s string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	p, err := net.LookupPort("tcp", port)
+	if err != nil || p == 0 {
+		return netip.AddrPort{}, fmt.Errorf("bad port %q", port)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		ips, lerr := net.DefaultResolver.LookupNetIP(contextBackground(), "ip", host)
+		if lerr != nil || len(ips) == 0 {
+			return netip.AddrPort{}, fmt.Errorf("cannot resolve %q: %v", host, lerr)
+		}
+		ip = ips[0]
+	}
+	ip = ip.Unmap()
+	if ip.IsUnspecified() {
+		return netip.AddrPort{}, fmt.Errorf("%s: an unspecified address cannot be registered", s)
+	}
+	return netip.AddrPortFrom(ip, uint16(p)), nil
+}
+
+var policyNames = map[string]wire.PolicyType{
+	"round-robin":            wire.PolicyRoundRobin,
+	"weighted-round-robin":   wire.PolicyWeightedRoundRobin,
+	"random":                 wire.PolicyRandom,
+	"weighted-random":        wire.PolicyWeightedRandom,
+	"priority":               wire.PolicyPriority,
+	"least-used":             wire.PolicyLeastUsed,
+	"least-used-degradation": wire.PolicyLeastUsedDegradation,
+	"priority-least-used":    wire.PolicyPriorityLeastUsed,
+	"randomized-least-used":  wire.PolicyRandomizedLeastUsed,
+}
+
+// ParsePolicyName maps a DESIGN.md policy name to its type.
+func ParsePolicyName(name string) (wire.PolicyType, error) {
+	if t, ok := policyNames[strings.ToLower(name)]; ok {
+		return t, nil
+	}
+	return 0, fmt.Errorf("unknown policy %q", name)
+}
+
+// usesLoad reports whether the policy carries a Load value.
+func usesLoad(t wire.PolicyType) bool {
+	switch t {
+	case wire.PolicyLeastUsed, wire.PolicyLeastUsedDegradation, wire.PolicyPriorityLeastUsed,
+		wire.PolicyRandomizedLeastUsed:
+		return true
+	}
+	return false
+}
+
+// policyFor builds the wire policy of an element with the given load.
+func (e ElementConfig) policyFor(load uint32) (wire.Policy, error) {
+	t, err := ParsePolicyName(e.Policy)
+	if err != nil {
+		return wire.Policy{}, err
+	}
+	p := wire.Policy{Type: t}
+	switch t {
+	case wire.PolicyWeightedRoundRobin, wire.PolicyWeightedRandom:
+		p.Weight = e.Weight
+	case wire.PolicyPriority:
+		p.Priority = e.Priority
+	case wire.PolicyLeastUsed, wire.PolicyRandomizedLeastUsed:
+		p.Load = load
+	case wire.PolicyLeastUsedDegradation, wire.PolicyPriorityLeastUsed:
+		p.Load = load
+		p.LoadDegradation = scaleFraction(e.LoadDegradation)
+	}
+	return p, nil
+}

@@ -1,0 +1,59 @@
+// Package peagent makes servers pool elements (RFC 5352 ASAP, PE side).
+//
+// It holds two layers:
+//
+//   - The PE library: an Element registers one pool element (pool handle,
+//     user transport, policy values, PE identifier) at a home registrar,
+//     re-registers every ReregistrationInterval (Registration Life = 3 × that
+//     interval, in milliseconds, the RSPLIB convention) and whenever its policy
+//     values change, answers ASAP Endpoint Keep-Alives with Keep-Alive Acks,
+//     adopts a new home registrar on a Keep-Alive with the H bit, and
+//     deregisters on Close. When the home registrar stops answering (T2/T3)
+//     or its connection dies, the element hunts for another registrar (the
+//     static list first, starting after the failed one, then addresses given
+//     to the session from announces) and registers there.
+//   - The agent: an Agent runs many elements for legacy servers ("backends")
+//     that do not speak ASAP. All its elements share one registrar
+//     connection. Per backend it runs a health check (TCP connect, optional
+//     send/expect, or a command) with rise/fall counts — an unhealthy backend
+//     is deregistered, a healthy one registered again — and load reporting
+//     for the Least-Used policies (established connections from
+//     /proc/net/tcp{,6}, a command, or a fixed value), re-registering when the
+//     load moves by more than a step, at most once per min_interval.
+//
+// # Usage
+//
+//	cfg := peagent.AgentConfig{
+//		Registrars: []string{"tcp://127.0.0.1:3863"},
+//		Elements: []peagent.ElementConfig{{Pool: "EchoPool", Backend: "127.0.0.1:7001",
+//			Policy: "least-used", Load: peagent.LoadConfig{Source: peagent.LoadConnections}}},
+//	}
+//	a, err := peagent.NewAgent(cfg, peagent.Options{Logger: log, Registerer: reg})
+//	err = a.Start()        // returns at once
+//	...
+//	err = a.Shutdown(ctx)  // deregisters everything
+//
+// A native PE uses NewElement, Start, SetPolicy, State/Changes and Close.
+//
+// # Concurrency
+//
+// Element and Agent methods are safe for concurrent use. The protocol state
+// of a registrar connection and its elements belongs to one goroutine (the
+// session loop); API calls post operations to it. Each connection has a
+// reader goroutine and each server hunt a dial goroutine, all owned and
+// awaited by the session. Each agent element has one goroutine for its
+// health checks and load samples, awaited when the element is removed.
+//
+// # Limitations
+//
+//   - Over the TCP mapping a new registrar cannot reach a PE: a Keep-Alive
+//     with H=1 is honoured only when it arrives on the current connection.
+//     After a takeover, the PE moves when its connection to the dead
+//     registrar fails (transport heartbeats) and re-registers at the next
+//     registrar, which then owns it.
+//   - The server hunt tries registrars one at a time, not three in parallel.
+//   - Listening for ASAP Server Announces is not built in; the session can
+//     learn addresses (learn), which nothing in the agent calls yet.
+//   - Registration Life is in milliseconds, as in RSPLIB; an RFC-strict
+//     registrar reading seconds would keep entries 1000 × longer.
+package peagent
