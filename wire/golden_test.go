@@ -40,12 +40,21 @@ type vector struct {
 // loadVectors returns every RSPLIB vector listed in index.tsv.
 func loadVectors(t testing.TB) []vector {
 	t.Helper()
-	f, err := os.Open(filepath.Join(vectorDir, "index.tsv"))
+	vs, err := readVectors(t)
 	if errors.Is(err, os.ErrNotExist) {
 		t.Skipf("RSPLIB vectors not available at %s: %v", vectorDir, err)
 	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	return vs
+}
+
+func readVectors(t testing.TB) ([]vector, error) {
+	t.Helper()
+	f, err := os.Open(filepath.Join(vectorDir, "index.tsv"))
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	var vs []vector
@@ -66,17 +75,17 @@ func loadVectors(t testing.TB) []vector {
 		}
 		raw, err := os.ReadFile(filepath.Join(vectorDir, cols[0]))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		vs = append(vs, vector{file: cols[0], proto: p, data: parseHex(t, string(raw))})
 	}
 	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if len(vs) == 0 {
 		t.Fatal("index.tsv lists no vectors")
 	}
-	return vs
+	return vs, nil
 }
 
 // TestRSPLIBVectors decodes every captured RSPLIB message and re-encodes it
