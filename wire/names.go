@@ -1,6 +1,9 @@
 package wire
 
-import "strconv"
+import (
+	"errors"
+	"strconv"
+)
 
 // ParamType is a TLV parameter type (RFC 5354 §5, Table 1). The top two bits
 // are the action bits for unknown types (0x0000 stop, 0x4000 stop and report,
@@ -194,4 +197,43 @@ func (c CauseCode) String() string {
 		return n
 	}
 	return "Cause " + hexN(uint64(c), 4)
+}
+
+// MarshalText encodes a policy type as its CLI/config name.
+func (t PolicyType) MarshalText() ([]byte, error) { return []byte(t.Name()), nil }
+
+// UnmarshalText accepts what ParsePolicyName accepts.
+func (t *PolicyType) UnmarshalText(b []byte) error {
+	v, err := ParsePolicyName(string(b))
+	if err != nil {
+		return err
+	}
+	*t = v
+	return nil
+}
+
+// MarshalText encodes a transport type as its name ("SCTP", "TCP", ...).
+func (t TransportType) MarshalText() ([]byte, error) {
+	switch t {
+	case 0, TransportDCCP, TransportSCTP, TransportTCP, TransportUDP, TransportUDPLite, TransportOpaque:
+		return []byte(t.String()), nil
+	}
+	return []byte(hexN(uint64(t), 4)), nil
+}
+
+// UnmarshalText accepts a name written by MarshalText or a number.
+func (t *TransportType) UnmarshalText(b []byte) error {
+	s := string(b)
+	for _, c := range []TransportType{0, TransportDCCP, TransportSCTP, TransportTCP, TransportUDP, TransportUDPLite, TransportOpaque} {
+		if c.String() == s {
+			*t = c
+			return nil
+		}
+	}
+	v, err := strconv.ParseUint(s, 0, 16)
+	if err != nil {
+		return errors.New("wire: unknown transport type " + strconv.Quote(s))
+	}
+	*t = TransportType(v)
+	return nil
 }

@@ -393,3 +393,20 @@ func TestValidate(t *testing.T) {
 		t.Error("ValidatePoolHandle")
 	}
 }
+
+func TestTextMarshal(t *testing.T) {
+	for _, p := range []PolicyType{PolicyLeastUsed, PolicyLeastUsedDPF, 0x12345678} {
+		b, _ := p.MarshalText()
+		var q PolicyType
+		if err := q.UnmarshalText(b); err != nil || q != p {
+			t.Errorf("%v -> %s -> %v, %v", p, b, q, err)
+		}
+	}
+	for _, p := range []TransportType{0, TransportSCTP, TransportUDPLite, 0x99} {
+		b, _ := p.MarshalText()
+		var q TransportType
+		if err := q.UnmarshalText(b); err != nil || q != p {
+			t.Errorf("%v -> %s -> %v, %v", p, b, q, err)
+		}
+	}
+}
