@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/rserpool/rserpool/registrar"
+)
+
+func init() {
+	register(command{name: "registrar", summary: "run a pool registrar (ASAP server)", run: runRegistrar})
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func runRegistrar(args []string) int {
+	fs := flag.NewFlagSet("registrar", flag.ContinueOnError)
+	var (
+		configPath = fs.String("config", "", "TOML config `file`")
+		id         = fs.String("id", "", "server identifier (hex); random when absent")
+		asap       stringList
+		enrp       stringList
+		peers      stringList
+		admin      = fs.String("admin", "", "admin HTTP `addr` (/metrics, /healthz, /handlespace)")
+		announce   = fs.Bool("announce", false, "send ASAP Server Announces by multicast")
+		readyFile  = fs.String("ready-file", "", "write the bound addresses as JSON to `path` when serving")
+		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
+	)
+	fs.Var(&asap, "asap", "ASAP listen `addr` (tcp://, sctp://, tls://); repeatable")
+	fs.Var(&enrp, "enrp", "ENRP listen `addr`; repeatable (ENRP is not enabled yet)")
+	fs.Var(&peers, "peer", "ENRP peer `addr`; repeatable (ENRP is not enabled yet)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "rserpool registrar: -log-level:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	load := func() (registrar.Config, error) {
+		cfg := registrar.DefaultConfig()
+		if *configPath != "" {
+			var err error
+			if cfg, err = registrar.LoadConfig(*configPath); err != nil {
+				return cfg, err
+			}
+		}
+		if set["id"] {
+			if err := cfg.ID.UnmarshalText([]byte(*id)); err != nil {
+				return cfg, fmt.Errorf("-id: %w", err)
+			}
+		}
+		if set["asap"] {
+			cfg.ASAP.Listen = asap
+		}
+		if set["enrp"] {
+			cfg.ENRP.Listen = enrp
+		}
+		if set["peer"] {
+			cfg.ENRP.Peers = peers
+		}
+		if set["admin"] {
+			cfg.Admin.Listen = *admin
+		}
+		if set["announce"] {
+			cfg.Announce.Enabled = *announce
+		}
+		return cfg, cfg.Validate()
+	}
+	cfg, err := load()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rserpool registrar:", err)
+		return 2
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r, err := registrar.New(cfg, registrar.Options{Logger: log, Registerer: reg})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rserpool registrar:", err)
+		return 2
+	}
+	if err := r.Start(); err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	log.Info("registrar serving", "id", r.ID().String(), "asap", r.ASAPAddrs(), "admin", r.AdminAddr())
+	if *readyFile != "" {
+		if err := writeReadyFile(*readyFile, r); err != nil {
+			log.Error("writing ready file", "err", err)
+			r.Close()
+			return 1
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			cfg, err := load()
+			if err != nil {
+				log.Error("reload failed; keeping the running configuration", "err", err)
+				continue
+			}
+			if err := r.Reload(cfg); err != nil {
+				log.Error("reload failed", "err", err)
+			}
+		case <-ctx.Done():
+			log.Info("shutting down")
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := r.Shutdown(sctx)
+			cancel()
+			if err != nil {
+				log.Error("shutdown", "err", err)
+				return 1
+			}
+			return 0
+		}
+	}
+}
+
+// writeReadyFile writes {"id":..., "asap":[...], "admin":...} atomically.
+func writeReadyFile(path string, r *registrar.Registrar) error {
+	b, err := json.Marshal(struct {
+		ID    string   `json:"id"`
+		ASAP  []string `json:"asap"`
+		Admin string   `json:"admin,omitempty"`
+		PID   int      `json:"pid"`
+	}{r.ID().String(), r.ASAPAddrs(), r.AdminAddr(), os.Getpid()})
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
