@@ -28,10 +28,6 @@ type Session struct {
 	Replays int
 }
 
-// ErrNotReplayable is returned when the PE failed before answering but the
-// client had sent more than the replay buffer holds.
-var ErrNotReplayable = errors.New("failover: PE failed before answering and the request exceeded the replay buffer")
-
 type evSource uint8
 
 const (
@@ -136,11 +132,8 @@ func (d *Dialer) DialReplay(ctx context.Context, client net.Conn, prelude []byte
 			}
 			r.backend.Close()
 			d.fail(tried, r.s.Element, failErr)
-			if attempts <= 0 || r.overflow {
+			if attempts <= 0 {
 				r.abort()
-				if r.overflow {
-					return nil, ErrNotReplayable
-				}
 				return nil, fmt.Errorf("%w: PE 0x%08x %v", ErrBudget, r.s.Element.ID, failErr)
 			}
 			nb, ne, err := d.dial(ctx, prelude, tried, deadline, attempts)
