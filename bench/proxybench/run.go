@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -138,7 +139,7 @@ func bench(ctx context.Context, log *slog.Logger, cfg benchConfig, args []string
 
 	targets := map[string]string{}
 	for _, path := range allPaths {
-		if !containsPath(cfg.Paths, path) {
+		if !slices.Contains(cfg.Paths, path) {
 			continue
 		}
 		var addr, version string
@@ -176,15 +177,6 @@ func bench(ctx context.Context, log *slog.Logger, cfg benchConfig, args []string
 	}
 	failed = false
 	return rep, nil
-}
-
-func containsPath(ps []string, p string) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }
 
 // loadOnce runs one load-generator process and decodes its result.
