@@ -1,0 +1,75 @@
+package registrar
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleConfigsLoad(t *testing.T) {
+	files, err := filepath.Glob("../configs/registrar*.toml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no configs/registrar*.toml: %v", err)
+	}
+	for _, f := range files {
+		cfg, err := LoadConfig(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if cfg.ID != 0x1a2b3c4d || cfg.Timers.KeepAliveInterval != 5*time.Second || len(cfg.Pools) == 0 {
+			t.Errorf("%s: unexpected values %+v", f, cfg)
+		}
+	}
+}
+
+func writeConfig(t *testing.T, s string) string {
+	p := filepath.Join(t.TempDir(), "r.toml")
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		name, toml string
+		want       []string
+	}{
+		{"unknown key", "[asap]\nlisten=[\"tcp://127.0.0.1:1\"]\nlisen = 1\n", []string{"asap.lisen"}},
+		{"unknown section", "[foo]\nbar=1\n", []string{"foo"}},
+		{"bad duration", "[timers]\nkeepalive_interval = \"soon\"\n", []string{"keepalive_interval"}},
+		{"unitless duration", "[timers]\nkeepalive_interval = 5\n", []string{"timers.keepalive_interval"}},
+		{"bad id", "id = \"xyz\"\n", []string{"id"}},
+		{"many problems at once", "[limits]\nmax_pools = 0\nmax_handle_length = 0\n[registration]\nallow=[\"10.0.0.0/33\"]\n",
+			[]string{"limits.max_pools", "limits.max_handle_length", "registration.allow[0]"}},
+		{"bad listen", "[asap]\nlisten = [\"udp://x:1\"]\n", []string{"asap.listen[0]"}},
+		{"pool", "[[pool]]\nhandle=\"\"\nallow=[\"nope\"]\n", []string{"pool[0].handle", "pool[0].allow[0]"}},
+		{"announce", "[announce]\nenabled=true\ngroup=\"10.0.0.1:3863\"\n", []string{"announce.group"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadConfig(writeConfig(t, tc.toml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDefaultConfigValid(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Announce.Enabled || !cfg.Registration.RemoveOnConnectionLoss || !cfg.Registration.RequireAddressSubset ||
+		cfg.Registration.UnreachableThreshold != 3 || cfg.Registration.ResolutionItems != 3 {
+		t.Errorf("defaults differ from the documented ones: %+v", cfg)
+	}
+}
