@@ -121,3 +121,34 @@ func (t PolicyType) String() string {
 	}
 	return "Policy " + hexN(uint64(t), 8)
 }
+
+// Fields returns the names of the Policy struct fields that t carries on the
+// wire, in wire order (for example ["Load", "LoadDegradation"]); nil for
+// Round Robin, Random and types without a known encoding.
+func (t PolicyType) Fields() []string {
+	p := Policy{Type: t}
+	f, n, _ := p.fields()
+	names := make([]string, 0, n)
+	for _, ptr := range f[:n] {
+		switch ptr {
+		case &p.Weight:
+			names = append(names, "Weight")
+		case &p.Priority:
+			names = append(names, "Priority")
+		case &p.Load:
+			names = append(names, "Load")
+		case &p.LoadDegradation:
+			names = append(names, "LoadDegradation")
+		case &p.LoadDPF:
+			names = append(names, "LoadDPF")
+		case &p.WeightDPF:
+			names = append(names, "WeightDPF")
+		case &p.Distance:
+			names = append(names, "Distance")
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return names
+}

@@ -410,3 +410,12 @@ func TestTextMarshal(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicyFields(t *testing.T) {
+	if d := cmp.Diff([]string{"Load", "LoadDegradation", "LoadDPF", "Distance"}, PolicyLeastUsedDegradationDPF.Fields()); d != "" {
+		t.Error(d)
+	}
+	if f := PolicyRoundRobin.Fields(); f != nil {
+		t.Error(f)
+	}
+}
