@@ -1,0 +1,486 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rserpool/rserpool/proxy"
+	"github.com/rserpool/rserpool/pucache"
+	"github.com/rserpool/rserpool/pucache/pucachetest"
+	"github.com/rserpool/rserpool/wire"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// backend is a line service on 127.0.0.1 that answers "<name>:<line>".
+type backend struct {
+	name string
+	ln   net.Listener
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	cs   map[net.Conn]struct{}
+	// serve, if set, replaces the line service.
+	serve func(net.Conn)
+}
+
+func startBackend(t *testing.T, name string, serve func(net.Conn)) *backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &backend{name: name, ln: ln, cs: map[net.Conn]struct{}{}, serve: serve}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.cs[c] = struct{}{}
+			b.mu.Unlock()
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				defer func() { b.mu.Lock(); delete(b.cs, c); b.mu.Unlock(); c.Close() }()
+				if b.serve != nil {
+					b.serve(c)
+					return
+				}
+				sc := bufio.NewScanner(c)
+				for sc.Scan() {
+					if _, err := io.WriteString(c, b.name+":"+sc.Text()+"\n"); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(b.stop)
+	return b
+}
+
+// stop kills the backend: listener and connections closed.
+func (b *backend) stop() {
+	b.ln.Close()
+	b.mu.Lock()
+	for c := range b.cs {
+		c.Close()
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
+func (b *backend) addr() netip.AddrPort { return b.ln.Addr().(*net.TCPAddr).AddrPort() }
+
+type env struct {
+	reg   *pucachetest.Registrar
+	cache *pucache.Cache
+	prom  *prometheus.Registry
+	p     *proxy.Proxy
+}
+
+func setup(t *testing.T, pol wire.PolicyType, backends []*backend, listeners ...proxy.ListenerConfig) *env {
+	t.Helper()
+	r := pucachetest.Start(t)
+	var pes []wire.PoolElement
+	for i, b := range backends {
+		pes = append(pes, pucachetest.PE(uint32(i+1), b.addr(), pol, uint32(i+1)))
+	}
+	r.SetPool("P", pol, pes...)
+	c, err := pucache.New(pucache.Config{Registrars: []string{r.Addr()}}, pucache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	for i := range listeners {
+		if listeners[i].Listen == "" {
+			listeners[i].Listen = "127.0.0.1:0"
+		}
+		if listeners[i].Pool == "" {
+			listeners[i].Pool = "P"
+		}
+	}
+	reg := prometheus.NewRegistry()
+	p, err := proxy.New(listeners, proxy.Options{Cache: c, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return &env{reg: r, cache: c, prom: reg, p: p}
+}
+
+func (e *env) addr(t *testing.T, listen string) string {
+	a := e.p.Addr(listen)
+	if a == nil {
+		t.Fatalf("no listener %q", listen)
+	}
+	return a.String()
+}
+
+// ask sends one line over a new connection and returns the answer line.
+func ask(t *testing.T, addr, line string) (string, error) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, line+"\n"); err != nil {
+		return "", err
+	}
+	s, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSuffix(s, "\n"), err
+}
+
+func TestRoundRobinThroughProxy(t *testing.T) {
+	bs := []*backend{startBackend(t, "a", nil), startBackend(t, "b", nil), startBackend(t, "c", nil)}
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0"})
+	addr := e.addr(t, "127.0.0.1:0")
+	counts := map[string]int{}
+	for i := range 30 {
+		got, err := ask(t, addr, "hi")
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		counts[got]++
+	}
+	for _, n := range []string{"a:hi", "b:hi", "c:hi"} {
+		if counts[n] != 10 {
+			t.Fatalf("counts = %v, want 10 each", counts)
+		}
+	}
+	if v := testutil.ToFloat64(mustVec(t, e.prom, "rserpool_proxy_connections_total", "result", "ok")); v != 30 {
+		t.Fatalf("ok connections = %v", v)
+	}
+	// Bytes are counted when a connection ends: wait until all handlers finished.
+	waitFor(t, func() bool { return e.p.Active() == 0 })
+	if v := testutil.ToFloat64(mustVec(t, e.prom, "rserpool_proxy_bytes_total", "direction", "to_backend")); v != 30*3 {
+		t.Fatalf("bytes to backend = %v, want 90", v)
+	}
+}
+
+func TestConnectTimeFailoverZeroClientErrors(t *testing.T) {
+	bs := []*backend{startBackend(t, "a", nil), startBackend(t, "b", nil), startBackend(t, "c", nil)}
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0"})
+	addr := e.addr(t, "127.0.0.1:0")
+	if _, err := ask(t, addr, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	bs[1].stop() // PE 2 dies
+	for i := range 60 {
+		got, err := ask(t, addr, "x")
+		if err != nil {
+			t.Fatalf("client connection %d failed: %v", i, err)
+		}
+		if got == "b:x" {
+			t.Fatalf("dead backend answered")
+		}
+	}
+	e.reg.WaitFor(t, 5*time.Second, "report of PE 2", func() bool {
+		rs := e.reg.Reports()
+		return len(rs) >= 1 && rs[0].ID == 2
+	})
+	if v := testutil.ToFloat64(mustVec(t, e.prom, "rserpool_proxy_failovers_total", "listener", "127.0.0.1:0")); v < 1 {
+		t.Fatalf("failovers = %v", v)
+	}
+}
+
+func TestMaxConnectionsRefusesQuickly(t *testing.T) {
+	bs := []*backend{startBackend(t, "a", nil)}
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0", MaxConnections: 1})
+	addr := e.addr(t, "127.0.0.1:0")
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	io.WriteString(held, "one\n")
+	if s, err := bufio.NewReader(held).ReadString('\n'); err != nil || s != "a:one\n" {
+		t.Fatalf("%q %v", s, err)
+	}
+	start := time.Now()
+	_, err = ask(t, addr, "two")
+	if err == nil {
+		t.Fatal("second connection served beyond max_connections=1")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("refusal took %v", d)
+	}
+	if v := testutil.ToFloat64(mustVec(t, e.prom, "rserpool_proxy_connections_total", "result", "refused")); v != 1 {
+		t.Fatalf("refused = %v", v)
+	}
+}
+
+func TestHalfClosePropagates(t *testing.T) {
+	// The backend reads everything until EOF, then answers with the byte
+	// count and closes.
+	b := startBackend(t, "a", func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		io.WriteString(c, strings.Repeat("z", int(n)))
+	})
+	e := setup(t, wire.PolicyRoundRobin, []*backend{b}, proxy.ListenerConfig{Listen: "127.0.0.1:0", IdleTimeout: 5 * time.Second})
+	c, err := net.Dial("tcp", e.addr(t, "127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, strings.Repeat("y", 100000))
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || len(got) != 100000 {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	bs := []*backend{startBackend(t, "a", nil)}
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0", IdleTimeout: 100 * time.Millisecond})
+	c, err := net.Dial("tcp", e.addr(t, "127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	// Traffic within the window keeps it open.
+	r := bufio.NewReader(c)
+	for range 3 {
+		io.WriteString(c, "k\n")
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	if _, err := r.ReadByte(); err == nil {
+		t.Fatal("read data on an idle connection")
+	}
+	if d := time.Since(start); d < 100*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("idle close after %v, want between 100ms and ~200ms", d)
+	}
+}
+
+func TestProxyProtocol(t *testing.T) {
+	for _, v := range []string{"v1", "v2"} {
+		t.Run(v, func(t *testing.T) {
+			hdr := make(chan []byte, 1)
+			b := startBackend(t, "a", func(c net.Conn) {
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				buf := make([]byte, 28)
+				if v == "v1" {
+					s, _ := bufio.NewReader(c).ReadString('\n')
+					hdr <- []byte(s)
+				} else {
+					io.ReadFull(c, buf)
+					hdr <- buf
+				}
+				io.WriteString(c, "ok\n")
+			})
+			e := setup(t, wire.PolicyRoundRobin, []*backend{b}, proxy.ListenerConfig{Listen: "127.0.0.1:0", ProxyProtocol: v})
+			c, err := net.Dial("tcp", e.addr(t, "127.0.0.1:0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			src := c.LocalAddr().(*net.TCPAddr).AddrPort()
+			dst := c.RemoteAddr().(*net.TCPAddr).AddrPort()
+			got := <-hdr
+			if v == "v1" {
+				want := "PROXY TCP4 127.0.0.1 127.0.0.1 " + itoa(src.Port()) + " " + itoa(dst.Port()) + "\r\n"
+				if string(got) != want {
+					t.Fatalf("header %q, want %q", got, want)
+				}
+				return
+			}
+			want := append([]byte("\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\x7f\x00\x00\x01\x7f\x00\x00\x01"),
+				byte(src.Port()>>8), byte(src.Port()), byte(dst.Port()>>8), byte(dst.Port()))
+			if string(got) != string(want) {
+				t.Fatalf("header % x, want % x", got, want)
+			}
+		})
+	}
+}
+
+func TestReplayThroughProxy(t *testing.T) {
+	dropper := startBackend(t, "a", func(c net.Conn) { bufio.NewReader(c).ReadString('\n') })
+	good := startBackend(t, "b", nil)
+	e := setup(t, wire.PolicyRoundRobin, []*backend{dropper, good},
+		proxy.ListenerConfig{Listen: "127.0.0.1:0", ReplayBuffer: 4096})
+	// First connection goes to PE 1 (the dropper) by round robin; the
+	// request is replayed to PE 2 and answered.
+	got, err := ask(t, e.addr(t, "127.0.0.1:0"), "GET /")
+	if err != nil || got != "b:GET /" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+func TestShutdownDrains(t *testing.T) {
+	bs := []*backend{startBackend(t, "a", nil)}
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0"})
+	addr := e.addr(t, "127.0.0.1:0")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	io.WriteString(c, "1\n")
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.p.Shutdown(context.Background()) }()
+	// New connections are refused once the listener closed.
+	waitFor(t, func() bool { _, err := net.Dial("tcp", addr); return err != nil })
+	// The established one still works.
+	io.WriteString(c, "2\n")
+	if s, err := r.ReadString('\n'); err != nil || s != "a:2\n" {
+		t.Fatalf("during drain: %q %v", s, err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v with a connection open", err)
+	default:
+	}
+	c.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown = %v", err)
+	}
+}
+
+func TestShutdownDrainTimeoutCloses(t *testing.T) {
+	bs := []*backend{startBackend(t, "a", nil)}
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0"})
+	c, err := net.Dial("tcp", e.addr(t, "127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "1\n")
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := e.p.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	if _, err := r.ReadString('\n'); err == nil {
+		t.Fatal("connection still open after the drain timeout")
+	}
+}
+
+func TestReloadAddsListenerKeepsConnections(t *testing.T) {
+	bs := []*backend{startBackend(t, "a", nil)}
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0", Name: "one"})
+	c, err := net.Dial("tcp", e.addr(t, "127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	io.WriteString(c, "1\n")
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	err = e.p.Reload([]proxy.ListenerConfig{
+		{Listen: "127.0.0.1:0", Name: "one", Pool: "P"},
+		{Listen: "[::1]:0", Name: "two", Pool: "P"},
+	})
+	if err != nil {
+		// No IPv6 loopback here: add a second IPv4 listener instead.
+		err = e.p.Reload([]proxy.ListenerConfig{
+			{Listen: "127.0.0.1:0", Name: "one", Pool: "P"},
+			{Listen: "127.0.0.2:0", Name: "two", Pool: "P"},
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var second net.Addr
+	for _, a := range []string{"[::1]:0", "127.0.0.2:0"} {
+		if x := e.p.Addr(a); x != nil {
+			second = x
+		}
+	}
+	if got, err := ask(t, second.String(), "new"); err != nil || got != "a:new" {
+		t.Fatalf("new listener: %q %v", got, err)
+	}
+	io.WriteString(c, "2\n")
+	if s, err := r.ReadString('\n'); err != nil || s != "a:2\n" {
+		t.Fatalf("established connection after reload: %q %v", s, err)
+	}
+}
+
+func TestNoBackendResetsClient(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := &backend{ln: ln}
+	dead.ln.Close()
+	e := setup(t, wire.PolicyRoundRobin, []*backend{dead}, proxy.ListenerConfig{Listen: "127.0.0.1:0"})
+	if _, err := ask(t, e.addr(t, "127.0.0.1:0"), "x"); err == nil {
+		t.Fatal("served without a live PE")
+	}
+	waitFor(t, func() bool {
+		return testutil.ToFloat64(mustVec(t, e.prom, "rserpool_proxy_connections_total", "result", "no_backend")) == 1
+	})
+}
+
+// waitFor polls cond (state without an event to wait on) for up to 5 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// mustVec sums the samples of a metric whose label has value.
+func mustVec(t *testing.T, reg *prometheus.Registry, name, label, value string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "x"})
+	g.Set(sum)
+	return g
+}
+
+func itoa(p uint16) string { return strings.TrimPrefix(netip.AddrPortFrom(netip.IPv4Unspecified(), p).String(), "0.0.0.0:") }
