@@ -483,4 +483,6 @@ func mustVec(t *testing.T, reg *prometheus.Registry, name, label, value string) 
 	return g
 }
 
-func itoa(p uint16) string { return strings.TrimPrefix(netip.AddrPortFrom(netip.IPv4Unspecified(), p).String(), "0.0.0.0:") }
+func itoa(p uint16) string {
+	return strings.TrimPrefix(netip.AddrPortFrom(netip.IPv4Unspecified(), p).String(), "0.0.0.0:")
+}
