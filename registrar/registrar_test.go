@@ -10,14 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/goleak"
-
 	"github.com/rserpool/rserpool/wire"
 )
-
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
 
 func TestRegisterResolveKeepAliveTimeout(t *testing.T) {
 	cfg := testConfig()

@@ -106,7 +106,6 @@ func runRegistrar(args []string) int {
 		log.Error("start failed", "err", err)
 		return 1
 	}
-	log.Info("registrar serving", "id", r.ID().String(), "asap", r.ASAPAddrs(), "admin", r.AdminAddr())
 	if *readyFile != "" {
 		if err := writeReadyFile(*readyFile, r); err != nil {
 			log.Error("writing ready file", "err", err)
@@ -114,6 +113,7 @@ func runRegistrar(args []string) int {
 			return 1
 		}
 	}
+	log.Info("registrar serving", "id", r.ID().String(), "asap", r.ASAPAddrs(), "admin", r.AdminAddr())
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
