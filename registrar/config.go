@@ -163,16 +163,18 @@ type LimitsConfig struct {
 	MessagesPerSecond int `toml:"messages_per_second"`
 	Burst             int `toml:"burst"`
 	// MaxMessageSize bounds one received ASAP message; a larger frame closes
-	// the connection. Default 16384 (a registration with 64 IPv6 addresses
+	// the connection. Default 8192 (a registration with 64 IPv6 addresses
 	// is under 2 KiB).
 	MaxMessageSize int `toml:"max_message_size"`
 	// MaxErrors is how many malformed messages a connection may send before
 	// it is closed. Default 10.
 	MaxErrors int `toml:"max_errors"`
-	// SendQueue is the number of outgoing messages queued per connection; a
-	// client that does not read and lets it fill is disconnected.
-	// Default 1024.
-	SendQueue int `toml:"send_queue"`
+	// SendQueueBytes bounds the replies queued per connection. A client
+	// that reads slowly stops being read from at a quarter of it; one that
+	// does not read at all fills it and is disconnected. Default 4 MiB
+	// (room for the keep-alives of tens of thousands of PEs on one
+	// connection; an idle connection holds none of it).
+	SendQueueBytes int `toml:"send_queue_bytes"`
 	// MetricPools caps distinct pool label values of
 	// rserpool_registrar_pool_elements; further pools share pool="_other".
 	// Default 100.
@@ -228,9 +230,9 @@ func DefaultConfig() Config {
 			MaxConnections:    20_000,
 			MessagesPerSecond: 20_000,
 			Burst:             20_000,
-			MaxMessageSize:    16384,
+			MaxMessageSize:    8192,
 			MaxErrors:         10,
-			SendQueue:         1024,
+			SendQueueBytes:    4 << 20,
 			MetricPools:       100,
 		},
 	}
@@ -345,7 +347,9 @@ func (c *Config) Validate() error {
 	pos("limits.messages_per_second", l.MessagesPerSecond)
 	pos("limits.burst", l.Burst)
 	pos("limits.max_errors", l.MaxErrors)
-	pos("limits.send_queue", l.SendQueue)
+	if l.SendQueueBytes < 4*l.MaxMessageSize {
+		bad("limits.send_queue_bytes", "must be at least 4 × max_message_size")
+	}
 	pos("limits.metric_pools", l.MetricPools)
 	if l.MaxHandleLength < 1 || l.MaxHandleLength > 65531 {
 		bad("limits.max_handle_length", "%d is outside 1..65531", l.MaxHandleLength)

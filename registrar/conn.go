@@ -23,7 +23,7 @@ import (
 type conn struct {
 	id     uint64
 	tc     transport.Conn // nil in loop unit tests
-	out    chan []byte
+	q      sendQueue
 	done   chan struct{}
 	once   sync.Once
 	remote []netip.Addr // peer addresses (all SCTP paths, or the TCP peer)
@@ -40,8 +40,9 @@ type conn struct {
 	gone bool
 }
 
-func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queue int, log *slog.Logger) *conn {
-	c := &conn{id: id, tc: tc, out: make(chan []byte, queue), done: make(chan struct{})}
+func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queueBytes int, log *slog.Logger) *conn {
+	c := &conn{id: id, tc: tc, done: make(chan struct{})}
+	c.q.init(queueBytes)
 	var port uint16
 	for _, a := range tc.PeerAddrs() {
 		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
@@ -108,14 +109,94 @@ func (c *conn) hasAddr(a netip.Addr) bool {
 // send queues b without blocking; a full queue closes the connection.
 func (c *conn) send(b []byte) bool {
 	select {
-	case c.out <- b:
-		return true
 	case <-c.done:
 		return false
 	default:
+	}
+	if !c.q.push(b) {
 		c.dropped.Store(true)
 		c.close()
 		return false
+	}
+	return true
+}
+
+// sendQueue is a connection's outgoing queue, bounded in bytes. The loop
+// pushes without blocking; the writer drains it; the reader stops reading
+// requests while more than a quarter of the bound is queued, so that a
+// pipelining client slows down instead of being disconnected. Only a client
+// that stops reading altogether fills it (and is then disconnected).
+type sendQueue struct {
+	mu    sync.Mutex // guards q and bytes
+	q     [][]byte
+	bytes int
+	max   int
+	wake  chan struct{} // writer: data queued
+	room  chan struct{} // reader: below the soft bound again
+}
+
+func (s *sendQueue) init(max int) {
+	s.max = max
+	s.wake = make(chan struct{}, 1)
+	s.room = make(chan struct{}, 1)
+}
+
+func (s *sendQueue) push(b []byte) bool {
+	s.mu.Lock()
+	if s.bytes+len(b) > s.max {
+		s.mu.Unlock()
+		return false
+	}
+	s.q = append(s.q, b)
+	s.bytes += len(b)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take moves every queued message into dst.
+func (s *sendQueue) take(dst [][]byte) [][]byte {
+	s.mu.Lock()
+	dst = append(dst, s.q...)
+	clear(s.q)
+	s.q = s.q[:0]
+	if cap(s.q) > 1024 {
+		s.q = nil // do not keep a burst's backing array
+	}
+	s.mu.Unlock()
+	return dst
+}
+
+func (s *sendQueue) done(n int) {
+	s.mu.Lock()
+	s.bytes -= n
+	below := s.bytes <= s.max/4
+	s.mu.Unlock()
+	if below {
+		select {
+		case s.room <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitRoom blocks while more than a quarter of the bound is queued.
+func (s *sendQueue) waitRoom(closed <-chan struct{}) bool {
+	for {
+		s.mu.Lock()
+		ok := s.bytes <= s.max/4
+		s.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-s.room:
+		case <-closed:
+			return false
+		}
 	}
 }
 
@@ -149,15 +230,24 @@ func (c *conn) logLimited(l *slog.Logger, msg string, args ...any) {
 // writer sends queued messages until the connection closes.
 func (r *Registrar) writer(c *conn) {
 	defer r.wg.Done()
+	var batch [][]byte
 	for {
 		select {
-		case b := <-c.out:
+		case <-c.q.wake:
+		case <-c.done:
+			return
+		}
+		batch = c.q.take(batch[:0])
+		for i, b := range batch {
+			batch[i] = nil
 			if err := c.tc.WriteMessage(transport.Message{PPID: wire.PPIDASAP, Data: b}); err != nil {
 				c.close()
 				return
 			}
-		case <-c.done:
-			return
+			c.q.done(len(b))
+		}
+		if cap(batch) > 1024 {
+			batch = nil
 		}
 	}
 }
@@ -191,6 +281,9 @@ func (r *Registrar) serveConn(c *conn) {
 	var b bucket
 	errs := 0
 	for {
+		if !c.q.waitRoom(c.done) {
+			break
+		}
 		msg, err := c.tc.ReadMessage()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {

@@ -33,9 +33,11 @@ func newRig(t *testing.T, cfg Config) *loopRig {
 }
 
 func memConn() *conn {
-	return &conn{out: make(chan []byte, 256), done: make(chan struct{}),
+	c := &conn{done: make(chan struct{}),
 		remote: []netip.Addr{loopback},
 		asap:   wire.Transport{Type: wire.TransportTCP, Port: 5000, Addrs: []netip.Addr{loopback}}}
+	c.q.init(1 << 20)
+	return c
 }
 
 func (r *loopRig) in(c *conn, m wire.Message) {
@@ -47,18 +49,15 @@ func (r *loopRig) in(c *conn, m wire.Message) {
 func (r *loopRig) out(c *conn) []wire.Message {
 	synctest.Wait()
 	var ms []wire.Message
-	for {
-		select {
-		case b := <-c.out:
-			m, err := wire.ParseASAP(b)
-			if err != nil {
-				r.t.Fatalf("loop sent undecodable message: %v", err)
-			}
-			ms = append(ms, m)
-		default:
-			return ms
+	for _, b := range c.q.take(nil) {
+		c.q.done(len(b))
+		m, err := wire.ParseASAP(b)
+		if err != nil {
+			r.t.Fatalf("loop sent undecodable message: %v", err)
 		}
+		ms = append(ms, m)
 	}
+	return ms
 }
 
 func (r *loopRig) elements() int {

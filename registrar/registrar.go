@@ -263,7 +263,7 @@ func (r *Registrar) acceptLoop(ln transport.Listener, scheme transport.Scheme) {
 			return
 		}
 		r.nextConn++
-		c := newConn(r.nextConn, tc, scheme, r.limits.Load().SendQueue, r.log)
+		c := newConn(r.nextConn, tc, scheme, r.limits.Load().SendQueueBytes, r.log)
 		r.conns[c] = struct{}{}
 		r.wg.Add(1)
 		r.mu.Unlock()
