@@ -173,6 +173,21 @@ func (d *decoder) count(c cursor, typ ParamType, stop ParamType) int {
 	return n
 }
 
+// maxAddrs returns an upper bound of the address parameters in the message:
+// every parameter starts 4-byte aligned, and an address parameter's header
+// is exactly 00 01 00 08 or 00 02 00 14. One slab of that size then holds
+// all addresses without growing.
+func (d *decoder) maxAddrs() int {
+	n := 0
+	for i := 4; i+4 <= len(d.s); i += 4 {
+		if d.s[i] == 0 && d.s[i+2] == 0 &&
+			(d.s[i+1] == 1 && d.s[i+3] == 8 || d.s[i+1] == 2 && d.s[i+3] == 20) {
+			n++
+		}
+	}
+	return n
+}
+
 // ---- parameter decoders ----
 
 func (d *decoder) poolHandle(c *cursor) (PoolHandle, error) {
@@ -271,7 +286,7 @@ func (d *decoder) transport(t tlv) (Transport, error) {
 			return tr, perr(at.off, at.typ, ErrUnexpectedParameter)
 		}
 		if d.addrs == nil {
-			d.addrs = make([]netip.Addr, 0, len(d.s)/16+1)
+			d.addrs = make([]netip.Addr, 0, d.maxAddrs())
 		}
 		d.addrs = append(d.addrs, a)
 	}

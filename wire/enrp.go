@@ -27,7 +27,12 @@ func parseENRP(b []byte, l int) (Message, error) {
 	)
 	switch typ {
 	case TypePresence:
-		x := &Presence{ReplyRequired: flags&0x01 != 0, Sender: snd, Receiver: rcv}
+		// One allocation for the message and its Server Information.
+		a := &struct {
+			m  Presence
+			si ServerInfo
+		}{m: Presence{ReplyRequired: flags&0x01 != 0, Sender: snd, Receiver: rcv}}
+		x := &a.m
 		d.unrec, m = &x.Unrecognized, x
 		var t tlv
 		if t, err = d.want(&c, ParamPEChecksum); err != nil {
@@ -41,9 +46,8 @@ func parseENRP(b []byte, l int) (Message, error) {
 		if t, ok, err = d.optional(&c, ParamServerInformation); err != nil || !ok {
 			break
 		}
-		var si ServerInfo
-		if si, err = d.serverInfo(t); err == nil {
-			x.Info = &si
+		if a.si, err = d.serverInfo(t); err == nil {
+			x.Info = &a.si
 		}
 	case TypeHandleTableRequest:
 		x := &HandleTableRequest{OwnChildrenOnly: flags&0x01 != 0, Sender: snd, Receiver: rcv}
