@@ -43,11 +43,11 @@ func rows(conns, size int, rate float64) []row {
 		{"crr", measCRR, fmt.Sprintf("(c) connect/request/response/close, %d clients (conn/s)", conns),
 			func(r result) float64 { return float64(r.Ops) / r.Seconds }, fmtCount},
 		{"p50", measLat, fmt.Sprintf("(d) p50 at %s req/s (µs)", fmtCount(rate)),
-			func(r result) float64 { return us(r.P50) }, fmtFixed(0)},
+			func(r result) float64 { return us(r.P50) }, fmtCount},
 		{"p99", measLat, "(d) p99 (µs)",
-			func(r result) float64 { return us(r.P99) }, fmtFixed(0)},
+			func(r result) float64 { return us(r.P99) }, fmtCount},
 		{"p999", measLat, "(d) p99.9 (µs)",
-			func(r result) float64 { return us(r.P999) }, fmtFixed(0)},
+			func(r result) float64 { return us(r.P999) }, fmtCount},
 	}
 }
 
@@ -75,6 +75,7 @@ func fmtCount(v float64) string {
 type report struct {
 	When     time.Time
 	Machine  string
+	Load     string // load averages before and after, to judge how much else ran
 	Versions string
 	Command  string
 	Runs     int
@@ -127,6 +128,9 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "### Results of %s\n\n", r.When.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- Machine: %s\n", r.Machine)
 	fmt.Fprintf(&b, "- Versions: %s\n", r.Versions)
+	if r.Load != "" {
+		fmt.Fprintf(&b, "- Load average (1, 5, 15 min): %s\n", r.Load)
+	}
 	fmt.Fprintf(&b, "- Command: `%s`\n", r.Command)
 	fmt.Fprintf(&b, "- Each cell: median of %d runs of %v (min–max in parentheses); paths measured one after another, interleaved per run\n\n", r.Runs, r.Duration)
 
@@ -161,7 +165,7 @@ func (r *report) markdown() string {
 				continue
 			}
 			added[p] = r.med(p, "p99") - base
-			fmt.Fprintf(&b, " %.0f |", added[p])
+			fmt.Fprintf(&b, " %s |", fmtCount(added[p]))
 		}
 		ph := "–"
 		if a, ok := added[pathProxy]; ok {

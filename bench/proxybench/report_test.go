@@ -81,6 +81,7 @@ func TestReportMarkdown(t *testing.T) {
 		"| (b) request/response, 16 conns × 64 B (req/s) | 76,000 (70,000–80,000) | – | 38,000 (35,000–40,000) | – | – | 0.50 |",
 		"| (d) p99 (µs) | 300 (300–300) | – | 450 (450–450) | – | – | 1.50 |",
 		"| (d) p99 added over direct (µs) | – | – | 150 | – | – | – |",
+		"| (d) p99.9 (µs) | 500 (500–500) | – | 900 (900–900) |",
 		"HAProxy lat: 2",
 		"median of 3 runs",
 	} {

@@ -135,6 +135,7 @@ func bench(ctx context.Context, log *slog.Logger, cfg benchConfig, args []string
 	rep.Runs, rep.Duration, rep.Conns, rep.Size, rep.Rate = cfg.Runs, cfg.Duration, cfg.Conns, cfg.Size, cfg.Rate
 	rep.Command = "go run ./bench/proxybench " + strings.Join(args, " ")
 	rep.Machine = machine()
+	loadBefore := loadAvg()
 	versions := []string{runtime.Version()}
 
 	targets := map[string]string{}
@@ -175,6 +176,7 @@ func bench(ctx context.Context, log *slog.Logger, cfg benchConfig, args []string
 			}
 		}
 	}
+	rep.Load = fmt.Sprintf("%s before, %s after", loadBefore, loadAvg())
 	failed = false
 	return rep, nil
 }
@@ -293,4 +295,13 @@ func machine() string {
 		kernel = "Linux " + strings.TrimSpace(string(b))
 	}
 	return fmt.Sprintf("nproc %d, %s, %s %s", runtime.NumCPU(), model, kernel, runtime.GOARCH)
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages, or "unknown".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
