@@ -120,6 +120,16 @@ func (d *Dialer) dial(ctx context.Context, prelude []byte, tried *Tried, deadlin
 			}
 			return nil, pucache.Element{}, err
 		}
+		if e.Network != "tcp" {
+			// Not reachable from this TCP relay (an SCTP user transport):
+			// skip it without blaming the PE.
+			tried.Add(e.ID)
+			attempt--
+			if len(tried.ids) > 64 {
+				break
+			}
+			continue
+		}
 		timeout := min(d.config.ConnectTimeout, time.Until(deadline))
 		if timeout <= 0 {
 			break

@@ -1,0 +1,46 @@
+// Package proxy is the transparent failover gateway for legacy TCP
+// clients: each [[listener]] accepts connections and relays each one to a
+// live pool element of its pool, chosen by the pool's policy (package
+// pucache), with connect-time failover and an optional replay buffer
+// (package failover).
+//
+// # Usage
+//
+//	cfg, err := proxy.LoadConfig("proxy.toml") // strict TOML
+//	if err == nil { err = cfg.Validate() }     // every problem, by key
+//	p, err := proxy.New(cfg.Listeners, proxy.Options{Cache: cache, Logger: log, Registerer: reg})
+//	err = p.Start()
+//	...
+//	err = p.Reload(newCfg.Listeners)           // SIGHUP
+//	err = p.Shutdown(drainCtx)                 // SIGTERM: stop accepting, drain, close
+//
+// The relay follows inetaf/tcpproxy: io.Copy between *net.TCPConn in each
+// direction, so that Linux splices in the kernel; an EOF is passed on with
+// CloseWrite (half-close) and an error ends both directions. Without an idle
+// timeout and without the replay buffer a connection costs two goroutines
+// (the handler and one copy direction) and no extra buffering. With
+// idle_timeout, each direction copies in windows bounded by a read deadline;
+// the connection closes when both directions had an empty window.
+//
+// max_connections bounds open connections per listener: excess connections
+// are reset at once, counted as result="refused" and logged at most once a
+// second. PROXY protocol v1/v2 headers carry the client's address to the PE.
+//
+// Metrics (DESIGN.md): rserpool_proxy_connections_total{listener,result},
+// rserpool_proxy_active_connections{listener},
+// rserpool_proxy_failovers_total{listener} (one per failed PE) and
+// rserpool_proxy_bytes_total{listener,direction} (added when a connection
+// ends).
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use. Shutdown and Close wait for every
+// goroutine of the proxy.
+//
+// # Limitations
+//
+// SCTP listeners (sctp://) relay by plain copies (no splice) and close both
+// directions at the first EOF (no half-close). PEs are reached over TCP only.
+// Reload keeps the listen address as a listener's identity: changing it
+// means a new listener.
+package proxy

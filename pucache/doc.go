@@ -1,0 +1,59 @@
+// Package pucache is the pool-user side of RSerPool (RFC 5352 §3.3, §3.5,
+// §3.6): it resolves pool handles at a registrar, caches the results, and
+// selects pool elements by each pool's policy.
+//
+// # Usage
+//
+//	c, err := pucache.New(pucache.Config{Registrars: []string{"tcp://127.0.0.1:3863"}},
+//		pucache.Options{Logger: log, Registerer: reg})
+//	defer c.Close()
+//	conn, err := c.Dial(ctx, "EchoPool") // resolve, select, connect, fail over
+//
+// A program that connects often keeps the *Pool of a handle:
+//
+//	p := c.Pool("EchoPool")
+//	e, err := p.Pick(ctx, nil)          // e.Network, e.Addr
+//	... on a connection failure:
+//	p.ReportUnreachable(e.ID)           // removed at once; ASAP Endpoint Unreachable sent
+//
+// Registrars: the static Config.Registrars are tried in order, then the ones
+// learned from ASAP Server Announces (HandleAnnounce / LearnRegistrar, each
+// forgotten after Config.AnnounceLifetime). One connection to the current
+// registrar carries every request; a connect failure, a broken connection or
+// a request without answer within Config.RequestTimeout (T1) moves to the
+// next registrar. Each Handle Resolution carries RSPLIB's Handle Resolution
+// Option asking for Config.Items PEs (default 128), so that the cache sees
+// the whole pool.
+//
+// Cache: an entry is fresh for Config.StaleTimeout after its resolution; a
+// background loop re-resolves every entry after half of that, so a
+// selection never waits for a registrar once the pool has been resolved.
+// When no registrar answers, the last result keeps being served (RFC 5352
+// §3.3 C3, "answer from the stale data"). Concurrent resolutions of one
+// handle share one request. A reported PE stays out of the cache for
+// Config.HoldDown even if a registrar still lists it; if that would empty
+// the pool, the registrar's list is used as is.
+//
+// Selection happens here, on the PU side, by the policy the registrar
+// returned: round robin and weighted round robin keep a per-handle counter
+// (elements are ordered by PE ID, so the rotation is exact over whole
+// cycles and independent of the response order); random and weighted random
+// draw per selection; the least-used and priority families pick among the
+// best values of the last resolution (ties in rotation).
+//
+// # Concurrency
+//
+// Cache and Pool are safe for concurrent use. Pick is lock-free on a
+// resolved pool (an atomic snapshot plus one atomic counter). Close stops
+// every goroutine the cache started and waits for them.
+//
+// # Limitations
+//
+//   - Multicast announce reception is not built in: feed HandleAnnounce
+//     from a transport.MulticastReceiver.
+//   - The server hunt tries one registrar at a time, not three in parallel.
+//   - Dynamic subscriptions (S flag) are not used; freshness comes from
+//     background refreshes.
+//   - Least-used selection uses the load values of the last resolution.
+//   - Pool entries live until Forget or Close.
+package pucache
