@@ -385,7 +385,7 @@ func TestValidate(t *testing.T) {
 		p := good
 		tc.mod(&p)
 		var ve *ValidationError
-		if err := p.Validate(); !errors.As(err, &ve) || ve.Cause != tc.cause {
+		if err := p.Validate(); !errors.As(err, &ve) || ve.Cause != tc.cause || !errors.Is(err, ErrInvalidValue) {
 			t.Errorf("%s: %v, want cause %v", tc.name, err, tc.cause)
 		}
 	}

@@ -18,6 +18,9 @@ func (e *ValidationError) Error() string {
 	return "wire: invalid " + e.Field + ": " + e.Reason + " (cause " + hexN(uint64(e.Cause), 4) + " " + e.Cause.String() + ")"
 }
 
+// Unwrap makes errors.Is(err, ErrInvalidValue) true for validation errors.
+func (e *ValidationError) Unwrap() error { return ErrInvalidValue }
+
 func invalid(c CauseCode, field, reason string) *ValidationError {
 	return &ValidationError{Cause: c, Field: field, Reason: reason}
 }
