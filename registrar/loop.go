@@ -44,17 +44,17 @@ type ownedPE struct {
 	key        peKey
 	c          *conn // nil while the PE has no connection
 	prev, next *ownedPE
-	at         time.Time // next timer: keep-alive send or ack deadline
-	idx        int       // heap index
-	waiting    bool      // a keep-alive is outstanding
+	at         time.Duration // next timer (keep-alive send or ack deadline), since loop.epoch
+	idx        int32         // heap index, -1 when not in the heap
+	waiting    bool          // a keep-alive is outstanding
 }
 
 type timerHeap []*ownedPE
 
 func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].idx = i; h[j].idx = j }
-func (h *timerHeap) Push(x any)        { o := x.(*ownedPE); o.idx = len(*h); *h = append(*h, o) }
+func (h timerHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].idx = int32(i); h[j].idx = int32(j) }
+func (h *timerHeap) Push(x any)        { o := x.(*ownedPE); o.idx = int32(len(*h)); *h = append(*h, o) }
 func (h *timerHeap) Pop() any {
 	old := *h
 	o := old[len(old)-1]
@@ -90,6 +90,7 @@ type loop struct {
 	expired []*handlespace.Element
 
 	events chan any
+	epoch  time.Time // origin of ownedPE.at (monotonic)
 }
 
 func newLoop(id uint32, cfg Config, log *slog.Logger, m *metrics, onChange func(Change)) *loop {
@@ -102,6 +103,7 @@ func newLoop(id uint32, cfg Config, log *slog.Logger, m *metrics, onChange func(
 		owned:    map[peKey]*ownedPE{},
 		labels:   newPoolLabels(cfg.Limits.MetricPools, m.poolElements),
 		events:   make(chan any, 4096),
+		epoch:    time.Now(),
 	}
 	l.apply(cfg)
 	return l
@@ -146,7 +148,7 @@ func (l *loop) run(stop <-chan struct{}) {
 			ticker.Stop()
 		}
 	}()
-	armed := time.Time{}
+	armed := time.Duration(-1)
 	for {
 		if l.cfg.Registration.ExpireOwned && ticker == nil {
 			ticker = time.NewTicker(l.cfg.Timers.ExpiryCheckInterval)
@@ -156,8 +158,8 @@ func (l *loop) run(stop <-chan struct{}) {
 			ticker, expiry = nil, nil
 		}
 		if len(l.timers) > 0 {
-			if at := l.timers[0].at; !at.Equal(armed) {
-				timer.Reset(time.Until(at))
+			if at := l.timers[0].at; at != armed {
+				timer.Reset(time.Until(l.epoch.Add(at)))
 				armed = at
 			}
 		}
@@ -167,7 +169,7 @@ func (l *loop) run(stop <-chan struct{}) {
 		case ev := <-l.events:
 			l.handle(ev, time.Now())
 		case now := <-timer.C:
-			armed = time.Time{}
+			armed = -1
 			l.fire(now)
 		case now := <-expiry:
 			l.expire(now)
@@ -208,9 +210,9 @@ func (l *loop) message(c *conn, m wire.Message, now time.Time) {
 
 // schedule (re)arms the timer of o.
 func (l *loop) schedule(o *ownedPE, at time.Time) {
-	o.at = at
-	if o.idx >= 0 && o.idx < len(l.timers) && l.timers[o.idx] == o {
-		heap.Fix(&l.timers, o.idx)
+	o.at = at.Sub(l.epoch)
+	if o.idx >= 0 && int(o.idx) < len(l.timers) && l.timers[o.idx] == o {
+		heap.Fix(&l.timers, int(o.idx))
 		return
 	}
 	heap.Push(&l.timers, o)
@@ -218,7 +220,8 @@ func (l *loop) schedule(o *ownedPE, at time.Time) {
 
 // fire runs every timer that is due.
 func (l *loop) fire(now time.Time) {
-	for len(l.timers) > 0 && !l.timers[0].at.After(now) {
+	due := now.Sub(l.epoch)
+	for len(l.timers) > 0 && l.timers[0].at <= due {
 		o := l.timers[0]
 		if o.waiting {
 			l.log.Info("keep-alive timeout, removing PE", "pool", o.key.handle, "pe", peID(o.key.id))
@@ -284,8 +287,8 @@ func (l *loop) remove(handle wire.PoolHandle, id uint32, reason string) bool {
 	k := peKey{handle, id}
 	if o := l.owned[k]; o != nil {
 		l.detach(o)
-		if o.idx >= 0 && o.idx < len(l.timers) && l.timers[o.idx] == o {
-			heap.Remove(&l.timers, o.idx)
+		if o.idx >= 0 && int(o.idx) < len(l.timers) && l.timers[o.idx] == o {
+			heap.Remove(&l.timers, int(o.idx))
 		}
 		delete(l.owned, k)
 	}
