@@ -25,25 +25,30 @@ const (
 // bulkBufSize is the read/write size of the bulk stream on both ends.
 const bulkBufSize = 256 << 10
 
-// backend serves the benchmark protocol on one listener.
-type backend struct {
-	log *slog.Logger
+// server accepts connections and runs handle for each in its own goroutine.
+type server struct {
+	handle func(net.Conn) // must return once the conn is closed
 
 	mu    sync.Mutex // guards conns
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup // one per connection goroutine
 }
 
-func newBackend(log *slog.Logger) *backend {
-	return &backend{log: log, conns: make(map[net.Conn]struct{})}
+func newServer(handle func(net.Conn)) *server {
+	return &server{handle: handle, conns: make(map[net.Conn]struct{})}
+}
+
+// newBackend returns a server of the benchmark protocol.
+func newBackend(log *slog.Logger) *server {
+	return newServer(func(c net.Conn) { serveBackend(log, c) })
 }
 
 // Serve accepts connections until ln is closed or ctx is done, then closes
 // every open connection and waits for their goroutines.
-func (b *backend) Serve(ctx context.Context, ln net.Listener) error {
+func (s *server) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	defer b.closeAll()
+	defer s.closeAll()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -56,31 +61,35 @@ func (b *backend) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return err
 		}
-		b.mu.Lock()
-		b.conns[c] = struct{}{}
-		b.mu.Unlock()
-		b.wg.Add(1)
-		go b.serveConn(c)
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go s.serveConn(c)
 	}
 }
 
-func (b *backend) closeAll() {
-	b.mu.Lock()
-	for c := range b.conns {
+func (s *server) closeAll() {
+	s.mu.Lock()
+	for c := range s.conns {
 		c.Close()
 	}
-	b.mu.Unlock()
-	b.wg.Wait()
+	s.mu.Unlock()
+	s.wg.Wait()
 }
 
-func (b *backend) serveConn(c net.Conn) {
-	defer b.wg.Done()
+func (s *server) serveConn(c net.Conn) {
+	defer s.wg.Done()
 	defer func() {
-		b.mu.Lock()
-		delete(b.conns, c)
-		b.mu.Unlock()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
 		c.Close()
 	}()
+	s.handle(c)
+}
+
+func serveBackend(log *slog.Logger, c net.Conn) {
 	var mode [1]byte
 	if _, err := io.ReadFull(c, mode[:]); err != nil {
 		return // health checks and probes connect and close without a mode byte
@@ -91,7 +100,7 @@ func (b *backend) serveConn(c net.Conn) {
 	case modeSink:
 		sink(c)
 	default:
-		b.log.Debug("unknown mode byte", "byte", mode[0], "remote", c.RemoteAddr())
+		log.Debug("unknown mode byte", "byte", mode[0], "remote", c.RemoteAddr())
 	}
 }
 
@@ -139,9 +148,15 @@ func runBackend(args []string) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("proc", "backend")
+	return serveUntilSignal(log, *listen, newBackend(log))
+}
+
+// serveUntilSignal listens on addr, prints "listening ADDR" on stdout once
+// ready, and runs srv until SIGINT or SIGTERM.
+func serveUntilSignal(log *slog.Logger, addr string, srv *server) int {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		log.Error("listen", "err", err)
 		return 1
@@ -149,7 +164,7 @@ func runBackend(args []string) int {
 	w := bufio.NewWriter(os.Stdout)
 	fmt.Fprintf(w, "listening %s\n", ln.Addr())
 	w.Flush()
-	if err := newBackend(log).Serve(ctx, ln); err != nil {
+	if err := srv.Serve(ctx, ln); err != nil {
 		log.Error("serve", "err", err)
 		return 1
 	}

@@ -8,6 +8,7 @@
 //	go run ./bench/proxybench -write BENCHMARKS.md        # full run: 5 runs × 5 s per measurement
 //	go run ./bench/proxybench -runs 1 -duration 2s         # quick look, prints the table only
 //	go run ./bench/proxybench -only direct,haproxy         # leave a path out
+//	go run ./bench/proxybench -only direct,proxy,relay -meas rr,crr -runs 3   # while tuning
 //
 // The harness builds ./cmd/rserpool, starts a backend process, HAProxy
 // (installed with apt-get when missing and running as root) and, for the proxy
@@ -23,8 +24,12 @@
 // It prints the medians over the runs and, with -write, regenerates the section
 // between the proxybench markers in the given markdown file.
 //
-// The backend and load generator are subcommands of the same binary
-// ("proxybench backend", "proxybench load") so that each is its own process.
+// The optional path "relay" is a plain Go relay (two io.Copy calls with
+// half-close), the baseline any Go proxy should beat.
+//
+// The backend, the relay and the load generator are subcommands of the same
+// binary ("proxybench backend", "proxybench relay", "proxybench load") so
+// that each is its own process.
 //
 // # Concurrency
 //

@@ -19,6 +19,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // startBackend serves the benchmark protocol on 127.0.0.1:0 for the test.
 func startBackend(t *testing.T) string {
 	t.Helper()
+	return startServer(t, newBackend(slog.New(slog.DiscardHandler)))
+}
+
+// startServer runs srv on 127.0.0.1:0 until the test ends.
+func startServer(t *testing.T, srv *server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +32,7 @@ func startBackend(t *testing.T) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := newBackend(slog.New(slog.DiscardHandler)).Serve(ctx, ln); err != nil {
+		if err := srv.Serve(ctx, ln); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
@@ -37,7 +43,14 @@ func startBackend(t *testing.T) string {
 // TestLoadModes runs every measurement briefly against an in-process backend:
 // the operations succeed and the numbers are consistent with what was sent.
 func TestLoadModes(t *testing.T) {
-	addr := startBackend(t)
+	t.Run("direct", func(t *testing.T) { testLoadModes(t, startBackend(t)) })
+	t.Run("relay", func(t *testing.T) {
+		relay := newRelay(slog.New(slog.DiscardHandler), startBackend(t))
+		testLoadModes(t, startServer(t, relay))
+	})
+}
+
+func testLoadModes(t *testing.T, addr string) {
 	base := loadConfig{Target: addr, Conns: 4, Size: 64, Rate: 2000, Duration: 200 * time.Millisecond, MaxOps: 2000}
 	for _, mode := range []string{measBulk, measRR, measCRR, measLat} {
 		t.Run(mode, func(t *testing.T) {

@@ -8,6 +8,8 @@ func main() {
 		switch args[0] {
 		case "backend":
 			os.Exit(runBackend(args[1:]))
+		case "relay":
+			os.Exit(runRelay(args[1:]))
 		case "load":
 			os.Exit(runLoadCmd(args[1:]))
 		}

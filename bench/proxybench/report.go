@@ -14,14 +14,20 @@ const (
 	pathDirect  = "direct"
 	pathProxy   = "proxy"
 	pathHAProxy = "haproxy"
+	pathRelay   = "relay" // optional: a plain io.Copy relay in Go
 )
 
-var allPaths = []string{pathDirect, pathProxy, pathHAProxy}
+var (
+	allPaths     = []string{pathDirect, pathProxy, pathHAProxy, pathRelay}
+	defaultPaths = []string{pathDirect, pathProxy, pathHAProxy}
+	allMeas      = []string{measBulk, measRR, measCRR, measLat}
+)
 
 var pathTitle = map[string]string{
 	pathDirect:  "direct",
 	pathProxy:   "rserpool proxy",
 	pathHAProxy: "HAProxy",
+	pathRelay:   "Go io.Copy relay",
 }
 
 // A row of the table: one number per path and run, derived from a result.
@@ -110,6 +116,15 @@ func (r *report) med(path, key string) float64 { return median(r.Values[path][ke
 
 func (r *report) has(path string) bool { return slices.Contains(r.Paths, path) }
 
+// columns returns the paths shown in the table: the three compared paths
+// always, the relay only when it was measured.
+func (r *report) columns() []string {
+	if r.has(pathRelay) {
+		return allPaths
+	}
+	return defaultPaths
+}
+
 // ratio formats a/b of the medians of two paths, or "–" when either is missing.
 func (r *report) ratio(key, a, b string) string {
 	if !r.has(a) || !r.has(b) {
@@ -134,16 +149,17 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "- Command: `%s`\n", r.Command)
 	fmt.Fprintf(&b, "- Each cell: median of %d runs of %v (min–max in parentheses); paths measured one after another, interleaved per run\n\n", r.Runs, r.Duration)
 
+	cols := r.columns()
 	b.WriteString("| measurement |")
-	for _, p := range allPaths {
+	for _, p := range cols {
 		fmt.Fprintf(&b, " %s |", pathTitle[p])
 	}
 	b.WriteString(" proxy/HAProxy | proxy/direct | HAProxy/direct |\n|---|")
-	b.WriteString(strings.Repeat("---:|", len(allPaths)+3))
+	b.WriteString(strings.Repeat("---:|", len(cols)+3))
 	b.WriteString("\n")
 	for _, rw := range rows(r.Conns, r.Size, r.Rate) {
 		fmt.Fprintf(&b, "| %s |", rw.label)
-		for _, p := range allPaths {
+		for _, p := range cols {
 			vs := r.Values[p][rw.key]
 			if !r.has(p) || len(vs) == 0 {
 				b.WriteString(" – |")
@@ -155,12 +171,11 @@ func (r *report) markdown() string {
 			r.ratio(rw.key, pathProxy, pathHAProxy), r.ratio(rw.key, pathProxy, pathDirect), r.ratio(rw.key, pathHAProxy, pathDirect))
 	}
 	// Added latency: each path's median p99 minus the direct path's.
-	if r.has(pathDirect) {
+	if base := r.med(pathDirect, "p99"); r.has(pathDirect) && !math.IsNaN(base) {
 		b.WriteString("| (d) p99 added over direct (µs) |")
-		base := r.med(pathDirect, "p99")
 		added := map[string]float64{}
-		for _, p := range allPaths {
-			if !r.has(p) || p == pathDirect {
+		for _, p := range cols {
+			if !r.has(p) || p == pathDirect || len(r.Values[p]["p99"]) == 0 {
 				b.WriteString(" – |")
 				continue
 			}
@@ -177,7 +192,7 @@ func (r *report) markdown() string {
 	}
 	var errs []string
 	for _, p := range r.Paths {
-		for _, m := range []string{measBulk, measRR, measCRR, measLat} {
+		for _, m := range allMeas {
 			if n := r.Errors[p][m]; n > 0 {
 				errs = append(errs, fmt.Sprintf("%s %s: %d", pathTitle[p], m, n))
 			}

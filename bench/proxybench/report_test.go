@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +101,35 @@ func TestRenderHAProxy(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("config lacks %q:\n%s", want, b)
 		}
+	}
+}
+
+func TestReportRelayColumn(t *testing.T) {
+	r := newReport()
+	r.Runs, r.Duration, r.Conns, r.Size, r.Rate = 1, time.Second, 16, 64, 5000
+	r.Paths = []string{pathDirect, pathRelay}
+	r.add(pathDirect, result{Mode: measRR, Ops: 1000, Seconds: 1})
+	r.add(pathRelay, result{Mode: measRR, Ops: 400, Seconds: 1})
+	md := r.markdown()
+	for _, want := range []string{
+		"| measurement | direct | rserpool proxy | HAProxy | Go io.Copy relay | proxy/HAProxy |",
+		"| 1,000 (1,000–1,000) | – | – | 400 (400–400) | – | – | – |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "added over direct") || strings.Contains(md, "NaN") {
+		t.Errorf("latency rows without latency data:\n%s", md)
+	}
+}
+
+func TestParseList(t *testing.T) {
+	got, err := parseList("-only", " direct,haproxy,direct", allPaths)
+	if err != nil || !slices.Equal(got, []string{pathDirect, pathHAProxy}) {
+		t.Errorf("parseList = %v, %v", got, err)
+	}
+	if _, err := parseList("-only", "direct,nginx", allPaths); err == nil || !strings.Contains(err.Error(), "nginx") {
+		t.Errorf("parseList with an unknown path: err = %v", err)
 	}
 }

@@ -23,7 +23,8 @@ type benchConfig struct {
 	Runs     int
 	Duration time.Duration
 	Paths    []string
-	Write    string // markdown file whose marked section is regenerated; empty = print only
+	Meas     []string // measurements to run, from allMeas
+	Write    string   // markdown file whose marked section is regenerated; empty = print only
 	Conns    int
 	Size     int
 	Rate     float64
@@ -35,7 +36,8 @@ type benchConfig struct {
 func runBench(args []string) int {
 	fs := flag.NewFlagSet("proxybench", flag.ContinueOnError)
 	var cfg benchConfig
-	only := fs.String("only", strings.Join(allPaths, ","), "comma-separated `paths` to measure: direct, proxy, haproxy")
+	only := fs.String("only", strings.Join(defaultPaths, ","), "comma-separated `paths` to measure: direct, proxy, haproxy, relay (a plain Go io.Copy relay)")
+	meas := fs.String("meas", strings.Join(allMeas, ","), "comma-separated `measurements`: bulk, rr, crr, lat")
 	fs.IntVar(&cfg.Runs, "runs", 5, "runs of every measurement; the table shows medians")
 	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "duration of each measurement")
 	fs.StringVar(&cfg.Write, "write", "", "regenerate the proxybench section of this markdown `file` (e.g. BENCHMARKS.md)")
@@ -52,13 +54,14 @@ func runBench(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	for _, p := range strings.Split(*only, ",") {
-		p = strings.TrimSpace(p)
-		if _, ok := pathTitle[p]; !ok {
-			fmt.Fprintf(os.Stderr, "proxybench: unknown path %q in -only (want direct, proxy, haproxy)\n", p)
-			return 2
-		}
-		cfg.Paths = append(cfg.Paths, p)
+	var err error
+	if cfg.Paths, err = parseList("-only", *only, allPaths); err != nil {
+		fmt.Fprintln(os.Stderr, "proxybench:", err)
+		return 2
+	}
+	if cfg.Meas, err = parseList("-meas", *meas, allMeas); err != nil {
+		fmt.Fprintln(os.Stderr, "proxybench:", err)
+		return 2
 	}
 	if cfg.Runs < 1 || cfg.Duration <= 0 || cfg.Duration > 10*time.Minute || cfg.Conns < 1 || cfg.Size < 1 || cfg.Rate <= 0 {
 		fmt.Fprintln(os.Stderr, "proxybench: need -runs ≥ 1, 0 < -duration ≤ 10m, -conns ≥ 1, -size ≥ 1, -rate > 0")
@@ -149,6 +152,8 @@ func bench(ctx context.Context, log *slog.Logger, cfg benchConfig, args []string
 			addr = backendAddr
 		case pathHAProxy:
 			addr, version, err = startHAProxy(ctx, log, cfg, dir, start, backendAddr)
+		case pathRelay:
+			addr, err = startRelay(ctx, self, start, backendAddr)
 		case pathProxy:
 			addr, version, err = startProxy(ctx, log, cfg, dir, start, backendAddr)
 		}
@@ -165,7 +170,7 @@ func bench(ctx context.Context, log *slog.Logger, cfg benchConfig, args []string
 	rep.Versions = strings.Join(versions, "; ")
 
 	for run := 1; run <= cfg.Runs; run++ {
-		for _, meas := range []string{measBulk, measRR, measCRR, measLat} {
+		for _, meas := range cfg.Meas {
 			for _, path := range rep.Paths {
 				res, err := loadOnce(ctx, self, cfg, meas, targets[path])
 				if err != nil {
@@ -205,7 +210,36 @@ func loadOnce(ctx context.Context, self string, cfg benchConfig, meas, target st
 	return res, nil
 }
 
+// parseList splits a comma-separated flag value and checks each item
+// against valid.
+func parseList(flagName, v string, valid []string) ([]string, error) {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		if !slices.Contains(valid, p) {
+			return nil, fmt.Errorf("unknown %q in %s (want %s)", p, flagName, strings.Join(valid, ", "))
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
 type starter func(name string, first chan<- string, argv ...string) (*proc, error)
+
+func startRelay(ctx context.Context, self string, start starter, backend string) (string, error) {
+	first := make(chan string, 1)
+	p, err := start("relay", first, self, "relay", "-listen", "127.0.0.1:0", "-backend", backend)
+	if err != nil {
+		return "", err
+	}
+	addr, err := waitListening(ctx, p, first)
+	if err != nil {
+		return "", err
+	}
+	return addr, waitReady(ctx, p, addr, 10*time.Second, probeEcho)
+}
 
 func startHAProxy(ctx context.Context, log *slog.Logger, cfg benchConfig, dir string, start starter, backend string) (addr, version string, err error) {
 	bin, err := findHAProxy(ctx, log, cfg.HAProxy)
