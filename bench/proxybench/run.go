@@ -136,7 +136,7 @@ func bench(ctx context.Context, log *slog.Logger, cfg benchConfig, args []string
 	rep := newReport()
 	rep.When = time.Now()
 	rep.Runs, rep.Duration, rep.Conns, rep.Size, rep.Rate = cfg.Runs, cfg.Duration, cfg.Conns, cfg.Size, cfg.Rate
-	rep.Command = "go run ./bench/proxybench " + strings.Join(args, " ")
+	rep.Command = strings.TrimSpace("go run ./bench/proxybench " + strings.Join(args, " "))
 	rep.Machine = machine()
 	loadBefore := loadAvg()
 	versions := []string{runtime.Version()}
