@@ -28,6 +28,8 @@ type conn struct {
 	once   sync.Once
 	remote []netip.Addr // peer addresses (all SCTP paths, or the TCP peer)
 	asap   wire.Transport
+	// tlsIDs is set by the reader once the first message has arrived (the
+	// TLS handshake is complete by then) and read by the loop afterwards.
 	tlsIDs []string
 	log    *slog.Logger
 
@@ -62,7 +64,6 @@ func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queueBytes i
 	} else if len(c.asap.Addrs) > 1 {
 		c.asap.Addrs = c.asap.Addrs[:1]
 	}
-	c.tlsIDs = tlsIdentities(tc)
 	c.log = log.With("conn", id, "peer", tc.RemoteAddr().String())
 	return c
 }
@@ -280,7 +281,7 @@ func (r *Registrar) serveConn(c *conn) {
 	go r.writer(c)
 	var b bucket
 	errs := 0
-	for {
+	for first := true; ; first = false {
 		if !c.q.waitRoom(c.done) {
 			break
 		}
@@ -290,6 +291,9 @@ func (r *Registrar) serveConn(c *conn) {
 				c.log.Debug("connection ended", "err", err)
 			}
 			break
+		}
+		if first {
+			c.tlsIDs = tlsIdentities(c.tc)
 		}
 		if msg.PPID != wire.PPIDASAP {
 			r.m.malformed.Inc()

@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -463,4 +465,40 @@ func TestPoolLabelCap(t *testing.T) {
 	if v := testutil.ToFloat64(h.r.m.poolElements.WithLabelValues(otherPool)); v != 2 {
 		t.Errorf("_other = %v", v)
 	}
+}
+
+func TestClientThatNeverReads(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits.SendQueueBytes = 64 << 10
+	h := start(t, cfg)
+	pe := dial(t, h.addr)
+	pe.autoAck.Store(true)
+	for i := uint32(1); i <= 50; i++ {
+		pe.register(regMsg("R", i, 7000, wire.PolicyRoundRobin))
+	}
+	// A raw connection that pipelines large resolutions and never reads.
+	bad, err := transport.Dial(context.Background(), h.addr, &transport.Config{HeartbeatInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	req, _ := (&wire.HandleResolution{PoolHandle: "R", HasItems: true, Items: 50}).AppendBinary(nil)
+	sent := make(chan int, 1)
+	go func() {
+		n := 0
+		for ; n < 20000; n++ {
+			if bad.WriteMessage(transport.Message{PPID: wire.PPIDASAP, Data: req}) != nil {
+				break
+			}
+		}
+		sent <- n
+	}()
+	good := dial(t, h.addr)
+	for i := 0; i < 50; i++ {
+		if hr := good.resolve("R", 3); len(hr.Elements) != 3 {
+			t.Fatalf("well-behaved client not served: %+v", hr)
+		}
+	}
+	bad.Close()
+	<-sent
 }
