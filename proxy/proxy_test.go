@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +22,13 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if name := os.Getenv(backendEnv); name != "" {
+		runBackendProcess(name, os.Getenv(backendReadyEnv))
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // backend is a line service on 127.0.0.1 that answers "<name>:<line>".
 type backend struct {

@@ -1,0 +1,440 @@
+package proxy_test
+
+// End-to-end tests with real processes on 127.0.0.1: the rserpool binary
+// (registrar, proxy, and pe-agent where that command exists), and backend
+// processes (this test binary re-executed) that can be SIGKILLed.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rserpool/rserpool/pe-agent"
+	"github.com/rserpool/rserpool/pucache"
+)
+
+const (
+	backendEnv      = "RSERPOOL_TEST_BACKEND"
+	backendReadyEnv = "RSERPOOL_TEST_BACKEND_READY"
+)
+
+// runBackendProcess is the backend mode of the test binary: a line service
+// answering "<name>:<line>", until killed.
+func runBackendProcess(name, ready string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := writeFileAtomic(ready, []byte(ln.Addr().String())); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		go func() {
+			defer c.Close()
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				if _, err := io.WriteString(c, name+":"+sc.Text()+"\n"); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	if err := os.WriteFile(path+".tmp", b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// rserpoolBin builds the rserpool binary once per test run.
+func rserpoolBin(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test: skipped with -short")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "rserpool-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "rserpool")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/rserpool").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// proc is a child process, killed and waited for at cleanup.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+	out  *strings.Builder
+}
+
+func startProc(t *testing.T, name string, args []string, env ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out := &strings.Builder{}
+	var mu sync.Mutex
+	w := writerFunc(func(b []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(b) })
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{}), out: out}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("%s %v output:\n%s", filepath.Base(name), args, out.String())
+			mu.Unlock()
+		}
+	})
+	return p
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// waitFile polls for a file another process writes (no cross-process event
+// to wait on), up to 20 s or until p exits.
+func waitFile(t *testing.T, path string, p *proc) []byte {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+			return b
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("process exited before writing %s: %v\n%s", path, p.err, p.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not written within 20s", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func startRegistrarProc(t *testing.T) (addr string, p *proc) {
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready.json")
+	p = startProc(t, rserpoolBin(t), []string{"registrar", "-asap", "tcp://127.0.0.1:0", "-ready-file", ready, "-log-level", "warn"})
+	var r struct{ ASAP []string }
+	if err := json.Unmarshal(waitFile(t, ready, p), &r); err != nil || len(r.ASAP) == 0 {
+		t.Fatalf("registrar ready file: %v %+v", err, r)
+	}
+	return r.ASAP[0], p
+}
+
+func startBackendProc(t *testing.T, name string) (addr string, p *proc) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := filepath.Join(t.TempDir(), "backend")
+	p = startProc(t, exe, []string{"-test.run=^$"}, backendEnv+"="+name, backendReadyEnv+"="+ready)
+	return string(waitFile(t, ready, p)), p
+}
+
+// hasPEAgentCommand reports whether the binary has "pe-agent".
+func hasPEAgentCommand(t *testing.T) bool {
+	out, _ := exec.Command(rserpoolBin(t), "pe-agent", "-h").CombinedOutput()
+	return !strings.Contains(string(out), "unknown command")
+}
+
+// startAgent registers backend into pool: an "rserpool pe-agent" process
+// when the binary has that command, else the peagent library in-process.
+func startAgent(t *testing.T, registrars []string, pool, backend, policy string, weight int) {
+	t.Helper()
+	if hasPEAgentCommand(t) {
+		args := []string{"pe-agent", "-pool", pool, "-backend", backend, "-policy", policy, "-weight", strconv.Itoa(weight)}
+		for _, r := range registrars {
+			args = append(args, "-registrar", r)
+		}
+		startProc(t, rserpoolBin(t), args)
+		return
+	}
+	a, err := peagent.NewAgent(peagent.AgentConfig{
+		Registrars: registrars, Drain: -1, RetryInterval: 200 * time.Millisecond, ResponseTimeout: time.Second,
+		Elements: []peagent.ElementConfig{{Pool: pool, Backend: backend, Policy: policy, Weight: uint32(weight),
+			Health: peagent.HealthConfig{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 1}}},
+	}, peagent.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		a.Shutdown(ctx)
+	})
+}
+
+// waitPool waits until a registrar lists want PEs in pool.
+func waitPool(t *testing.T, registrars []string, pool string, want int) {
+	t.Helper()
+	c, err := pucache.New(pucache.Config{Registrars: registrars, RequestTimeout: time.Second}, pucache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := c.Pool(pool)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := p.Refresh(ctx)
+		cancel()
+		if err == nil && len(p.Elements()) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pool %s: want %d PEs, have %d (%v)", pool, want, len(p.Elements()), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type proxyProc struct {
+	*proc
+	cfgPath, ready string
+	Listeners      map[string]string
+	Admin          string
+}
+
+func startProxyProc(t *testing.T, cfg string) *proxyProc {
+	t.Helper()
+	dir := t.TempDir()
+	pp := &proxyProc{cfgPath: filepath.Join(dir, "proxy.toml"), ready: filepath.Join(dir, "ready.json")}
+	if err := os.WriteFile(pp.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pp.proc = startProc(t, rserpoolBin(t), []string{"proxy", "-config", pp.cfgPath, "-ready-file", pp.ready, "-log-level", "warn"})
+	pp.readReady(t)
+	return pp
+}
+
+func (pp *proxyProc) readReady(t *testing.T) {
+	t.Helper()
+	if err := json.Unmarshal(waitFile(t, pp.ready, pp.proc), pp); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (pp *proxyProc) metric(t *testing.T, name, labelMatch string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + pp.Admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	var sum float64
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, name) && strings.Contains(line, labelMatch) {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+func TestE2EPolicySpreadAndKillFailover(t *testing.T) {
+	reg, _ := startRegistrarProc(t)
+	regs := []string{reg}
+	type be struct {
+		name, addr string
+		p          *proc
+	}
+	var bs []be
+	for i := 1; i <= 3; i++ {
+		name := "b" + strconv.Itoa(i)
+		a, p := startBackendProc(t, name)
+		bs = append(bs, be{name, a, p})
+		startAgent(t, regs, "RR", a, "round-robin", 1)
+		startAgent(t, regs, "WRR", a, "weighted-round-robin", i)
+	}
+	waitPool(t, regs, "RR", 3)
+	waitPool(t, regs, "WRR", 3)
+	pp := startProxyProc(t, fmt.Sprintf(`
+registrars = [%q]
+admin = "127.0.0.1:0"
+[[listener]]
+name = "rr"
+listen = "127.0.0.1:0"
+pool = "RR"
+connect_timeout = "500ms"
+[[listener]]
+name = "rr-replay"
+listen = "127.0.0.2:0"
+pool = "RR"
+connect_timeout = "500ms"
+replay_buffer = 4096
+[[listener]]
+name = "wrr"
+listen = "127.0.1.1:0"
+pool = "WRR"
+`, reg))
+	rr, wrr, rrReplay := pp.Listeners["127.0.0.1:0"], pp.Listeners["127.0.1.1:0"], pp.Listeners["127.0.0.2:0"]
+
+	t.Run("round robin exactly", func(t *testing.T) {
+		counts := map[string]int{}
+		for i := range 30 {
+			got, err := ask(t, rr, "x")
+			if err != nil {
+				t.Fatalf("connection %d: %v", i, err)
+			}
+			counts[got]++
+		}
+		for _, b := range bs {
+			if counts[b.name+":x"] != 10 {
+				t.Fatalf("counts %v, want 10 each", counts)
+			}
+		}
+	})
+	t.Run("weighted in proportion", func(t *testing.T) {
+		counts := map[string]int{}
+		for i := range 60 {
+			got, err := ask(t, wrr, "x")
+			if err != nil {
+				t.Fatalf("connection %d: %v", i, err)
+			}
+			counts[got]++
+		}
+		// Weights 1:2:3 over 60 connections = 10 whole cycles.
+		for i, b := range bs {
+			if counts[b.name+":x"] != 10*(i+1) {
+				t.Fatalf("counts %v, want 10/20/30", counts)
+			}
+		}
+	})
+	t.Run("SIGKILL under load, replay off: every connection after the kill succeeds", func(t *testing.T) {
+		before, after := loadWithKill(t, rr, bs[1].p)
+		for _, err := range after {
+			t.Error(err)
+		}
+		// Connections that were already relaying to the PE when it died
+		// can only fail with its close; connect-time failover covers
+		// every later one.
+		for _, err := range before {
+			t.Logf("in flight at the kill (expected without replay): %v", err)
+		}
+		if v := pp.metric(t, "rserpool_proxy_failovers_total", `listener="rr"`); v < 1 {
+			t.Fatalf("failovers = %v, want ≥ 1", v)
+		}
+		// The dead PE leaves the registrar (reports and/or health check).
+		waitPool(t, regs, "RR", 2)
+	})
+	t.Run("SIGKILL under load, replay on: zero failed connections", func(t *testing.T) {
+		before, after := loadWithKill(t, rrReplay, bs[2].p)
+		for _, err := range append(before, after...) {
+			t.Error(err)
+		}
+		waitPool(t, regs, "RR", 1)
+	})
+}
+
+// loadWithKill runs 4 clients × 60 one-line requests against addr and
+// SIGKILLs victim after a quarter of them. It returns the failures of
+// requests started before and after the kill completed.
+func loadWithKill(t *testing.T, addr string, victim *proc) (before, after []error) {
+	const clients, perClient = 4, 60
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		killed = make(chan struct{})
+		once   sync.Once
+	)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perClient {
+				if c == 0 && i == perClient/4 {
+					once.Do(func() {
+						victim.cmd.Process.Signal(syscall.SIGKILL)
+						<-victim.done
+						close(killed)
+					})
+				}
+				var startedAfter bool
+				select {
+				case <-killed:
+					startedAfter = true
+				default:
+				}
+				if _, err := askRetryless(addr, "k"); err != nil {
+					err = fmt.Errorf("client %d request %d: %w", c, i, err)
+					mu.Lock()
+					if startedAfter {
+						after = append(after, err)
+					} else {
+						before = append(before, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	<-killed
+	return before, after
+}
+
+// askRetryless is ask without testing.T (for client goroutines).
+func askRetryless(addr, line string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, line+"\n"); err != nil {
+		return "", err
+	}
+	s, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSuffix(s, "\n"), err
+}
