@@ -127,30 +127,37 @@ func loadBulk(ctx context.Context, cfg loadConfig) (result, error) {
 	return res, nil
 }
 
+// dialEchoConns opens cfg.Conns echo connections with a deadline of the run
+// plus slack. closeAll closes them; ctx being done closes them too, which
+// ends any blocked read or write.
+func dialEchoConns(ctx context.Context, cfg loadConfig) (conns []net.Conn, closeAll func(), err error) {
+	deadline := time.Now().Add(cfg.Duration + slack)
+	closeConns := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	for range cfg.Conns {
+		c, err := dialMode(ctx, cfg.Target, modeEcho, deadline)
+		if err != nil {
+			closeConns()
+			return nil, nil, err
+		}
+		conns = append(conns, c)
+	}
+	stop := context.AfterFunc(ctx, closeConns)
+	return conns, func() { stop(); closeConns() }, nil
+}
+
 // loadRR runs Conns persistent connections, each sending one request and
 // waiting for its answer in a loop.
 func loadRR(ctx context.Context, cfg loadConfig) (result, error) {
 	res := result{Mode: cfg.Mode}
-	deadline := time.Now().Add(cfg.Duration + slack)
-	conns := make([]net.Conn, 0, cfg.Conns)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for range cfg.Conns {
-		c, err := dialMode(ctx, cfg.Target, modeEcho, deadline)
-		if err != nil {
-			return res, err
-		}
-		conns = append(conns, c)
+	conns, closeAll, err := dialEchoConns(ctx, cfg)
+	if err != nil {
+		return res, err
 	}
-	stop := context.AfterFunc(ctx, func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	defer stop()
+	defer closeAll()
 	var ops, errs atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -225,20 +232,11 @@ func oneCRR(ctx context.Context, target string, req, resp []byte, deadline time.
 // slow answer also counts against the requests queued behind it.
 func loadLat(ctx context.Context, cfg loadConfig) (result, error) {
 	res := result{Mode: cfg.Mode}
-	deadline := time.Now().Add(cfg.Duration + slack)
-	conns := make([]net.Conn, 0, cfg.Conns)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for range cfg.Conns {
-		c, err := dialMode(ctx, cfg.Target, modeEcho, deadline)
-		if err != nil {
-			return res, err
-		}
-		conns = append(conns, c)
+	conns, closeAll, err := dialEchoConns(ctx, cfg)
+	if err != nil {
+		return res, err
 	}
+	defer closeAll()
 	interval := time.Duration(float64(time.Second) * float64(cfg.Conns) / cfg.Rate)
 	step := interval / time.Duration(cfg.Conns) // stagger the connections evenly
 	perConn := int(cfg.Duration/interval) + 1
