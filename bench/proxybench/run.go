@@ -30,6 +30,7 @@ type benchConfig struct {
 	Rate     float64
 	Rserpool string // rserpool binary; empty = build ./cmd/rserpool
 	HAProxy  string // haproxy binary name or path
+	ProxyArg []string // extra arguments of "rserpool proxy", e.g. -cpuprofile FILE
 	Keep     bool   // keep the work directory with the daemons' logs
 }
 
@@ -46,6 +47,7 @@ func runBench(args []string) int {
 	fs.Float64Var(&cfg.Rate, "rate", 5000, "total request rate for the latency measurement (d), req/s")
 	fs.StringVar(&cfg.Rserpool, "rserpool", "", "rserpool `binary` (default: build ./cmd/rserpool)")
 	fs.StringVar(&cfg.HAProxy, "haproxy", "haproxy", "haproxy `binary`")
+	proxyArgs := fs.String("proxy-args", "", "extra `args` for rserpool proxy, split at spaces (e.g. \"-cpuprofile /tmp/proxy.prof\")")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the work directory with the daemons' logs")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: go run ./bench/proxybench [flags]   (from the repository root)")
@@ -54,6 +56,7 @@ func runBench(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	cfg.ProxyArg = strings.Fields(*proxyArgs)
 	var err error
 	if cfg.Paths, err = parseList("-only", *only, allPaths); err != nil {
 		fmt.Fprintln(os.Stderr, "proxybench:", err)
@@ -301,7 +304,8 @@ func startProxy(ctx context.Context, log *slog.Logger, cfg benchConfig, dir stri
 	if _, err := start("pe-agent", nil, bin, "pe-agent", "-registrar", reg, "-pool", "BenchPool", "-backend", backend); err != nil {
 		return "", "", err
 	}
-	pp, err := start("proxy", nil, bin, "proxy", "-registrar", reg, "-listen", addr, "-pool", "BenchPool")
+	argv := append([]string{bin, "proxy", "-registrar", reg, "-listen", addr, "-pool", "BenchPool"}, cfg.ProxyArg...)
+	pp, err := start("proxy", nil, argv...)
 	if err != nil {
 		return "", "", err
 	}
