@@ -405,7 +405,11 @@ func (r *Registrar) parseError(c *conn, b []byte, err error) {
 		}
 	case errors.Is(err, wire.ErrUnknownParameter):
 		if pe.Type&0xc000 == 0x4000 || pe.Type&0xc000 == 0xc000 {
-			r.sendError(c, wire.CauseUnrecognizedParameter, tlvAt(b, pe.Offset))
+			info := pe.Param
+			if info == nil {
+				info = tlvAt(b, pe.Offset)
+			}
+			r.sendError(c, wire.CauseUnrecognizedParameter, info)
 		}
 	case errors.Is(err, wire.ErrInvalidValue):
 		r.sendError(c, wire.CauseInvalidValues, tlvAt(b, pe.Offset))

@@ -502,3 +502,45 @@ func TestClientThatNeverReads(t *testing.T) {
 	bad.Close()
 	<-sent
 }
+
+func TestUnrecognizedParameters(t *testing.T) {
+	h := start(t, testConfig())
+	pu := dial(t, h.addr)
+	hr, _ := (&wire.HandleResolution{PoolHandle: "none"}).AppendBinary(nil)
+	withParam := func(typ uint16) ([]byte, []byte) {
+		tlv := []byte{byte(typ >> 8), byte(typ), 0, 8, 1, 2, 3, 4}
+		b := append(append([]byte(nil), hr...), tlv...)
+		n := len(b)
+		b[2], b[3] = byte(n>>8), byte(n)
+		return b, tlv
+	}
+	// Skip and report (bits 11): the message is processed and the TLV reported.
+	b, tlv := withParam(0xc123)
+	pu.sendRaw(b)
+	var gotErr, gotResp bool
+	for i := 0; i < 2; i++ {
+		switch m := pu.recv(5 * time.Second).(type) {
+		case *wire.ASAPError:
+			if cause(&m.Error) != wire.CauseUnrecognizedParameter || string(m.Error.Causes[0].Info) != string(tlv) {
+				t.Fatalf("report %+v", m.Error)
+			}
+			gotErr = true
+		case *wire.HandleResolutionResponse:
+			gotResp = true
+		}
+	}
+	if !gotErr || !gotResp {
+		t.Fatalf("skip+report: error %v, response %v", gotErr, gotResp)
+	}
+	// Stop and report (bits 01): only the report.
+	b, tlv = withParam(0x4123)
+	pu.sendRaw(b)
+	e := expect[*wire.ASAPError](t, pu)
+	if cause(&e.Error) != wire.CauseUnrecognizedParameter || string(e.Error.Causes[0].Info) != string(tlv) {
+		t.Fatalf("stop+report %+v", e.Error)
+	}
+	// Skip silently (bits 10): just the response.
+	b, _ = withParam(0x8123)
+	pu.sendRaw(b)
+	expect[*wire.HandleResolutionResponse](t, pu)
+}
