@@ -28,10 +28,10 @@ type benchConfig struct {
 	Conns    int
 	Size     int
 	Rate     float64
-	Rserpool string // rserpool binary; empty = build ./cmd/rserpool
-	HAProxy  string // haproxy binary name or path
+	Rserpool string   // rserpool binary; empty = build ./cmd/rserpool
+	HAProxy  string   // haproxy binary name or path
 	ProxyArg []string // extra arguments of "rserpool proxy", e.g. -cpuprofile FILE
-	Keep     bool   // keep the work directory with the daemons' logs
+	Keep     bool     // keep the work directory with the daemons' logs
 }
 
 func runBench(args []string) int {
