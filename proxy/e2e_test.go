@@ -438,3 +438,139 @@ func askRetryless(addr, line string) (string, error) {
 	s, err := bufio.NewReader(c).ReadString('\n')
 	return strings.TrimSuffix(s, "\n"), err
 }
+
+func TestE2ERegistrarDownServesFromCacheAndFindsNext(t *testing.T) {
+	r1, r1p := startRegistrarProc(t)
+	r2, _ := startRegistrarProc(t)
+	regs := []string{r1, r2}
+	for i := 1; i <= 2; i++ {
+		a, _ := startBackendProc(t, "b"+strconv.Itoa(i))
+		startAgent(t, regs, "P", a, "round-robin", 1)
+	}
+	waitPool(t, []string{r1}, "P", 2)
+	pp := startProxyProc(t, fmt.Sprintf(`
+registrars = [%q, %q]
+admin = "127.0.0.1:0"
+[cache]
+stale_timeout = "400ms"
+request_timeout = "300ms"
+[[listener]]
+listen = "127.0.0.1:0"
+pool = "P"
+`, r1, r2))
+	addr := pp.Listeners["127.0.0.1:0"]
+	for i := range 10 {
+		if _, err := ask(t, addr, "x"); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	okBefore := pp.metric(t, "rserpool_pu_handle_resolutions_total", `result="ok"`)
+	r1p.cmd.Process.Signal(syscall.SIGKILL)
+	<-r1p.done
+	// Served from the cache while no registrar is known to have the pool.
+	for i := range 20 {
+		if _, err := ask(t, addr, "y"); err != nil {
+			t.Fatalf("request %d with the registrar down: %v", i, err)
+		}
+	}
+	// The agents move to the second registrar; so does the proxy's cache.
+	waitPool(t, []string{r2}, "P", 2)
+	deadline := time.Now().Add(20 * time.Second)
+	for pp.metric(t, "rserpool_pu_handle_resolutions_total", `result="ok"`) < okBefore+2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy did not resolve at the second registrar within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := range 10 {
+		if _, err := ask(t, addr, "z"); err != nil {
+			t.Fatalf("request %d after the move: %v", i, err)
+		}
+	}
+}
+
+func TestE2ESignals(t *testing.T) {
+	reg, _ := startRegistrarProc(t)
+	a, _ := startBackendProc(t, "b1")
+	startAgent(t, []string{reg}, "P", a, "round-robin", 1)
+	waitPool(t, []string{reg}, "P", 1)
+	cfg := fmt.Sprintf(`
+registrars = [%q]
+admin = "127.0.0.1:0"
+drain_timeout = "20s"
+[[listener]]
+listen = "127.0.0.1:0"
+pool = "P"
+`, reg)
+	pp := startProxyProc(t, cfg)
+	first := pp.Listeners["127.0.0.1:0"]
+
+	c, err := net.Dial("tcp", first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	exchange := func(what string) {
+		t.Helper()
+		io.WriteString(c, what+"\n")
+		if s, err := r.ReadString('\n'); err != nil || s != "b1:"+what+"\n" {
+			t.Fatalf("established connection, %s: %q %v", what, s, err)
+		}
+	}
+	exchange("before")
+
+	t.Run("SIGHUP adds a listener without touching established connections", func(t *testing.T) {
+		cfg2 := cfg + "[[listener]]\nlisten = \"127.0.0.3:0\"\npool = \"P\"\n"
+		if err := os.WriteFile(pp.cfgPath, []byte(cfg2), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(pp.ready)
+		pp.cmd.Process.Signal(syscall.SIGHUP)
+		pp.readReady(t)
+		second := pp.Listeners["127.0.0.3:0"]
+		if second == "" {
+			t.Fatalf("no new listener after SIGHUP: %v", pp.Listeners)
+		}
+		if got, err := ask(t, second, "new"); err != nil || got != "b1:new" {
+			t.Fatalf("new listener: %q %v", got, err)
+		}
+		exchange("after-hup")
+	})
+	t.Run("SIGTERM drains", func(t *testing.T) {
+		pp.cmd.Process.Signal(syscall.SIGTERM)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if nc, err := net.Dial("tcp", first); err != nil {
+				break
+			} else {
+				nc.Close()
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("still accepting 10s after SIGTERM")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if resp, err := http.Get("http://" + pp.Admin + "/healthz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("healthz while draining: %v %v", resp, err)
+		} else {
+			resp.Body.Close()
+		}
+		exchange("during-drain")
+		select {
+		case <-pp.done:
+			t.Fatal("proxy exited with a connection open")
+		default:
+		}
+		c.Close()
+		select {
+		case <-pp.done:
+			if pp.err != nil {
+				t.Fatalf("proxy exit: %v", pp.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("proxy did not exit after the last connection closed")
+		}
+	})
+}
