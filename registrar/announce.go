@@ -30,6 +30,12 @@ func newAnnouncer(cfg AnnounceConfig, id uint32, asapAddrs []string, log *slog.L
 		if err != nil || scheme == "tls" {
 			continue
 		}
+		if ap.Addr().IsUnspecified() {
+			// A wildcard listener has no address to announce; receivers then
+			// fall back to the datagram's source address (RFC 5352 §3.6).
+			log.Warn("announce: listener on a wildcard address is not announced; listen on a specific address", "addr", a)
+			continue
+		}
 		t := wire.Transport{Type: wire.TransportTCP, Port: ap.Port(), Addrs: []netip.Addr{ap.Addr().Unmap()}}
 		if scheme == "sctp" {
 			t.Type = wire.TransportSCTP
