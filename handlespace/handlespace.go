@@ -1,8 +1,11 @@
 package handlespace
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/rserpool/rserpool/policy"
@@ -24,11 +27,9 @@ type Element struct {
 	Expiry      time.Time // zero = never expires
 	Unreachable int       // ENDPOINT_UNREACHABLE reports received
 
-	entry     policy.Entry // selection state in the pool's selector
-	pool      *pool
-	ownerPrev *Element // per-owner list
-	ownerNext *Element
-	heapIndex int32 // index in the expiry heap, -1 when not in it
+	entry      policy.Entry // selection state in the pool's selector
+	heapIndex  int32        // index in the expiry heap, -1 when not in it
+	ownerIndex int32        // index in the owner's element list
 }
 
 // Selections returns how often the element was returned by Resolve.
@@ -85,13 +86,21 @@ type pool struct {
 
 type owner struct {
 	sum   wire.ChecksumSum
-	count int
-	head  *Element
+	elems []*Element // Element.ownerIndex is the position
 }
 
 // New returns an empty Handlespace.
 func New(opts Options) *Handlespace {
-	panic("unimplemented")
+	rng := opts.Rand
+	if rng == nil {
+		rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	return &Handlespace{
+		opts:   opts,
+		rng:    rng,
+		pools:  make(map[wire.PoolHandle]*pool),
+		owners: make(map[uint32]*owner),
+	}
 }
 
 // Register adds pe to pool handle, or re-registers it when the pool already
@@ -112,20 +121,170 @@ func New(opts Options) *Handlespace {
 // A re-registration replaces every attribute in place (policy values per
 // policies.md §4, ownership := pe.HomeServer, Updated := now) and keeps
 // Registered, Expiry and the Unreachable count. created reports whether the
-// PE was new. The Element is owned by the Handlespace.
+// PE was new. The Element is owned by the Handlespace; the slices of pe are
+// copied.
 func (h *Handlespace) Register(handle wire.PoolHandle, pe wire.PoolElement, now time.Time) (e *Element, created bool, err error) {
-	panic("unimplemented")
+	switch {
+	case handle == "":
+		return nil, false, &RejectError{Code: wire.CauseInvalidValues, Msg: "empty pool handle"}
+	case pe.ID == 0:
+		return nil, false, &RejectError{Code: wire.CauseInvalidValues, Msg: "PE identifier 0"}
+	case !policy.Supported(pe.Policy.Type):
+		return nil, false, &RejectError{Code: wire.CauseInvalidValues, Info: policyTLV(pe.Policy),
+			Msg: fmt.Sprintf("unsupported policy type 0x%08x", uint32(pe.Policy.Type))}
+	}
+	p := h.pools[handle]
+	if p != nil {
+		if err := p.check(&pe); err != nil {
+			return nil, false, err
+		}
+	} else {
+		sel, err := policy.NewWithOptions(pe.Policy.Type, policy.Options{Rand: h.rng, MaxIncrement: h.opts.MaxIncrement})
+		if err != nil {
+			return nil, false, &RejectError{Code: wire.CauseInvalidValues, Info: policyTLV(pe.Policy), Msg: err.Error()}
+		}
+		p = &pool{
+			handle:    handle,
+			policy:    pe.Policy.Type,
+			transport: pe.User.Type,
+			use:       pe.User.Use,
+			elements:  make(map[uint32]*Element),
+			selector:  sel,
+		}
+		h.pools[handle] = p
+	}
+	pe = clonePE(pe)
+	if e = p.elements[pe.ID]; e != nil {
+		oldHome := e.HomeServer
+		newPolicy := pe.Policy
+		e.PoolElement = pe
+		e.Updated = now
+		p.selector.Update(&e.entry, newPolicy)
+		if oldHome != pe.HomeServer {
+			e.HomeServer = oldHome
+			h.unown(e)
+			e.HomeServer = pe.HomeServer
+			h.own(e)
+		}
+		return e, false, nil
+	}
+	e = &Element{
+		Pool:        p.handle,
+		PoolElement: pe,
+		Registered:  now,
+		Updated:     now,
+		heapIndex:   -1,
+	}
+	e.entry = policy.Entry{ID: pe.ID, Policy: pe.Policy, Value: e}
+	p.selector.Insert(&e.entry)
+	p.elements[pe.ID] = e
+	h.own(e)
+	h.elements++
+	return e, true, nil
+}
+
+// check applies the consistency rules 2 and 3 of RFC 5352 §3.1.
+func (p *pool) check(pe *wire.PoolElement) error {
+	if pe.Policy.Type != p.policy {
+		return &RejectError{Code: wire.CauseInconsistentPolicy, Info: policyTLV(wire.Policy{Type: p.policy}),
+			Msg: fmt.Sprintf("pool policy is 0x%08x, PE has 0x%08x", uint32(p.policy), uint32(pe.Policy.Type))}
+	}
+	if pe.User.Type != p.transport {
+		return &RejectError{Code: wire.CauseInconsistentTransport, Info: p.transportTLV(),
+			Msg: fmt.Sprintf("pool transport type is 0x%04x, PE has 0x%04x", uint16(p.transport), uint16(pe.User.Type))}
+	}
+	if pe.User.Use != p.use {
+		return &RejectError{Code: wire.CauseInconsistentDataControl, Info: p.transportTLV(),
+			Msg: fmt.Sprintf("pool transport use is %d, PE has %d", p.use, pe.User.Use)}
+	}
+	return nil
+}
+
+// transportTLV encodes the user transport of one PE of the pool.
+func (p *pool) transportTLV() []byte {
+	for _, e := range p.elements {
+		return transportTLV(e.User)
+	}
+	return nil
+}
+
+func clonePE(pe wire.PoolElement) wire.PoolElement {
+	pe.User.Addrs = slices.Clip(slices.Clone(pe.User.Addrs))
+	pe.User.Opaque = slices.Clip(slices.Clone(pe.User.Opaque))
+	pe.ASAP.Addrs = slices.Clip(slices.Clone(pe.ASAP.Addrs))
+	pe.ASAP.Opaque = slices.Clip(slices.Clone(pe.ASAP.Opaque))
+	pe.Policy.Raw = slices.Clip(slices.Clone(pe.Policy.Raw))
+	return pe
+}
+
+// own adds e to the list and checksum of its HomeServer.
+func (h *Handlespace) own(e *Element) {
+	o := h.owners[e.HomeServer]
+	if o == nil {
+		o = &owner{}
+		h.owners[e.HomeServer] = o
+	}
+	o.sum = o.sum.Add(wire.PEChecksumPart(e.Pool, e.ID))
+	e.ownerIndex = int32(len(o.elems))
+	o.elems = append(o.elems, e)
+}
+
+// unown removes e from the list and checksum of its HomeServer.
+func (h *Handlespace) unown(e *Element) {
+	o := h.owners[e.HomeServer]
+	o.sum = o.sum.Sub(wire.PEChecksumPart(e.Pool, e.ID))
+	last := len(o.elems) - 1
+	moved := o.elems[last]
+	o.elems[e.ownerIndex] = moved
+	moved.ownerIndex = e.ownerIndex
+	o.elems[last] = nil
+	o.elems = o.elems[:last]
+	e.ownerIndex = -1
+	switch {
+	case last == 0:
+		delete(h.owners, e.HomeServer)
+	case cap(o.elems) > 64 && last < cap(o.elems)/4:
+		o.elems = slices.Clone(o.elems) // give memory back after mass removals
+	}
 }
 
 // Deregister removes PE id from pool handle and deletes the pool when it
 // becomes empty. It returns a copy of the removed element.
 func (h *Handlespace) Deregister(handle wire.PoolHandle, id uint32) (removed Element, ok bool) {
-	panic("unimplemented")
+	p := h.pools[handle]
+	if p == nil {
+		return Element{}, false
+	}
+	e := p.elements[id]
+	if e == nil {
+		return Element{}, false
+	}
+	p.selector.Remove(&e.entry)
+	delete(p.elements, id)
+	h.unown(e)
+	if e.heapIndex >= 0 {
+		h.expiry.remove(e)
+	}
+	h.elements--
+	if len(p.elements) == 0 {
+		delete(h.pools, handle)
+	}
+	removed = *e
+	removed.entry = policy.Entry{ID: e.ID, Policy: e.entry.Policy}
+	return removed, true
+}
+
+func (h *Handlespace) get(handle wire.PoolHandle, id uint32) *Element {
+	if p := h.pools[handle]; p != nil {
+		return p.elements[id]
+	}
+	return nil
 }
 
 // Get returns the element with the given pool handle and ID.
 func (h *Handlespace) Get(handle wire.PoolHandle, id uint32) (*Element, bool) {
-	panic("unimplemented")
+	e := h.get(handle, id)
+	return e, e != nil
 }
 
 // Resolve selects up to n distinct elements of pool handle by the pool's
@@ -135,86 +294,156 @@ func (h *Handlespace) Get(handle wire.PoolHandle, id uint32) (*Element, bool) {
 // pool's policy type when nothing was selected). ok is false when the pool
 // does not exist.
 func (h *Handlespace) Resolve(handle wire.PoolHandle, n int, dst []*Element) (pool wire.Policy, out []*Element, ok bool) {
-	panic("unimplemented")
+	p := h.pools[handle]
+	if p == nil {
+		return wire.Policy{}, dst, false
+	}
+	h.scratch = p.selector.Select(n, h.scratch[:0])
+	start := len(dst)
+	for _, en := range h.scratch {
+		dst = append(dst, en.Value.(*Element))
+	}
+	clear(h.scratch)
+	if len(dst) > start {
+		return dst[start].Policy, dst, true
+	}
+	return wire.Policy{Type: p.policy}, dst, true
 }
 
 // ReportUnreachable counts one ENDPOINT_UNREACHABLE report for the PE and
 // returns the new count. The caller decides whether to remove the PE.
 func (h *Handlespace) ReportUnreachable(handle wire.PoolHandle, id uint32) (count int, ok bool) {
-	panic("unimplemented")
+	e := h.get(handle, id)
+	if e == nil {
+		return 0, false
+	}
+	e.Unreachable++
+	return e.Unreachable, true
 }
 
 // SetHome changes the owner (Home ENRP Server ID) of a PE, for example after
 // a takeover, and moves it between the per-owner checksums. It reports
 // whether the PE exists.
 func (h *Handlespace) SetHome(handle wire.PoolHandle, id uint32, home uint32) bool {
-	panic("unimplemented")
+	e := h.get(handle, id)
+	if e == nil {
+		return false
+	}
+	if e.HomeServer != home {
+		h.unown(e)
+		e.HomeServer = home
+		h.own(e)
+	}
+	return true
 }
 
 // SetExpiry sets the time at which the PE expires; the zero time means never.
 // It reports whether the PE exists.
 func (h *Handlespace) SetExpiry(handle wire.PoolHandle, id uint32, t time.Time) bool {
-	panic("unimplemented")
+	e := h.get(handle, id)
+	if e == nil {
+		return false
+	}
+	h.expiry.set(e, t)
+	return true
 }
 
 // Expired appends to dst the elements whose Expiry is not after now, in
 // ascending Expiry order (ties by pool handle, then ID), and returns the
-// extended slice. It does not remove them. O(k log n) for k results.
+// extended slice. It does not remove them. O(k log k) for k results.
 func (h *Handlespace) Expired(now time.Time, dst []*Element) []*Element {
-	panic("unimplemented")
+	return h.expiry.upTo(now, dst)
 }
 
 // NextExpiry returns the earliest Expiry of all elements, for arming a timer.
 func (h *Handlespace) NextExpiry() (time.Time, bool) {
-	panic("unimplemented")
+	if len(h.expiry) == 0 {
+		return time.Time{}, false
+	}
+	return h.expiry[0].Expiry, true
 }
 
 // Checksum returns the RFC 5353 §3.6.2 PE checksum over the PEs whose home is
 // owner (0xffff when it owns none). It is maintained incrementally: O(1).
 func (h *Handlespace) Checksum(owner uint32) uint16 {
-	panic("unimplemented")
+	if o := h.owners[owner]; o != nil {
+		return o.sum.Checksum()
+	}
+	return wire.ChecksumSum(0).Checksum()
 }
 
 // Owners returns, in ascending order, the IDs of the servers owning at least
 // one PE. The slice is the caller's.
 func (h *Handlespace) Owners() []uint32 {
-	panic("unimplemented")
+	return slices.Sorted(maps.Keys(h.owners))
 }
 
 // OwnedCount returns the number of PEs whose home is owner.
 func (h *Handlespace) OwnedCount(owner uint32) int {
-	panic("unimplemented")
+	if o := h.owners[owner]; o != nil {
+		return len(o.elems)
+	}
+	return 0
 }
 
 // NumPools returns the number of pools.
-func (h *Handlespace) NumPools() int { panic("unimplemented") }
+func (h *Handlespace) NumPools() int { return len(h.pools) }
 
 // NumElements returns the number of PEs in all pools.
-func (h *Handlespace) NumElements() int { panic("unimplemented") }
+func (h *Handlespace) NumElements() int { return h.elements }
 
 // PoolLen returns the number of PEs in pool handle (0 if absent).
-func (h *Handlespace) PoolLen(handle wire.PoolHandle) int { panic("unimplemented") }
+func (h *Handlespace) PoolLen(handle wire.PoolHandle) int {
+	if p := h.pools[handle]; p != nil {
+		return len(p.elements)
+	}
+	return 0
+}
 
 // PoolPolicyType returns the policy type of pool handle.
 func (h *Handlespace) PoolPolicyType(handle wire.PoolHandle) (wire.PolicyType, bool) {
-	panic("unimplemented")
+	if p := h.pools[handle]; p != nil {
+		return p.policy, true
+	}
+	return 0, false
 }
 
 // Pools calls fn for every pool in ascending handle order until fn returns
 // false. fn must not modify the handlespace.
 func (h *Handlespace) Pools(fn func(handle wire.PoolHandle, policy wire.PolicyType) bool) {
-	panic("unimplemented")
+	for _, handle := range slices.Sorted(maps.Keys(h.pools)) {
+		if !fn(handle, h.pools[handle].policy) {
+			return
+		}
+	}
 }
 
 // Elements calls fn for every PE of pool handle in ascending ID order until
 // fn returns false. fn must not modify the handlespace.
 func (h *Handlespace) Elements(handle wire.PoolHandle, fn func(*Element) bool) {
-	panic("unimplemented")
+	p := h.pools[handle]
+	if p == nil {
+		return
+	}
+	es := slices.SortedFunc(maps.Values(p.elements), func(a, b *Element) int { return cmp.Compare(a.ID, b.ID) })
+	for _, e := range es {
+		if !fn(e) {
+			return
+		}
+	}
 }
 
 // OwnedBy calls fn for every PE whose home is owner until fn returns false,
 // in no particular order; O(k) for k such PEs. fn must not modify the
 // handlespace (collect first, then change).
 func (h *Handlespace) OwnedBy(owner uint32, fn func(*Element) bool) {
-	panic("unimplemented")
+	o := h.owners[owner]
+	if o == nil {
+		return
+	}
+	for _, e := range o.elems {
+		if !fn(e) {
+			return
+		}
+	}
 }

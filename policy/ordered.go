@@ -72,7 +72,7 @@ func (o *ordered) wrrStart(e *Entry) {
 	if f := o.first(); f != nil && f.k1 != excluded {
 		e.k1 = f.k1
 	}
-	e.k2 = uint64(e.Policy.Weight)
+	e.k2 = e.Policy.Weight
 }
 
 func (o *ordered) first() *Entry {
@@ -152,7 +152,7 @@ func (o *ordered) Select(n int, dst []*Entry) []*Entry {
 	clear(st)
 	o.stack = st[:0]
 	for i, e := range dst[start:] {
-		e.selections++
+		e.selected()
 		if !o.updates(i) {
 			continue
 		}
@@ -172,7 +172,7 @@ func (o *ordered) step(e *Entry) {
 			e.k2--
 		} else {
 			e.k1++
-			e.k2 = uint64(e.Policy.Weight)
+			e.k2 = e.Policy.Weight
 		}
 		return
 	}

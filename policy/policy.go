@@ -21,19 +21,19 @@ const MaxValue = 0xFFFFFFFF
 // state of policies.md §4 and belong to the Selector the entry is inserted in.
 // An Entry can be in at most one Selector at a time.
 type Entry struct {
-	ID     uint32      // PE identifier
-	Policy wire.Policy // the PE's policy values; Type should equal the selector's type
-	Value  any         // owner's data, for example the handlespace element
+	ID         uint32      // PE identifier
+	selections uint32      // how often the entry was selected (saturating)
+	Policy     wire.Policy // the PE's policy values; Type should equal the selector's type
+	Value      any         // owner's data, for example the handlespace element
 
 	owner       *base  // the selector holding the entry, nil when not inserted
 	seq         uint64 // SeqNumber: ties of equal keys are broken by it
-	k1, k2      uint64 // cached sort key (ordered policies)
-	selections  uint64 // how often the entry was selected
+	k1          uint64 // cached sort key (ordered policies); WRR: RoundCounter
+	left, right *Entry // treap children (ordered policies) or ring links (round robin)
+	k2          uint32 // second sort key: WRR VirtualCounter, else 0
 	degradation uint32 // accumulated degradation (LUD, PLUD, RLUD, RPLUD, LUD-DPF)
 	prio        uint32 // treap priority
 	slot        int32  // index in the random selectors' arrays
-
-	left, right *Entry // treap children (ordered policies) or ring links (round robin)
 }
 
 // Degradation returns the entry's accumulated load degradation (policies.md
@@ -42,7 +42,14 @@ func (e *Entry) Degradation() uint32 { return e.degradation }
 
 // Selections returns how many times the entry has been selected since it was
 // inserted.
-func (e *Entry) Selections() uint64 { return e.selections }
+func (e *Entry) Selections() uint64 { return uint64(e.selections) }
+
+// selected counts one selection of e.
+func (e *Entry) selected() {
+	if e.selections != ^uint32(0) {
+		e.selections++
+	}
+}
 
 // Selector chooses pool elements by one pool member selection policy.
 //

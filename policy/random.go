@@ -47,7 +47,7 @@ func (u *uniform) Select(n int, dst []*Entry) []*Entry {
 		j := i + int(u.rng.Uint64()%uint64(len(u.entries)-i))
 		u.swap(i, j)
 		e := u.entries[i]
-		e.selections++
+		e.selected()
 		if u.updates(i) {
 			e.seq = u.seq()
 		}
@@ -174,7 +174,7 @@ func (w *weighted) Select(n int, dst []*Entry) []*Entry {
 		}
 		s := w.find(w.rng.Uint64() % t)
 		e := w.entries[s]
-		e.selections++
+		e.selected()
 		if w.updates(i) {
 			e.seq = w.seq()
 			if degrades(w.typ) {

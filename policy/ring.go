@@ -54,7 +54,7 @@ func (r *ring) Select(n int, dst []*Entry) []*Entry {
 	e := r.head
 	for i := 0; i < k; i++ {
 		dst = append(dst, e)
-		e.selections++
+		e.selected()
 		if r.updates(i) {
 			e.seq = r.seq()
 			r.head = e.right

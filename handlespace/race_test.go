@@ -1,0 +1,5 @@
+//go:build race
+
+package handlespace
+
+const raceEnabled = true
