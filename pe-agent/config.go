@@ -477,34 +477,41 @@ func resolveBackend(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ip, uint16(p)), nil
 }
 
-var policyNames = map[string]wire.PolicyType{
-	"round-robin":            wire.PolicyRoundRobin,
-	"weighted-round-robin":   wire.PolicyWeightedRoundRobin,
-	"random":                 wire.PolicyRandom,
-	"weighted-random":        wire.PolicyWeightedRandom,
-	"priority":               wire.PolicyPriority,
-	"least-used":             wire.PolicyLeastUsed,
-	"least-used-degradation": wire.PolicyLeastUsedDegradation,
-	"priority-least-used":    wire.PolicyPriorityLeastUsed,
-	"randomized-least-used":  wire.PolicyRandomizedLeastUsed,
+// ParsePolicyName maps a policy name (DESIGN.md, plus the RSPLIB
+// extensions known to wire) to its type; types without a wire encoding are
+// refused.
+func ParsePolicyName(name string) (wire.PolicyType, error) {
+	t, err := wire.ParsePolicyName(name)
+	if err != nil {
+		return 0, err
+	}
+	if !t.Known() {
+		return 0, fmt.Errorf("policy %q has no wire encoding", name)
+	}
+	return t, nil
 }
 
-// ParsePolicyName maps a DESIGN.md policy name to its type.
-func ParsePolicyName(name string) (wire.PolicyType, error) {
-	if t, ok := policyNames[strings.ToLower(name)]; ok {
-		return t, nil
+// policyValues tells which value fields a policy type carries.
+func policyValues(t wire.PolicyType) (weight, priority, load, degradation bool) {
+	switch t {
+	case wire.PolicyWeightedRoundRobin, wire.PolicyWeightedRandom, wire.PolicyWeightedRandomDPF:
+		weight = true
+	case wire.PolicyPriority:
+		priority = true
+	case wire.PolicyLeastUsed, wire.PolicyRandomizedLeastUsed, wire.PolicyLeastUsedDPF:
+		load = true
+	case wire.PolicyLeastUsedDegradation, wire.PolicyPriorityLeastUsed, wire.PolicyRandomizedPriorityLeastUsed,
+		wire.PolicyRandomizedLeastUsedDegr, wire.PolicyPriorityLeastUsedDegr, wire.PolicyRandomizedPriorityLUDegr,
+		wire.PolicyLeastUsedDegradationDPF:
+		load, degradation = true, true
 	}
-	return 0, fmt.Errorf("unknown policy %q", name)
+	return
 }
 
 // usesLoad reports whether the policy carries a Load value.
 func usesLoad(t wire.PolicyType) bool {
-	switch t {
-	case wire.PolicyLeastUsed, wire.PolicyLeastUsedDegradation, wire.PolicyPriorityLeastUsed,
-		wire.PolicyRandomizedLeastUsed:
-		return true
-	}
-	return false
+	_, _, load, _ := policyValues(t)
+	return load
 }
 
 // policyFor builds the wire policy of an element with the given load.
@@ -514,15 +521,17 @@ func (e ElementConfig) policyFor(load uint32) (wire.Policy, error) {
 		return wire.Policy{}, err
 	}
 	p := wire.Policy{Type: t}
-	switch t {
-	case wire.PolicyWeightedRoundRobin, wire.PolicyWeightedRandom:
-		p.Weight = e.Weight
-	case wire.PolicyPriority:
+	w, pr, l, d := policyValues(t)
+	if w {
+		p.Weight = max(e.Weight, 1)
+	}
+	if pr {
 		p.Priority = e.Priority
-	case wire.PolicyLeastUsed, wire.PolicyRandomizedLeastUsed:
+	}
+	if l {
 		p.Load = load
-	case wire.PolicyLeastUsedDegradation, wire.PolicyPriorityLeastUsed:
-		p.Load = load
+	}
+	if d {
 		p.LoadDegradation = scaleFraction(e.LoadDegradation)
 	}
 	return p, nil
