@@ -73,7 +73,7 @@ func parseASAP(b []byte, l int) (Message, error) {
 		if t, ok, err = d.optional(&c, ParamPolicy); err != nil {
 			break
 		} else if ok {
-			if a.p, err = d.policy(t); err != nil {
+			if err = d.policy(t, &a.p); err != nil {
 				break
 			}
 			x.Policy = &a.p
@@ -124,11 +124,10 @@ func parseASAP(b []byte, l int) (Message, error) {
 				break // reported by done below
 			}
 			c.take()
-			var tr Transport
-			if tr, err = d.transport(t); err != nil {
+			x.Transports = append(x.Transports, Transport{})
+			if err = d.transport(t, &x.Transports[len(x.Transports)-1]); err != nil {
 				break
 			}
-			x.Transports = append(x.Transports, tr)
 		}
 	case TypeCookie:
 		x := &Cookie{}
@@ -149,11 +148,11 @@ func parseASAP(b []byte, l int) (Message, error) {
 		if t, ok, err = d.optional(&c, ParamPolicy); err != nil {
 			break
 		} else if ok {
-			var p Policy
-			if p, err = d.policy(t); err != nil {
+			p := new(Policy)
+			if err = d.policy(t, p); err != nil {
 				break
 			}
-			x.Policy = &p
+			x.Policy = p
 		}
 		x.Elements, err = d.elements(&c)
 	case TypeASAPError:

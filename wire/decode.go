@@ -244,22 +244,22 @@ func isTransport(t uint16) bool {
 }
 
 // transport decodes a transport parameter (RFC 5354 §3.3-3.7, §3.16).
-func (d *decoder) transport(t tlv) (Transport, error) {
-	tr := Transport{Type: TransportType(t.typ)}
+func (d *decoder) transport(t tlv, tr *Transport) error {
+	tr.Type = TransportType(t.typ)
 	v := t.val()
 	fixed := 4
 	switch tr.Type {
 	case TransportOpaque:
 		tr.Opaque = d.bytes(v, t.end)
-		return tr, nil
+		return nil
 	case TransportDCCP:
 		fixed = 8
 	case TransportSCTP, TransportTCP, TransportUDP, TransportUDPLite:
 	default:
-		return tr, perr(t.off, t.typ, ErrUnexpectedParameter)
+		return perr(t.off, t.typ, ErrUnexpectedParameter)
 	}
 	if t.size() < fixed {
-		return tr, perr(t.off+2, t.typ, ErrLength)
+		return perr(t.off+2, t.typ, ErrLength)
 	}
 	tr.Port = d.u16(v)
 	switch tr.Type {
@@ -273,17 +273,17 @@ func (d *decoder) transport(t tlv) (Transport, error) {
 	for {
 		at, ok, err := d.next(&c)
 		if err != nil {
-			return tr, err
+			return err
 		}
 		if !ok {
 			break
 		}
 		a, err := d.address(at)
 		if err != nil {
-			return tr, err
+			return err
 		}
 		if tr.Type != TransportSCTP && len(d.addrs) > start {
-			return tr, perr(at.off, at.typ, ErrUnexpectedParameter)
+			return perr(at.off, at.typ, ErrUnexpectedParameter)
 		}
 		if d.addrs == nil {
 			d.addrs = make([]netip.Addr, 0, d.maxAddrs())
@@ -291,47 +291,47 @@ func (d *decoder) transport(t tlv) (Transport, error) {
 		d.addrs = append(d.addrs, a)
 	}
 	if len(d.addrs) == start {
-		return tr, perr(c.pos, uint16(ParamIPv4Address), ErrMissingParameter)
+		return perr(c.pos, uint16(ParamIPv4Address), ErrMissingParameter)
 	}
 	tr.Addrs = d.addrs[start:len(d.addrs):len(d.addrs)]
-	return tr, nil
+	return nil
 }
 
 // wantTransport consumes the next parameter, which must be a transport.
-func (d *decoder) wantTransport(c *cursor) (Transport, error) {
+func (d *decoder) wantTransport(c *cursor, tr *Transport) error {
 	t, ok, err := d.peek(c)
 	if err != nil {
-		return Transport{}, err
+		return err
 	}
 	if !ok {
-		return Transport{}, perr(c.pos, uint16(TransportSCTP), ErrMissingParameter)
+		return perr(c.pos, uint16(TransportSCTP), ErrMissingParameter)
 	}
 	if !isTransport(t.typ) {
-		return Transport{}, perr(t.off, t.typ, ErrUnexpectedParameter)
+		return perr(t.off, t.typ, ErrUnexpectedParameter)
 	}
 	c.take()
-	return d.transport(t)
+	return d.transport(t, tr)
 }
 
-func (d *decoder) policy(t tlv) (Policy, error) {
+func (d *decoder) policy(t tlv, p *Policy) error {
 	if t.size() < 4 {
-		return Policy{}, perr(t.off+2, t.typ, ErrLength)
+		return perr(t.off+2, t.typ, ErrLength)
 	}
-	p := Policy{Type: PolicyType(d.u32(t.val()))}
+	p.Type = PolicyType(d.u32(t.val()))
 	f, n, known := p.fields()
 	body := t.size() - 4
 	v := t.val() + 4
 	if known {
 		if body < 4*n {
-			return p, perr(t.off+2, t.typ, ErrLength)
+			return perr(t.off+2, t.typ, ErrLength)
 		}
 		for i := 0; i < n; i++ {
 			*f[i] = d.u32(v + 4*i)
 		}
-		return p, nil
+		return nil
 	}
 	if body%4 != 0 {
-		return p, perr(t.off+2, t.typ, ErrLength)
+		return perr(t.off+2, t.typ, ErrLength)
 	}
 	if body > 0 {
 		p.Raw = make([]uint32, body/4)
@@ -339,15 +339,15 @@ func (d *decoder) policy(t tlv) (Policy, error) {
 			p.Raw[i] = d.u32(v + 4*i)
 		}
 	}
-	return p, nil
+	return nil
 }
 
-func (d *decoder) wantPolicy(c *cursor) (Policy, error) {
+func (d *decoder) wantPolicy(c *cursor, p *Policy) error {
 	t, err := d.want(c, ParamPolicy)
 	if err != nil {
-		return Policy{}, err
+		return err
 	}
-	return d.policy(t)
+	return d.policy(t, p)
 }
 
 // poolElement decodes a Pool Element parameter into pe.
@@ -360,11 +360,10 @@ func (d *decoder) poolElement(t tlv, pe *PoolElement) error {
 	pe.HomeServer = d.u32(v + 4)
 	pe.RegistrationLife = d.u32(v + 8)
 	c := inner(t, v+12)
-	var err error
-	if pe.User, err = d.wantTransport(&c); err != nil {
+	if err := d.wantTransport(&c, &pe.User); err != nil {
 		return err
 	}
-	if pe.Policy, err = d.wantPolicy(&c); err != nil {
+	if err := d.wantPolicy(&c, &pe.Policy); err != nil {
 		return err
 	}
 	at, ok, err := d.peek(&c)
@@ -376,7 +375,7 @@ func (d *decoder) poolElement(t tlv, pe *PoolElement) error {
 			return perr(at.off, at.typ, ErrUnexpectedParameter)
 		}
 		c.take()
-		if pe.ASAP, err = d.transport(at); err != nil {
+		if err := d.transport(at, &pe.ASAP); err != nil {
 			return err
 		}
 	}
@@ -405,17 +404,16 @@ func (d *decoder) elements(c *cursor) ([]PoolElement, error) {
 	}
 }
 
-func (d *decoder) serverInfo(t tlv) (ServerInfo, error) {
+func (d *decoder) serverInfo(t tlv, si *ServerInfo) error {
 	if t.size() < 4 {
-		return ServerInfo{}, perr(t.off+2, t.typ, ErrLength)
+		return perr(t.off+2, t.typ, ErrLength)
 	}
-	si := ServerInfo{ServerID: d.u32(t.val())}
+	si.ServerID = d.u32(t.val())
 	c := inner(t, t.val()+4)
-	var err error
-	if si.Transport, err = d.wantTransport(&c); err != nil {
-		return si, err
+	if err := d.wantTransport(&c, &si.Transport); err != nil {
+		return err
 	}
-	return si, d.done(&c)
+	return d.done(&c)
 }
 
 // operationError decodes an Operation Error parameter (RFC 5354 §3.12).

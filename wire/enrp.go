@@ -46,7 +46,7 @@ func parseENRP(b []byte, l int) (Message, error) {
 		if t, ok, err = d.optional(&c, ParamServerInformation); err != nil || !ok {
 			break
 		}
-		if a.si, err = d.serverInfo(t); err == nil {
+		if err = d.serverInfo(t, &a.si); err == nil {
 			x.Info = &a.si
 		}
 	case TypeHandleTableRequest:
@@ -83,11 +83,10 @@ func parseENRP(b []byte, l int) (Message, error) {
 			if t, ok, err = d.optional(&c, ParamServerInformation); err != nil || !ok {
 				break
 			}
-			var si ServerInfo
-			if si, err = d.serverInfo(t); err != nil {
+			x.Servers = append(x.Servers, ServerInfo{})
+			if err = d.serverInfo(t, &x.Servers[len(x.Servers)-1]); err != nil {
 				break
 			}
-			x.Servers = append(x.Servers, si)
 		}
 	case TypeInitTakeover:
 		x := &InitTakeover{Sender: snd, Receiver: rcv, Target: d.u32(12)}
