@@ -44,7 +44,13 @@ type conn struct {
 
 func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queueBytes int, log *slog.Logger) *conn {
 	c := &conn{id: id, tc: tc, done: make(chan struct{})}
-	c.q.init(queueBytes)
+	c.q.init(queueBytes, func(b []byte) error {
+		err := tc.WriteMessage(transport.Message{PPID: wire.PPIDASAP, Data: b})
+		if err != nil {
+			c.close()
+		}
+		return err
+	})
 	var port uint16
 	for _, a := range tc.PeerAddrs() {
 		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
@@ -123,50 +129,84 @@ func (c *conn) send(b []byte) bool {
 }
 
 // sendQueue is a connection's outgoing queue, bounded in bytes. The loop
-// pushes without blocking; the writer drains it; the reader stops reading
-// requests while more than a quarter of the bound is queued, so that a
-// pipelining client slows down instead of being disconnected. Only a client
-// that stops reading altogether fills it (and is then disconnected).
+// pushes without blocking; a writer goroutine, started when there is
+// something to send and ending when the queue is empty (so idle connections
+// have none), drains it. The reader stops reading requests while more than a
+// quarter of the bound is queued, so that a pipelining client slows down
+// instead of being disconnected; only a client that stops reading
+// altogether fills it and is then disconnected.
 type sendQueue struct {
-	mu    sync.Mutex // guards q and bytes
-	q     [][]byte
-	bytes int
-	max   int
-	wake  chan struct{} // writer: data queued
-	room  chan struct{} // reader: below the soft bound again
+	mu      sync.Mutex // guards the fields up to room
+	q       [][]byte
+	bytes   int
+	max     int
+	running bool          // a writer goroutine is draining q
+	closed  bool          // no writer may start any more
+	room    chan struct{} // reader: below the soft bound again
+	writers sync.WaitGroup
+	write   func([]byte) error
 }
 
-func (s *sendQueue) init(max int) {
+func (s *sendQueue) init(max int, write func([]byte) error) {
 	s.max = max
-	s.wake = make(chan struct{}, 1)
 	s.room = make(chan struct{}, 1)
+	s.write = write
 }
 
+// push queues b, starting a writer if none runs. It reports false when the
+// queue is full or closed.
 func (s *sendQueue) push(b []byte) bool {
 	s.mu.Lock()
-	if s.bytes+len(b) > s.max {
-		s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.closed || s.bytes+len(b) > s.max {
 		return false
 	}
 	s.q = append(s.q, b)
 	s.bytes += len(b)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if !s.running && s.write != nil {
+		s.running = true
+		s.writers.Add(1)
+		go s.drain()
 	}
 	return true
 }
 
-// take moves every queued message into dst.
+// drain is the writer goroutine: it sends until the queue is empty.
+func (s *sendQueue) drain() {
+	defer s.writers.Done()
+	var batch [][]byte
+	for {
+		s.mu.Lock()
+		if len(s.q) == 0 || s.closed {
+			s.running = false
+			s.mu.Unlock()
+			return
+		}
+		batch, s.q = s.q, batch[:0]
+		s.mu.Unlock()
+		for i, b := range batch {
+			batch[i] = nil
+			if s.write(b) != nil {
+				s.mu.Lock()
+				s.running = false
+				s.closed = true
+				s.mu.Unlock()
+				return
+			}
+			s.done(len(b))
+		}
+		if cap(batch) > 1024 {
+			batch = nil // do not keep a burst's backing array
+		}
+	}
+}
+
+// take moves every queued message into dst (for tests without a writer).
 func (s *sendQueue) take(dst [][]byte) [][]byte {
 	s.mu.Lock()
 	dst = append(dst, s.q...)
 	clear(s.q)
 	s.q = s.q[:0]
-	if cap(s.q) > 1024 {
-		s.q = nil // do not keep a burst's backing array
-	}
 	s.mu.Unlock()
 	return dst
 }
@@ -182,6 +222,15 @@ func (s *sendQueue) done(n int) {
 		default:
 		}
 	}
+}
+
+// close stops the queue and waits for its writer.
+func (s *sendQueue) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.q = nil
+	s.mu.Unlock()
+	s.writers.Wait()
 }
 
 // waitRoom blocks while more than a quarter of the bound is queued.
@@ -228,31 +277,6 @@ func (c *conn) logLimited(l *slog.Logger, msg string, args ...any) {
 	l.Warn(msg, args...)
 }
 
-// writer sends queued messages until the connection closes.
-func (r *Registrar) writer(c *conn) {
-	defer r.wg.Done()
-	var batch [][]byte
-	for {
-		select {
-		case <-c.q.wake:
-		case <-c.done:
-			return
-		}
-		batch = c.q.take(batch[:0])
-		for i, b := range batch {
-			batch[i] = nil
-			if err := c.tc.WriteMessage(transport.Message{PPID: wire.PPIDASAP, Data: b}); err != nil {
-				c.close()
-				return
-			}
-			c.q.done(len(b))
-		}
-		if cap(batch) > 1024 {
-			batch = nil
-		}
-	}
-}
-
 // bucket is a token bucket for one connection's message rate.
 type bucket struct {
 	tokens float64
@@ -277,8 +301,6 @@ func (b *bucket) take(now time.Time, rate, burst float64) bool {
 func (r *Registrar) serveConn(c *conn) {
 	defer r.wg.Done()
 	defer r.connDone(c)
-	r.wg.Add(1)
-	go r.writer(c)
 	var b bucket
 	errs := 0
 	for first := true; ; first = false {
@@ -322,6 +344,7 @@ func (r *Registrar) serveConn(c *conn) {
 		}
 	}
 	c.close()
+	c.q.close()
 	if c.dropped.Load() {
 		r.m.limitRejections.WithLabelValues(limitSendQueue).Inc()
 		c.log.Warn("closed connection whose send queue was full (client not reading)")

@@ -36,7 +36,7 @@ func memConn() *conn {
 	c := &conn{done: make(chan struct{}),
 		remote: []netip.Addr{loopback},
 		asap:   wire.Transport{Type: wire.TransportTCP, Port: 5000, Addrs: []netip.Addr{loopback}}}
-	c.q.init(1 << 20)
+	c.q.init(1<<20, nil)
 	return c
 }
 
