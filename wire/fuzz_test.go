@@ -18,6 +18,16 @@ func seedFuzz(f *testing.F, p Protocol) {
 			f.Add(parseHex(f, g.hex))
 		}
 	}
+	// Unknown parameters with each action bit pattern, at the top level
+	// and nested.
+	for _, h := range []string{
+		"05 00 00 18 0009000c 4563686f 506f6f6c c1230007 deadbe00",
+		"05 00 00 18 0009000c 4563686f 506f6f6c 81230008 00000003",
+		"01 00 00 40 0009000c 4563686f 506f6f6c 000a0030 12345678 00000000 0000001e c0000005 ff000000 00050010 1b580000 00010008 c0000201 00080008 00000001",
+		"03 00 00 28 0a0b0c0d 00000000 0009000c 4563686f 506f6f6c 000a0010 00000001 00000000 00000000",
+	} {
+		f.Add(parseHex(f, h))
+	}
 }
 
 // loadVectorsOrNil returns the RSPLIB vectors, or none when they are
