@@ -269,9 +269,7 @@ func (h *Handlespace) Deregister(handle wire.PoolHandle, id uint32) (removed Ele
 	if len(p.elements) == 0 {
 		delete(h.pools, handle)
 	}
-	removed = *e
-	removed.entry = policy.Entry{ID: e.ID, Policy: e.entry.Policy}
-	return removed, true
+	return *e, true // the entry is detached: the copy keeps its counters only
 }
 
 func (h *Handlespace) get(handle wire.PoolHandle, id uint32) *Element {

@@ -517,14 +517,26 @@ func BenchmarkRegisterDeregister(b *testing.B) {
 	}
 }
 
-func BenchmarkMemoryPerPE(b *testing.B) {
-	for b.Loop() {
-		before := heapInUse()
-		h := New(Options{})
-		for id := uint32(1); id <= 100000; id++ {
-			h.Register("EchoPool", tcpPE(id, 1, wire.PolicyLeastUsed), t0)
-		}
-		b.ReportMetric(float64(heapInUse()-before)/100000, "bytes/PE")
-		runtime.KeepAlive(h)
+func TestSnapshot(t *testing.T) {
+	h := New(Options{Rand: seeded(1)})
+	mustRegister(t, h, "b", tcpPE(2, 7, wire.PolicyLeastUsed))
+	mustRegister(t, h, "b", tcpPE(1, 7, wire.PolicyLeastUsed))
+	mustRegister(t, h, "a", tcpPE(3, 8, wire.PolicyRoundRobin))
+	h.SetExpiry("a", 3, t0.Add(time.Second))
+	h.Resolve("b", 1, nil)
+	snap := h.Snapshot()
+	exp := t0.Add(time.Second)
+	want := []PoolSnapshot{
+		{Handle: "a", Policy: "round-robin", PolicyType: wire.PolicyRoundRobin, Elements: []ElementSnapshot{
+			{ID: 3, Home: 8, RegistrationLife: 30000, Transport: "tcp", Addrs: tcpPE(3, 8, 0).User.Addrs, Port: 7000,
+				Policy: wire.Policy{Type: wire.PolicyRoundRobin, Weight: 1}, Registered: t0, Updated: t0, Expiry: &exp}}},
+		{Handle: "b", Policy: "least-used", PolicyType: wire.PolicyLeastUsed, Elements: []ElementSnapshot{
+			{ID: 1, Home: 7, RegistrationLife: 30000, Transport: "tcp", Addrs: tcpPE(1, 7, 0).User.Addrs, Port: 7000,
+				Policy: wire.Policy{Type: wire.PolicyLeastUsed, Weight: 1}, Registered: t0, Updated: t0},
+			{ID: 2, Home: 7, RegistrationLife: 30000, Transport: "tcp", Addrs: tcpPE(2, 7, 0).User.Addrs, Port: 7000,
+				Policy: wire.Policy{Type: wire.PolicyLeastUsed, Weight: 1}, Registered: t0, Updated: t0, Selections: 1}}},
+	}
+	if diff := cmp.Diff(want, snap, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Fatalf("Snapshot (-want +got):\n%s", diff)
 	}
 }
