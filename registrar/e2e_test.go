@@ -324,7 +324,7 @@ func TestE2ELifecycle(t *testing.T) {
 func TestE2EIdleConnections(t *testing.T) {
 	n := 2000
 	if *longTests {
-		n = 9000 // the test process and the registrar share the 20,000 fd limit
+		n = 10000
 	}
 	if testing.Short() {
 		n = 200
