@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -59,31 +61,200 @@ type Config struct {
 	// unanswered before the connection fails. Zero means 5 (Path.Max.Retrans).
 	HeartbeatMaxMissed int
 	// MaxMessageSize bounds one message (and one chunk). Zero means 65535.
+	// The TCP mapping caps it at 65519 (a chunk length is 16 bits and the
+	// DATA header takes 16 bytes).
 	MaxMessageSize int
 	// TLS is required for the tls scheme (server side: certificates and
 	// ClientAuth for mutual authentication; client side: roots, ServerName).
 	TLS *tls.Config
+	// ChunkTimeout bounds how long a partially received TCP-mapping chunk
+	// (and a TLS server handshake) may take to complete. Zero means 30 s.
+	ChunkTimeout time.Duration
+	// CloseTimeout bounds how long Close waits to flush queued frames before
+	// it closes the socket anyway. Zero means 2 s.
+	CloseTimeout time.Duration
 	// Logger receives connection-level events; nil discards them.
 	Logger *slog.Logger
+}
+
+// Defaults of Config's zero fields.
+const (
+	DefaultHeartbeatInterval  = 30 * time.Second
+	DefaultHeartbeatMaxMissed = 5
+	DefaultMaxMessageSize     = 65535
+	DefaultChunkTimeout       = 30 * time.Second
+	DefaultCloseTimeout       = 2 * time.Second
+	// MaxMappingMessageSize is the largest message the TCP mapping carries.
+	MaxMappingMessageSize = maxChunkLen - dataHdrFull
+)
+
+// resolved is a Config with its defaults applied.
+type resolved struct {
+	hbInterval   time.Duration // <= 0: no heartbeats
+	hbMaxMissed  int
+	maxMsg       int // largest message accepted and sent
+	maxChunk     int // largest chunk length accepted
+	chunkTimeout time.Duration
+	closeTimeout time.Duration
+	tls          *tls.Config
+	logger       *slog.Logger
+}
+
+func resolve(cfg *Config) resolved {
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	r := resolved{
+		hbInterval:   c.HeartbeatInterval,
+		hbMaxMissed:  c.HeartbeatMaxMissed,
+		maxMsg:       c.MaxMessageSize,
+		chunkTimeout: c.ChunkTimeout,
+		closeTimeout: c.CloseTimeout,
+		tls:          c.TLS,
+		logger:       c.Logger,
+	}
+	if r.hbInterval == 0 {
+		r.hbInterval = DefaultHeartbeatInterval
+	}
+	if r.hbMaxMissed <= 0 {
+		r.hbMaxMissed = DefaultHeartbeatMaxMissed
+	}
+	if r.maxMsg <= 0 {
+		r.maxMsg = DefaultMaxMessageSize
+	}
+	if r.chunkTimeout <= 0 {
+		r.chunkTimeout = DefaultChunkTimeout
+	}
+	if r.closeTimeout <= 0 {
+		r.closeTimeout = DefaultCloseTimeout
+	}
+	if r.logger == nil {
+		r.logger = slog.New(slog.DiscardHandler)
+	}
+	return r
+}
+
+// mapping returns r limited to what the TCP mapping can carry.
+func (r resolved) mapping() resolved {
+	r.maxMsg = min(r.maxMsg, MaxMappingMessageSize)
+	r.maxChunk = min(maxChunkLen, r.maxMsg+dataHdrFull)
+	return r
 }
 
 // ErrNoSCTP is returned for sctp:// addresses where the kernel has no SCTP.
 var ErrNoSCTP = errors.New("transport: kernel has no SCTP support")
 
 // Dial connects to addr ("tcp://h:p", "sctp://h:p", "tls://h:p"; a bare
-// "h:p" means tcp).
+// "h:p" means tcp). The context bounds the connection set-up (for TLS, the
+// handshake too); for sctp:// only its state at the start is checked.
 func Dial(ctx context.Context, addr string, cfg *Config) (Conn, error) {
-	panic("unimplemented")
+	scheme, hostport, err := SplitAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	r := resolve(cfg)
+	switch scheme {
+	case SchemeSCTP:
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return dialSCTP(hostport, r)
+	case SchemeTLS:
+		if r.tls == nil {
+			return nil, fmt.Errorf("transport: dial %s: Config.TLS is required", addr)
+		}
+	}
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", hostport)
+	if err != nil {
+		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
+	if scheme == SchemeTCP {
+		return newMapConn(raw, raw, r.mapping(), false), nil
+	}
+	tc := r.tls.Clone()
+	if tc.ServerName == "" {
+		host, _, _ := net.SplitHostPort(hostport)
+		tc.ServerName = host
+	}
+	conn := tls.Client(raw, tc)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("transport: dial %s: TLS handshake: %w", addr, err)
+	}
+	return newMapConn(conn, raw, r.mapping(), false), nil
 }
 
 // Listen listens on addr (same forms as Dial; port 0 picks a free port).
+// Accepted tls:// connections complete their handshake in the background,
+// bounded by Config.ChunkTimeout; a failed handshake fails the connection.
 func Listen(addr string, cfg *Config) (Listener, error) {
-	panic("unimplemented")
+	scheme, hostport, err := SplitAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	r := resolve(cfg)
+	switch scheme {
+	case SchemeSCTP:
+		return listenSCTP(hostport, r)
+	case SchemeTLS:
+		if r.tls == nil {
+			return nil, fmt.Errorf("transport: listen %s: Config.TLS is required", addr)
+		}
+	}
+	ln, err := net.Listen("tcp", hostport)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen %s: %w", addr, err)
+	}
+	return &mapListener{ln: ln, cfg: r.mapping(), tls: scheme == SchemeTLS}, nil
 }
 
-// SCTPAvailable reports whether the running kernel supports SCTP sockets, and
-// if not, why.
-func SCTPAvailable() (bool, error) { panic("unimplemented") }
+// mapListener accepts TCP-mapping connections (over TLS if tls is set).
+type mapListener struct {
+	ln  net.Listener
+	cfg resolved
+	tls bool
+}
 
-// SplitAddr splits "scheme://host:port" into its scheme (default tcp) and host:port.
-func SplitAddr(addr string) (Scheme, string, error) { panic("unimplemented") }
+// Accept waits for the next connection.
+func (l *mapListener) Accept() (Conn, error) {
+	raw, err := l.ln.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if !l.tls {
+		return newMapConn(raw, raw, l.cfg, false), nil
+	}
+	return newMapConn(tls.Server(raw, l.cfg.tls), raw, l.cfg, true), nil
+}
+
+// Close stops the listener; accepted connections stay open.
+func (l *mapListener) Close() error { return l.ln.Close() }
+
+// Addr returns the bound address (a *net.TCPAddr).
+func (l *mapListener) Addr() net.Addr { return l.ln.Addr() }
+
+// SplitAddr splits "scheme://host:port" into its scheme (default tcp) and
+// host:port. IPv6 hosts are bracketed: "tcp://[::1]:3863".
+func SplitAddr(addr string) (Scheme, string, error) {
+	scheme, hostport := SchemeTCP, addr
+	if i := strings.Index(addr, "://"); i >= 0 {
+		scheme, hostport = Scheme(addr[:i]), addr[i+3:]
+		switch scheme {
+		case SchemeTCP, SchemeSCTP, SchemeTLS:
+		default:
+			return "", "", fmt.Errorf("transport: address %q: unknown scheme %q (want tcp, sctp or tls)", addr, scheme)
+		}
+	}
+	if _, _, err := net.SplitHostPort(hostport); err != nil {
+		return "", "", fmt.Errorf("transport: address %q: %w", addr, err)
+	}
+	return scheme, hostport, nil
+}
+
+// FormatAddr formats a bound or peer address for scheme s, for example
+// "tcp://127.0.0.1:12345" or "tcp://[::1]:3863".
+func FormatAddr(s Scheme, a net.Addr) string {
+	return string(s) + "://" + a.String()
+}

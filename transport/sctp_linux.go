@@ -1,0 +1,210 @@
+//go:build linux && !386
+
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/ishidawataru/sctp"
+)
+
+// sctpProbe opens and closes one SCTP socket to learn whether the kernel
+// supports SCTP (the module may be missing or blacklisted).
+var sctpProbe = sync.OnceValues(func() (bool, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, syscall.IPPROTO_SCTP)
+	if err != nil {
+		return false, fmt.Errorf("%w: socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP): %w", ErrNoSCTP, err)
+	}
+	syscall.Close(fd)
+	return true, nil
+})
+
+// SCTPAvailable reports whether the running kernel supports SCTP sockets, and
+// if not, why (an error wrapping ErrNoSCTP). The probe runs once per process.
+func SCTPAvailable() (bool, error) { return sctpProbe() }
+
+// sctpSocketConfig subscribes to nothing but the per-message SndRcvInfo and
+// drops any notification that still arrives, so that it is never taken for
+// user data.
+func sctpSocketConfig() *sctp.SocketConfig {
+	return &sctp.SocketConfig{
+		InitMsg:             sctp.InitMsg{NumOstreams: sctp.SCTP_MAX_STREAM, MaxInstreams: sctp.SCTP_MAX_STREAM},
+		NotificationHandler: func([]byte) error { return nil },
+	}
+}
+
+func dialSCTP(hostport string, cfg resolved) (Conn, error) {
+	if ok, err := SCTPAvailable(); !ok {
+		return nil, fmt.Errorf("transport: dial sctp://%s: %w", hostport, err)
+	}
+	raddr, err := sctp.ResolveSCTPAddr("sctp", hostport)
+	if err != nil {
+		return nil, fmt.Errorf("transport: dial sctp://%s: %w", hostport, err)
+	}
+	c, err := sctpSocketConfig().Dial("sctp", nil, raddr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: dial sctp://%s: %w", hostport, err)
+	}
+	sc, err := newSCTPConn(c, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
+func listenSCTP(hostport string, cfg resolved) (Listener, error) {
+	if ok, err := SCTPAvailable(); !ok {
+		return nil, fmt.Errorf("transport: listen sctp://%s: %w", hostport, err)
+	}
+	laddr, err := sctp.ResolveSCTPAddr("sctp", hostport)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen sctp://%s: %w", hostport, err)
+	}
+	ln, err := sctpSocketConfig().Listen("sctp", laddr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen sctp://%s: %w", hostport, err)
+	}
+	return &sctpListener{ln: ln, cfg: cfg, addr: ln.Addr()}, nil
+}
+
+// sctpListener accepts one-to-one style SCTP associations.
+type sctpListener struct {
+	ln     *sctp.SCTPListener
+	cfg    resolved
+	addr   net.Addr
+	closed atomic.Bool
+	once   sync.Once
+}
+
+func (l *sctpListener) Accept() (Conn, error) {
+	c, err := l.ln.AcceptSCTP()
+	if err != nil {
+		if l.closed.Load() {
+			return nil, net.ErrClosed
+		}
+		return nil, fmt.Errorf("transport: sctp accept: %w", err)
+	}
+	sc, err := newSCTPConn(c, l.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
+func (l *sctpListener) Close() error {
+	err := net.ErrClosed
+	l.once.Do(func() {
+		l.closed.Store(true)
+		err = l.ln.Close()
+	})
+	return err
+}
+
+// Addr returns the bound addresses (a *sctp.SCTPAddr).
+func (l *sctpListener) Addr() net.Addr { return l.addr }
+
+// sctpConn is a Conn over a kernel SCTP association. Each ReadMessage is one
+// recvmsg and each WriteMessage one sendmsg carrying the stream and PPID.
+type sctpConn struct {
+	c            *sctp.SCTPConn
+	maxMsg       int
+	buf          []byte // maxMsg+1 bytes, owned by the reading goroutine
+	laddr, raddr net.Addr
+	closed       atomic.Bool
+	once         sync.Once
+}
+
+func newSCTPConn(c *sctp.SCTPConn, cfg resolved) (*sctpConn, error) {
+	if err := c.SubscribeEvents(sctp.SCTP_EVENT_DATA_IO); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("transport: sctp subscribe to SndRcvInfo: %w", err)
+	}
+	return &sctpConn{
+		c:      c,
+		maxMsg: cfg.maxMsg,
+		buf:    make([]byte, cfg.maxMsg+1),
+		laddr:  c.LocalAddr(),
+		raddr:  c.RemoteAddr(),
+	}, nil
+}
+
+// ReadMessage returns the next message with its stream and PPID. A message
+// longer than MaxMessageSize fails the association (ErrTooLarge).
+func (s *sctpConn) ReadMessage() (Message, error) {
+	n, info, err := s.c.SCTPRead(s.buf)
+	if err != nil {
+		if s.closed.Load() {
+			return Message{}, net.ErrClosed
+		}
+		if errors.Is(err, io.EOF) {
+			return Message{}, io.EOF
+		}
+		return Message{}, fmt.Errorf("transport: sctp read: %w", err)
+	}
+	if n > s.maxMsg {
+		s.Close()
+		return Message{}, fmt.Errorf("%w: sctp message over %d bytes", ErrTooLarge, s.maxMsg)
+	}
+	m := Message{Data: s.buf[:n:n]}
+	if info != nil {
+		// The library converts the PPID from network byte order already.
+		m.PPID, m.Stream = info.PPID, info.Stream
+	}
+	return m, nil
+}
+
+// WriteMessage sends m with one sendmsg; it is safe for concurrent use.
+func (s *sctpConn) WriteMessage(m Message) error {
+	if len(m.Data) > s.maxMsg {
+		return fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(m.Data), s.maxMsg)
+	}
+	if s.closed.Load() {
+		return net.ErrClosed
+	}
+	// SCTPWrite converts PPID to network byte order itself (htonl), so the
+	// host value goes in and 11/12 appears on the wire. The info must not be
+	// shared: SCTPWrite swaps its PPID in place.
+	info := &sctp.SndRcvInfo{Stream: m.Stream, PPID: m.PPID}
+	if _, err := s.c.SCTPWrite(m.Data, info); err != nil {
+		if s.closed.Load() {
+			return net.ErrClosed
+		}
+		return fmt.Errorf("transport: sctp write: %w", err)
+	}
+	return nil
+}
+
+// Close shuts the association down (SCTP_EOF) and unblocks ReadMessage. It
+// is idempotent.
+func (s *sctpConn) Close() error {
+	s.once.Do(func() {
+		s.closed.Store(true)
+		s.c.Close()
+	})
+	return nil
+}
+
+func (s *sctpConn) LocalAddr() net.Addr  { return s.laddr }
+func (s *sctpConn) RemoteAddr() net.Addr { return s.raddr }
+
+// PeerAddrs returns one *sctp.SCTPAddr per peer address of the association.
+func (s *sctpConn) PeerAddrs() []net.Addr {
+	a, err := s.c.SCTPRemoteAddr(0)
+	if err != nil {
+		if s.raddr == nil {
+			return nil
+		}
+		return []net.Addr{s.raddr}
+	}
+	out := make([]net.Addr, 0, len(a.IPAddrs))
+	for _, ip := range a.IPAddrs {
+		out = append(out, &sctp.SCTPAddr{IPAddrs: []net.IPAddr{ip}, Port: a.Port})
+	}
+	return out
+}

@@ -1,0 +1,24 @@
+//go:build !linux || 386
+
+package transport
+
+import (
+	"fmt"
+	"runtime"
+)
+
+// SCTPAvailable reports whether the running kernel supports SCTP sockets, and
+// if not, why. Only linux (not 386) is supported.
+func SCTPAvailable() (bool, error) {
+	return false, fmt.Errorf("%w: not supported on %s/%s", ErrNoSCTP, runtime.GOOS, runtime.GOARCH)
+}
+
+func dialSCTP(hostport string, _ resolved) (Conn, error) {
+	_, err := SCTPAvailable()
+	return nil, fmt.Errorf("transport: dial sctp://%s: %w", hostport, err)
+}
+
+func listenSCTP(hostport string, _ resolved) (Listener, error) {
+	_, err := SCTPAvailable()
+	return nil, fmt.Errorf("transport: listen sctp://%s: %w", hostport, err)
+}
