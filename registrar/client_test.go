@@ -2,7 +2,6 @@ package registrar
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -253,4 +252,3 @@ func (h *harness) numElements(t testing.TB) int {
 	return n
 }
 
-var errClosed = errors.New("closed")
