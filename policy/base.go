@@ -142,13 +142,10 @@ func randomValue(t wire.PolicyType, e *Entry) uint64 {
 	case wire.PolicyRandomizedPriorityLUDegr:
 		return clamp(MaxValue - int64(p.Load) - int64(p.LoadDegradation) - int64(e.degradation))
 	case wire.PolicyWeightedRandomDPF:
-		w := int64(p.Weight)
-		v := w - int64(math.Round(float64(p.Weight)*float64(p.Distance)*(float64(p.WeightDPF)/MaxValue)))
-		switch {
-		case v < 0:
+		// Computed in floating point: the penalty can exceed 2^63.
+		v := float64(p.Weight) - math.Round(float64(p.Weight)*float64(p.Distance)*(float64(p.WeightDPF)/MaxValue))
+		if v < 0 {
 			return 1
-		case v > MaxValue:
-			return MaxValue
 		}
 		return uint64(v)
 	}

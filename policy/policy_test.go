@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -384,6 +386,7 @@ func TestWeightedRandomDPFValue(t *testing.T) {
 		{wire.Policy{Weight: 1000, WeightDPF: MaxValue / 100, Distance: 300}, 1},
 		{wire.Policy{Weight: 1000, WeightDPF: MaxValue / 100, Distance: 100}, 0},
 		{wire.Policy{Weight: 0}, 0},
+		{wire.Policy{Weight: MaxValue, WeightDPF: MaxValue, Distance: MaxValue}, 1},
 	} {
 		if got := randomValue(wire.PolicyWeightedRandomDPF, &Entry{Policy: tc.p}); got != tc.want {
 			t.Errorf("value(%+v) = %d, want %d", tc.p, got, tc.want)
@@ -522,4 +525,53 @@ func benchName(t wire.PolicyType) string {
 		wire.PolicyWeightedRoundRobin: "WRR", wire.PolicyWeightedRandom: "WRAND", wire.PolicyPriority: "PRIO",
 		wire.PolicyLeastUsed: "LU", wire.PolicyLeastUsedDegradation: "LUD", wire.PolicyPriorityLeastUsed: "PLU",
 		wire.PolicyRandomizedLeastUsed: "RLU", wire.PolicyRandomizedLeastUsedDegr: "RLUD"}[t]
+}
+
+// FuzzSelector drives every policy with arbitrary operations and values: no
+// panics, Select returns distinct inserted entries, Len stays right.
+func FuzzSelector(f *testing.F) {
+	f.Add(uint8(0), []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+	f.Add(uint8(1), []byte("\xff\xff\xff\xff\x00\x00\x00\x00\x01\x02\x03\x04selectselect"))
+	f.Add(uint8(13), []byte("\x00\x10\x20\x30\x40\x50\x60\x70\x80\x90\xa0\xb0\xc0\xd0\xe0\xf0"))
+	types := slices.Sorted(maps.Keys(infos))
+	f.Fuzz(func(t *testing.T, which uint8, ops []byte) {
+		typ := types[int(which)%len(types)]
+		s, err := New(typ, seeded(uint64(which)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries := make([]*Entry, 8)
+		in := 0
+		for len(ops) >= 6 {
+			op, idx := ops[0]%4, int(ops[1])%len(entries)
+			v := binary.BigEndian.Uint32(ops[2:6])
+			ops = ops[6:]
+			p := wire.Policy{Type: typ, Weight: v, Priority: v, Load: v, LoadDegradation: v >> 3,
+				LoadDPF: v >> 7, WeightDPF: v >> 5, Distance: v & 0xfff}
+			switch e := entries[idx]; {
+			case op == 0 && e == nil:
+				entries[idx] = &Entry{ID: uint32(idx), Policy: p}
+				s.Insert(entries[idx])
+				in++
+			case op == 1 && e != nil:
+				s.Remove(e)
+				entries[idx] = nil
+				in--
+			case op == 2 && e != nil:
+				s.Update(e, p)
+			default:
+				got := s.Select(int(v%12), nil)
+				seen := map[*Entry]bool{}
+				for _, g := range got {
+					if seen[g] || entries[g.ID] != g {
+						t.Fatalf("Select returned %d twice or not inserted", g.ID)
+					}
+					seen[g] = true
+				}
+			}
+			if s.Len() != in {
+				t.Fatalf("Len = %d, want %d", s.Len(), in)
+			}
+		}
+	})
 }
