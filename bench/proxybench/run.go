@@ -278,7 +278,11 @@ func startProxy(ctx context.Context, log *slog.Logger, cfg benchConfig, dir stri
 	if bin == "" {
 		bin = filepath.Join(dir, "rserpool")
 		log.Info("building rserpool", "out", bin)
-		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/rserpool")
+		ver := "dev"
+		if out, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output(); err == nil {
+			ver = strings.TrimSpace(string(out))
+		}
+		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-X main.version="+ver, "-o", bin, "./cmd/rserpool")
 		if out, err := build.CombinedOutput(); err != nil {
 			return "", "", fmt.Errorf("go build ./cmd/rserpool (run from the repository root): %v\n%s", err, out)
 		}
