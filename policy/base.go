@@ -70,10 +70,7 @@ func newSelector(t wire.PolicyType, opts Options) Selector {
 	random := false
 	switch t {
 	case wire.PolicyRandom, wire.PolicyWeightedRandom, wire.PolicyWeightedRandomDPF:
-		random = true
-		if b.maxInc == 0 {
-			b.maxInc = 0 // no update step by default
-		}
+		random = true // MaxIncrement 0: no update step by default
 	case wire.PolicyRandomizedLeastUsed, wire.PolicyRandomizedPriorityLeastUsed,
 		wire.PolicyRandomizedLeastUsedDegr, wire.PolicyRandomizedPriorityLUDegr:
 		random = true
