@@ -103,18 +103,8 @@ func (a *Agent) newMember(ec ElementConfig) (*member, error) {
 		tt = wire.TransportSCTP
 	}
 	mb := &member{cfg: ec, backend: bk, policy: pol}
-	el, err := a.sess.newElement(PEConfig{
-		PoolHandle:             ec.Pool,
-		Transport:              wire.Transport{Type: tt, Port: bk.Port(), Addrs: []netip.Addr{bk.Addr()}, Use: wire.UseData},
-		Policy:                 pol,
-		ID:                     ec.ID,
-		ReregistrationInterval: a.cfg.ReregistrationInterval,
-	})
-	if err != nil {
-		return nil, err
-	}
 	pool := ec.Pool
-	el.onState = func(st State) { // called from the session loop only
+	onState := func(st State) { // called from the session loop only
 		mb.mu.Lock()
 		was := mb.reg
 		mb.reg = st.Registered
@@ -126,6 +116,16 @@ func (a *Agent) newMember(ec ElementConfig) (*member, error) {
 				a.metrics.registered.WithLabelValues(pool).Dec()
 			}
 		}
+	}
+	el, err := a.sess.newElement(PEConfig{
+		PoolHandle:             ec.Pool,
+		Transport:              wire.Transport{Type: tt, Port: bk.Port(), Addrs: []netip.Addr{bk.Addr()}, Use: wire.UseData},
+		Policy:                 pol,
+		ID:                     ec.ID,
+		ReregistrationInterval: a.cfg.ReregistrationInterval,
+	}, onState)
+	if err != nil {
+		return nil, err
 	}
 	a.metrics.registered.WithLabelValues(pool).Add(0)
 	a.metrics.backendUp.WithLabelValues(pool).Add(0)

@@ -121,7 +121,7 @@ func NewElement(cfg PEConfig, opts Options) (*Element, error) {
 		TransportConfig: cfg.TransportConfig,
 		Dial:            cfg.Dial,
 	}, opts.Logger, nil)
-	el, err := s.newElement(cfg)
+	el, err := s.newElement(cfg, nil)
 	if err != nil {
 		s.close()
 		return nil, err

@@ -160,7 +160,7 @@ func newSession(cfg sessionConfig, log *slog.Logger, hooks *sessionHooks) *sessi
 }
 
 // newElement creates an inactive element on this session.
-func (s *session) newElement(cfg PEConfig) (*Element, error) {
+func (s *session) newElement(cfg PEConfig, onState func(State)) (*Element, error) {
 	if cfg.PoolHandle == "" {
 		return nil, errors.New("peagent: empty pool handle")
 	}
@@ -179,7 +179,7 @@ func (s *session) newElement(cfg PEConfig) (*Element, error) {
 	if id == 0 {
 		id = randomID()
 	}
-	el := &Element{id: id, pool: cfg.PoolHandle, sess: s, changes: make(chan struct{}, 1)}
+	el := &Element{id: id, pool: cfg.PoolHandle, sess: s, changes: make(chan struct{}, 1), onState: onState}
 	st := &elemState{
 		el: el,
 		pe: wire.PoolElement{

@@ -141,7 +141,7 @@ func runPEAgent(args []string) int {
 	}
 	log.Info("pe-agent started", "registrars", cfg.Registrars, "elements", len(cfg.Elements), "admin", adminAddr)
 	if *readyFile != "" {
-		if err := writeJSONFile(*readyFile, map[string]any{"admin": adminAddr, "pid": os.Getpid()}); err != nil {
+		if err := writePEAgentReadyFile(*readyFile, map[string]any{"admin": adminAddr, "pid": os.Getpid()}); err != nil {
 			log.Error("writing ready file", "err", err)
 		}
 	}
@@ -237,8 +237,8 @@ func peAgentAdmin(a *peagent.Agent, reg *prometheus.Registry) http.Handler {
 	return mux
 }
 
-// writeJSONFile writes v as JSON to path atomically.
-func writeJSONFile(path string, v any) error {
+// writePEAgentReadyFile writes v as JSON to path atomically.
+func writePEAgentReadyFile(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
