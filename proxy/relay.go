@@ -126,6 +126,15 @@ func (l *listener) handle(c net.Conn, st *settings) {
 // on; the kernel splices within it.
 const chunk = 8 << 20
 
+// smallBuf is the user-space buffer of one direction. Request/response
+// traffic moves through it with read/write (cheaper than splice for small
+// messages: splice costs two heavier system calls and a pipe per transfer);
+// the first read that fills it switches the direction to the kernel's
+// splice path for the rest of the connection.
+const smallBuf = 4 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
+
 var errIdle = errors.New("proxy: idle timeout")
 
 // copy moves src to dst until EOF (then half-closes dst) or an error (then
@@ -133,35 +142,11 @@ var errIdle = errors.New("proxy: idle timeout")
 // client→PE and 1 for PE→client. With idle > 0, the connection ends when
 // both directions saw no byte for an idle window.
 func (r *relay) copy(dst, src net.Conn, idle time.Duration, dir int) int64 {
-	var total int64
-	var err error
-	if idle <= 0 {
-		total, err = io.Copy(dst, src)
-	} else {
-		lr := io.LimitedReader{R: src}
-		for {
-			src.SetReadDeadline(time.Now().Add(idle))
-			lr.N = chunk
-			var n int64
-			n, err = io.Copy(dst, &lr)
-			total += n
-			if err == nil && lr.N > 0 {
-				break // EOF
-			}
-			if err == nil || (errors.Is(err, os.ErrDeadlineExceeded) && n > 0) {
-				r.idle[dir].Store(false)
-				continue
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				r.idle[dir].Store(true)
-				if r.idle[1-dir].Load() {
-					err = errIdle
-					break
-				}
-				continue
-			}
-			break
-		}
+	total, err := r.copySmall(dst, src, idle, dir)
+	if err == errBulk {
+		var n int64
+		n, err = r.copyBulk(dst, src, idle, dir)
+		total += n
 	}
 	if err == nil {
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
@@ -173,4 +158,89 @@ func (r *relay) copy(dst, src net.Conn, idle time.Duration, dir int) int64 {
 	src.Close()
 	dst.Close()
 	return total
+}
+
+// errBulk tells copy to continue with copyBulk.
+var errBulk = errors.New("bulk")
+
+// copySmall relays through a pooled buffer until EOF (nil), an error, or a
+// read that fills the buffer (errBulk).
+func (r *relay) copySmall(dst, src net.Conn, idle time.Duration, dir int) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var total int64
+	var armed time.Time // when the read deadline was last moved
+	active := false     // a byte arrived since then
+	for {
+		if idle > 0 {
+			// Moving the deadline on every read would cost a timer update
+			// per message; move it once per quarter window instead.
+			if now := time.Now(); now.Sub(armed) > idle/4 {
+				src.SetReadDeadline(now.Add(idle))
+				armed, active = now, false
+			}
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			active = true
+			r.idle[dir].Store(false)
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		switch {
+		case err == io.EOF:
+			return total, nil
+		case err != nil && idle > 0 && errors.Is(err, os.ErrDeadlineExceeded):
+			if active {
+				armed = time.Time{}
+				continue
+			}
+			r.idle[dir].Store(true)
+			if r.idle[1-dir].Load() {
+				return total, errIdle
+			}
+			armed = time.Time{}
+			continue
+		case err != nil:
+			return total, err
+		}
+		if n == len(buf) {
+			return total, errBulk
+		}
+	}
+}
+
+// copyBulk lets the kernel splice src to dst (io.Copy between
+// *net.TCPConn), in deadline windows when idle > 0.
+func (r *relay) copyBulk(dst, src net.Conn, idle time.Duration, dir int) (int64, error) {
+	if idle <= 0 {
+		src.SetReadDeadline(time.Time{})
+		return io.Copy(dst, src)
+	}
+	var total int64
+	lr := io.LimitedReader{R: src}
+	for {
+		src.SetReadDeadline(time.Now().Add(idle))
+		lr.N = chunk
+		n, err := io.Copy(dst, &lr)
+		total += n
+		if err == nil && lr.N > 0 {
+			return total, nil // EOF
+		}
+		if err == nil || (errors.Is(err, os.ErrDeadlineExceeded) && n > 0) {
+			r.idle[dir].Store(false)
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			r.idle[dir].Store(true)
+			if r.idle[1-dir].Load() {
+				return total, errIdle
+			}
+			continue
+		}
+		return total, err
+	}
 }
