@@ -251,4 +251,3 @@ func (h *harness) numElements(t testing.TB) int {
 	}
 	return n
 }
-

@@ -470,6 +470,7 @@ func TestPoolLabelCap(t *testing.T) {
 func TestClientThatNeverReads(t *testing.T) {
 	cfg := testConfig()
 	cfg.Limits.SendQueueBytes = 64 << 10
+	cfg.Timers.KeepAliveInterval = time.Minute // the flood may delay acks under -race
 	h := start(t, cfg)
 	pe := dial(t, h.addr)
 	pe.autoAck.Store(true)
