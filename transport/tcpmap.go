@@ -18,15 +18,18 @@ import (
 // Receive and send queue bounds of one TCP-mapping connection. The receive
 // queue holds delivered-but-unread messages (at most recvQueueBytes plus one
 // message, or recvQueueMsgs messages); WriteMessage blocks while the send
-// buffer holds sendQueueBytes or more. Control chunks (ACK, HEARTBEAT ACK)
-// bypass that limit up to sendHardLimit, beyond which the peer is taken to be
-// hostile (sending without reading) and the connection fails.
+// buffer holds sendQueueBytes or more. ACKs are owed as a counter and
+// rendered by the writer, at most acksPerBatch per write, so they take no
+// memory while the socket is blocked. HEARTBEAT ACKs bypass the send limit up
+// to sendHardLimit, beyond which the peer is taken to be hostile (sending
+// without reading) and the connection fails.
 const (
 	recvQueueBytes = 64 << 10
 	recvQueueMsgs  = 1024
 	sendQueueBytes = 64 << 10
 	sendHardLimit  = 1 << 20
 	maxLoggedSkips = 8 // unknown chunks logged per connection
+	acksPerBatch   = 8192
 )
 
 // inMsg locates one queued message in the receive slab.
@@ -52,10 +55,13 @@ type mapConn struct {
 	closed    atomic.Bool
 	wg        sync.WaitGroup // readLoop, writeLoop, heartbeatLoop
 
-	// wmu guards wbuf, wclosing, werr, tsn and ssn; wcond waits on them.
+	// wmu guards wbuf, acks, ackTSN, wclosing, werr, tsn and ssn; wcond
+	// waits on them.
 	wmu      sync.Mutex
 	wcond    sync.Cond
 	wbuf     []byte
+	acks     uint64 // ACKs owed for delivered DATA, written by writeLoop
+	ackTSN   uint32 // TSN of the next owed ACK
 	wclosing bool
 	werr     error
 	tsn      uint32
@@ -170,16 +176,25 @@ func (c *mapConn) writeLoop() {
 	batch := make([]byte, 0, 4096)
 	c.wmu.Lock()
 	for {
-		for len(c.wbuf) == 0 && !c.wclosing && c.werr == nil {
+		for len(c.wbuf) == 0 && c.acks == 0 && !c.wclosing && c.werr == nil {
 			c.wcond.Wait()
 		}
-		if c.werr != nil || len(c.wbuf) == 0 {
+		if c.werr != nil || (len(c.wbuf) == 0 && c.acks == 0) {
 			c.wmu.Unlock()
 			return
 		}
 		batch, c.wbuf = c.wbuf, batch[:0]
+		nacks := min(c.acks, acksPerBatch)
+		tsn := c.ackTSN
+		c.acks -= nacks
+		c.ackTSN += uint32(nacks)
 		c.wcond.Broadcast() // room for blocked writers
 		c.wmu.Unlock()
+		withTSN := !c.peerNoTSN.Load()
+		for range nacks {
+			batch = appendAck(batch, tsn, withTSN)
+			tsn++
+		}
 		_, err := c.nc.Write(batch)
 		if err != nil {
 			// Stop sending but keep reading: the peer's last messages may
@@ -429,12 +444,18 @@ func (c *mapConn) ReadMessage() (Message, error) {
 	}
 	m := c.cur[c.idx]
 	c.idx++
-	withTSN := !c.peerNoTSN.Load()
-	// A failed send side does not hold back received messages; the failure
-	// surfaces on WriteMessage and, once the queue is empty, here.
-	if c.enqueue(false, func(b []byte) []byte { return appendAck(b, m.tsn, withTSN) }) == nil {
-		c.sent.Store(true)
+	// Owe the peer one ACK for this delivery. A failed send side does not
+	// hold back received messages; the failure surfaces on WriteMessage and,
+	// once the queue is empty, here.
+	c.wmu.Lock()
+	if c.werr == nil && !c.wclosing {
+		c.acks++
+		if c.acks == 1 && len(c.wbuf) == 0 {
+			c.wcond.Broadcast()
+		}
 	}
+	c.wmu.Unlock()
+	c.sent.Store(true)
 	end := m.off + m.n
 	return Message{PPID: m.ppid, Stream: m.stream, Data: c.curData[m.off:end:end]}, nil
 }

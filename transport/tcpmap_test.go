@@ -117,12 +117,13 @@ func rawPeer(t testing.TB, cfg *Config) (Conn, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { raw.Close() })
 	c, err := ln.Accept()
 	if err != nil {
+		raw.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { raw.Close() }) // first, so that c's Close sees EOF
 	raw.SetDeadline(time.Now().Add(deadline))
 	return c, raw
 }
@@ -414,16 +415,18 @@ func TestReceiveBackpressure(t *testing.T) {
 	_, raw := rawPeer(t, testConfig(t))
 	raw.Write(unhex(t, hexInit))
 	var buf []byte
-	// Bounded: 256 MiB at most, 5 s at most.
-	raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	// A write blocked for 500 ms means flow control stopped the flood; the
+	// bytes absorbed by then are the socket buffers plus our bounded queue.
+	const limit = 64 << 20
 	total := 0
 	tsn := uint32(0)
-	for total < 256<<20 {
+	for total < limit {
 		buf = buf[:0]
 		for range 64 {
 			buf = appendData(buf, tsn, 0, 0, 11, make([]byte, 1000))
 			tsn++
 		}
+		raw.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
 		n, err := raw.Write(buf)
 		total += n
 		if err != nil {
