@@ -493,3 +493,20 @@ func mustVec(t *testing.T, reg *prometheus.Registry, name, label, value string) 
 func itoa(p uint16) string {
 	return strings.TrimPrefix(netip.AddrPortFrom(netip.IPv4Unspecified(), p).String(), "0.0.0.0:")
 }
+
+// Helpers shared by the benchmarks (testing.B flavours of setup).
+
+func startRegistrarB(b *testing.B) *pucachetest.Registrar { return pucachetest.Start(b) }
+
+func peB(be *backend) wire.PoolElement {
+	return pucachetest.PE(1, be.addr(), wire.PolicyRoundRobin, 0)
+}
+
+func newCacheB(b *testing.B, reg string) *pucache.Cache {
+	c, err := pucache.New(pucache.Config{Registrars: []string{reg}}, pucache.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
+}
