@@ -69,15 +69,21 @@ func NewAgent(cfg AgentConfig, opts Options) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{log: log, metrics: m, cfg: cfg, members: map[ElementConfig]*member{}}
-	a.sess = newSession(sessionConfig{
-		Registrars:      cfg.Registrars,
-		ResponseTimeout: cfg.ResponseTimeout,
-		ConnectTimeout:  cfg.ConnectTimeout,
-		RetryInterval:   cfg.RetryInterval,
+	a.sess, err = newSession(sessionConfig{
+		Registrars:        cfg.Registrars,
+		ResponseTimeout:   cfg.ResponseTimeout,
+		ConnectTimeout:    cfg.ConnectTimeout,
+		RetryInterval:     cfg.RetryInterval,
+		AnnounceGroup:     cfg.Announce.Group,
+		AnnounceInterface: cfg.Announce.Interface,
+		AnnounceTTL:       cfg.Announce.TTL,
 	}, log, &sessionHooks{
 		registration: func(pool, result string) { m.registrations.WithLabelValues(pool, result).Inc() },
 		keepAlive:    func(pool string) { m.keepAlives.WithLabelValues(pool).Inc() },
 	})
+	if err != nil {
+		return nil, err
+	}
 	for _, ec := range cfg.Elements {
 		mb, err := a.newMember(ec)
 		if err != nil {

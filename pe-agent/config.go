@@ -53,8 +53,11 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 type AgentConfig struct {
 	// Registrars is the static registrar list ("tcp://h:p", "sctp://h:p",
 	// "tls://h:p", or "h:p" for tcp), tried in order during a server hunt.
-	// Required (announce listening is not built into the agent).
+	// Required unless Announce.Group is set.
 	Registrars []string `toml:"registrars"`
+	// Announce configures listening for ASAP Server Announces; off unless
+	// Group is set. Announced registrars are tried after the static list.
+	Announce AnnounceConfig `toml:"-"`
 	// ReregistrationInterval is T4: every element re-registers this often and
 	// sends Registration Life = 3 × this value in milliseconds. Zero means 30 s.
 	ReregistrationInterval time.Duration `toml:"-"`
@@ -75,6 +78,18 @@ type AgentConfig struct {
 	Admin string `toml:"-"`
 	// Elements are the pool elements, one per pool and backend.
 	Elements []ElementConfig `toml:"-"`
+}
+
+// AnnounceConfig configures listening for ASAP Server Announces.
+type AnnounceConfig struct {
+	// Group is the multicast group and port, e.g. "239.0.0.50:3863"
+	// (RSPLIB's default). Empty means announces are not heard.
+	Group string
+	// Interface is the interface to join the group on; "" = default.
+	Interface string
+	// TTL is T7: an announced address is dropped when not heard again for
+	// this long. Zero means 5 s.
+	TTL time.Duration
 }
 
 // ElementConfig is one backend registered into one pool.
@@ -169,7 +184,14 @@ type fileConfig struct {
 	RetryInterval          Duration      `toml:"retry_interval"`
 	Drain                  Duration      `toml:"drain"`
 	Admin                  fileAdmin     `toml:"admin"`
+	Announce               fileAnnounce  `toml:"announce"`
 	Element                []fileElement `toml:"element"`
+}
+
+type fileAnnounce struct {
+	Group     string   `toml:"group"`
+	Interface string   `toml:"interface"`
+	TTL       Duration `toml:"ttl"`
 }
 
 type fileAdmin struct {
@@ -243,6 +265,8 @@ func ParseConfig(b []byte) (AgentConfig, error) {
 		RetryInterval:          time.Duration(fc.RetryInterval),
 		Drain:                  time.Duration(fc.Drain),
 		Admin:                  fc.Admin.Listen,
+		Announce: AnnounceConfig{Group: fc.Announce.Group, Interface: fc.Announce.Interface,
+			TTL: time.Duration(fc.Announce.TTL)},
 	}
 	for _, e := range fc.Element {
 		cfg.Elements = append(cfg.Elements, ElementConfig{
@@ -329,8 +353,16 @@ func (c AgentConfig) Validate() error {
 	c = c.Normalize()
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if len(c.Registrars) == 0 {
-		bad("registrars: at least one registrar address is required")
+	if len(c.Registrars) == 0 && c.Announce.Group == "" {
+		bad("registrars: at least one registrar address is required (or announce.group)")
+	}
+	if c.Announce.Group != "" {
+		if _, _, err := net.SplitHostPort(c.Announce.Group); err != nil {
+			bad("announce.group: %v", err)
+		}
+	}
+	if c.Announce.TTL < 0 {
+		bad("announce.ttl: must be positive, got %v", c.Announce.TTL)
 	}
 	for i, r := range c.Registrars {
 		if err := checkRegistrarAddr(r); err != nil {

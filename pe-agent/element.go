@@ -48,7 +48,20 @@ type PEConfig struct {
 	// Dial replaces transport.Dial (for example to add a source address);
 	// nil means transport.Dial.
 	Dial func(ctx context.Context, addr string) (transport.Conn, error)
+	// AnnounceGroup, if set, makes the element listen for ASAP Server
+	// Announces on this multicast group ("239.0.0.50:3863") and add the
+	// announced registrars after the static list. Empty means off.
+	AnnounceGroup string
+	// AnnounceInterface is the interface for AnnounceGroup; "" = default.
+	AnnounceInterface string
+	// AnnounceTTL is T7: an announced address is forgotten when not heard
+	// for this long. Zero means 5 s.
+	AnnounceTTL time.Duration
 }
+
+// LearnRegistrar adds a registrar address to the hunt list (after the
+// static list) for ttl, as an announce would.
+func (e *Element) LearnRegistrar(addr string, ttl time.Duration) { e.sess.learn(addr, ttl) }
 
 // Options carries the dependencies of an Element or Agent.
 type Options struct {
@@ -110,17 +123,23 @@ type Element struct {
 // NewElement builds a standalone element with its own registrar
 // connection. It does nothing until Start.
 func NewElement(cfg PEConfig, opts Options) (*Element, error) {
-	if len(cfg.Registrars) == 0 {
-		return nil, errors.New("peagent: no registrars")
+	if len(cfg.Registrars) == 0 && cfg.AnnounceGroup == "" {
+		return nil, errors.New("peagent: no registrars and no announce group")
 	}
-	s := newSession(sessionConfig{
-		Registrars:      cfg.Registrars,
-		ResponseTimeout: cfg.ResponseTimeout,
-		ConnectTimeout:  cfg.ConnectTimeout,
-		RetryInterval:   cfg.RetryInterval,
-		TransportConfig: cfg.TransportConfig,
-		Dial:            cfg.Dial,
+	s, err := newSession(sessionConfig{
+		Registrars:        cfg.Registrars,
+		ResponseTimeout:   cfg.ResponseTimeout,
+		ConnectTimeout:    cfg.ConnectTimeout,
+		RetryInterval:     cfg.RetryInterval,
+		TransportConfig:   cfg.TransportConfig,
+		Dial:              cfg.Dial,
+		AnnounceGroup:     cfg.AnnounceGroup,
+		AnnounceInterface: cfg.AnnounceInterface,
+		AnnounceTTL:       cfg.AnnounceTTL,
 	}, opts.Logger, nil)
+	if err != nil {
+		return nil, err
+	}
 	el, err := s.newElement(cfg, nil)
 	if err != nil {
 		s.close()

@@ -23,6 +23,12 @@ type sessionConfig struct {
 	RetryInterval   time.Duration
 	TransportConfig *transport.Config
 	Dial            func(ctx context.Context, addr string) (transport.Conn, error)
+	// AnnounceGroup, if set, is the multicast group ("239.0.0.50:3863") on
+	// which ASAP Server Announces are heard; AnnounceInterface names the
+	// interface ("" = default); AnnounceTTL is T7.
+	AnnounceGroup     string
+	AnnounceInterface string
+	AnnounceTTL       time.Duration
 }
 
 // sessionHooks report protocol events (metrics); nil fields are skipped.
@@ -46,6 +52,8 @@ type session struct {
 	quit   chan struct{}
 	once   sync.Once
 	wg     sync.WaitGroup
+
+	annRecv *transport.MulticastReceiver // nil unless announces are heard; closed by shutdown
 
 	regMu   sync.Mutex // guards static, learned
 	static  []string
@@ -121,7 +129,7 @@ type (
 	}
 )
 
-func newSession(cfg sessionConfig, log *slog.Logger, hooks *sessionHooks) *session {
+func newSession(cfg sessionConfig, log *slog.Logger, hooks *sessionHooks) (*session, error) {
 	if cfg.ResponseTimeout <= 0 {
 		cfg.ResponseTimeout = DefaultResponseTimeout
 	}
@@ -154,9 +162,12 @@ func newSession(cfg sessionConfig, log *slog.Logger, hooks *sessionHooks) *sessi
 	if hooks != nil {
 		s.hooks = *hooks
 	}
+	if err := s.startAnnounces(cfg.AnnounceGroup, cfg.AnnounceInterface, cfg.AnnounceTTL); err != nil {
+		return nil, err
+	}
 	s.wg.Add(1)
 	go s.loop()
-	return s
+	return s, nil
 }
 
 // newElement creates an inactive element on this session.
@@ -709,6 +720,9 @@ func (s *session) publish(st *elemState) {
 }
 
 func (s *session) shutdown() {
+	if s.annRecv != nil {
+		_ = s.annRecv.Close()
+	}
 	if s.dialCancel != nil {
 		s.dialCancel()
 	}

@@ -1,0 +1,93 @@
+package peagent
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/rserpool/rserpool/transport"
+	"github.com/rserpool/rserpool/wire"
+)
+
+// DefaultAnnounceTTL is T7-ENRPoutdate: how long an address heard in an
+// ASAP Server Announce stays in the hunt list without being heard again.
+const DefaultAnnounceTTL = 5 * time.Second
+
+// announceAddrs turns an ASAP Server Announce into registrar addresses.
+// TCP transports become "tcp://", SCTP ones "sctp://"; others are skipped.
+// An announce without transports means SCTP at the datagram's source
+// address and the ASAP port (RFC 5352 §3.6).
+func announceAddrs(sa *wire.ServerAnnounce, src netip.AddrPort) []string {
+	if len(sa.Transports) == 0 {
+		if !src.Addr().IsValid() {
+			return nil
+		}
+		return []string{"sctp://" + netip.AddrPortFrom(src.Addr().Unmap(), wire.PortASAP).String()}
+	}
+	var out []string
+	for _, t := range sa.Transports {
+		scheme := ""
+		switch t.Type {
+		case wire.TransportTCP:
+			scheme = "tcp://"
+		case wire.TransportSCTP:
+			scheme = "sctp://"
+		default:
+			continue
+		}
+		if t.Port == 0 {
+			continue
+		}
+		for _, a := range t.Addrs {
+			if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {
+				continue
+			}
+			out = append(out, scheme+netip.AddrPortFrom(a.Unmap(), t.Port).String())
+		}
+	}
+	return out
+}
+
+// listenAnnounces reads ASAP Server Announces until r is closed and adds
+// the announced addresses to the hunt list for ttl. Announces are not
+// authenticated: they only add candidates, never replace the static list.
+func (s *session) listenAnnounces(r *transport.MulticastReceiver, ttl time.Duration) {
+	defer s.wg.Done()
+	buf := make([]byte, 65536)
+	bad := 0
+	for {
+		n, src, err := r.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		msg, err := wire.ParseASAP(buf[:n])
+		sa, ok := msg.(*wire.ServerAnnounce)
+		if err != nil || !ok {
+			if bad++; bad == 1 || bad%1000 == 0 { // rate-limited: announces are unauthenticated
+				s.log.Debug("ignoring datagram on the announce group", "from", src, "err", err, "count", bad)
+			}
+			continue
+		}
+		for _, a := range announceAddrs(sa, src) {
+			s.learn(a, ttl)
+		}
+	}
+}
+
+// startAnnounces joins the announce group when configured.
+func (s *session) startAnnounces(group, iface string, ttl time.Duration) error {
+	if group == "" {
+		return nil
+	}
+	if ttl <= 0 {
+		ttl = DefaultAnnounceTTL
+	}
+	r, err := transport.ListenMulticast(group, iface)
+	if err != nil {
+		return fmt.Errorf("peagent: announce group %s: %w", group, err)
+	}
+	s.annRecv = r
+	s.wg.Add(1)
+	go s.listenAnnounces(r, ttl)
+	return nil
+}
