@@ -434,6 +434,12 @@ func TestE2ELoadChangesLeastUsedSelection(t *testing.T) {
 	if got := testutil.ToFloat64(a.metrics.registered.WithLabelValues("LoadPool")); got != 2 {
 		t.Errorf("rserpool_pe_registered = %v, want 2", got)
 	}
+	if got := testutil.ToFloat64(a.metrics.keepAlives.WithLabelValues("LoadPool")); got == 0 {
+		t.Error("no keep-alive acks counted (the registrar sends keep-alives every 300 ms)")
+	}
+	if got := testutil.ToFloat64(a.metrics.registrations.WithLabelValues("LoadPool", "accepted")); got < 3 {
+		t.Errorf("accepted registrations = %v, want at least 3 (two registrations and a load update)", got)
+	}
 }
 
 func TestE2EHomeRegistrarDies(t *testing.T) {
@@ -506,5 +512,51 @@ func TestE2EAgentReload(t *testing.T) {
 	bad.Elements = []ElementConfig{{Pool: "", Backend: "x"}}
 	if err := a.Reload(bad); err == nil {
 		t.Error("Reload accepted an invalid config")
+	}
+}
+
+func TestE2EAgentSIGHUP(t *testing.T) {
+	needBinary(t, "registrar", "ctl resolve", "pe-agent")
+	reg, _ := startRegistrar(t)
+	b1, b2 := startBackend(t), startBackend(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "pe-agent.toml")
+	write := func(backends ...*backend) {
+		var s strings.Builder
+		fmt.Fprintf(&s, "registrars = [%q]\ndrain = \"-1s\"\n", reg)
+		for _, b := range backends {
+			fmt.Fprintf(&s, "[[element]]\npool = \"HupPool\"\nbackend = %q\n%s\n", b.addr, healthTOML)
+		}
+		if err := os.WriteFile(cfg, []byte(s.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(b1)
+	agent := startProc(t, "pe-agent", "-config", cfg)
+	p := waitPool(t, reg, "HupPool", "b1", 10*time.Second, func(p []pe) bool { return len(p) == 1 })
+	id1 := p[0].ID
+
+	write(b1, b2)
+	agent.cmd.Process.Signal(syscall.SIGHUP)
+	p = waitPool(t, reg, "HupPool", "b1 and b2 after SIGHUP", 10*time.Second, func(p []pe) bool { return len(p) == 2 })
+	for _, x := range p {
+		if x.Port == b1.port && x.ID != id1 {
+			t.Errorf("unchanged element touched by reload: ID %s → %s", id1, x.ID)
+		}
+	}
+	// A broken file is refused and the running configuration stays.
+	os.WriteFile(cfg, []byte("registrars = [\n"), 0o644)
+	agent.cmd.Process.Signal(syscall.SIGHUP)
+	write(b2)
+	agent.cmd.Process.Signal(syscall.SIGHUP)
+	waitPool(t, reg, "HupPool", "only b2 after SIGHUP", 10*time.Second, func(p []pe) bool { return len(p) == 1 && p[0].Port == b2.port })
+	agent.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-agent.exited:
+		if agent.err != nil {
+			t.Errorf("agent exit: %v", agent.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not exit")
 	}
 }
