@@ -274,10 +274,10 @@ func TestE2ELifecycle(t *testing.T) {
 	}
 	expect[*wire.EndpointKeepAlive](t, pe)
 	t0 := time.Now()
-	resolveUntil(t, pu, "EchoPool", 3*time.Second, func(hr *wire.HandleResolutionResponse) bool {
+	resolveUntil(t, pu, "EchoPool", 5*time.Second, func(hr *wire.HandleResolutionResponse) bool {
 		return cause(hr.Error) == wire.CauseUnknownPoolHandle
 	})
-	if d := time.Since(t0); d > 300*time.Millisecond+700*time.Millisecond {
+	if d := time.Since(t0); d > 300*time.Millisecond+2*time.Second { // slack for a loaded CI machine
 		t.Errorf("removal took %v after the unanswered keep-alive (timeout 300ms)", d)
 	}
 	t.Logf("PE removed %v after its unanswered keep-alive (timeout 300ms)", time.Since(t0).Round(time.Millisecond))

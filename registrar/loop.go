@@ -33,16 +33,11 @@ type (
 	evFunc     struct{ fn func(*loop) } // for tests and in-process queries
 )
 
-type peKey struct {
-	handle wire.PoolHandle
-	id     uint32
-}
-
 // ownedPE is the monitoring state of a PE this registrar owns. It is an
 // item of the loop's timer heap and of its connection's PE list.
 type ownedPE struct {
-	key        peKey
-	c          *conn // nil while the PE has no connection
+	e          *handlespace.Element // valid until the PE is removed
+	c          *conn                // nil while the PE has no connection
 	prev, next *ownedPE
 	at         time.Duration // next timer (keep-alive send or ack deadline), since loop.epoch
 	idx        int32         // heap index, -1 when not in the heap
@@ -81,7 +76,7 @@ type loop struct {
 	onChange func(Change)
 
 	hs      *handlespace.Handlespace
-	owned   map[peKey]*ownedPE
+	owned   map[*handlespace.Element]*ownedPE // keyed by the handlespace entry
 	timers  timerHeap
 	auth    map[string]*poolAuth
 	allow   []netip.Prefix // default for pools without [[pool]]
@@ -100,7 +95,7 @@ func newLoop(id uint32, cfg Config, log *slog.Logger, m *metrics, onChange func(
 		m:        m,
 		onChange: onChange,
 		hs:       handlespace.New(handlespace.Options{}),
-		owned:    map[peKey]*ownedPE{},
+		owned:    map[*handlespace.Element]*ownedPE{},
 		labels:   newPoolLabels(cfg.Limits.MetricPools, m.poolElements),
 		events:   make(chan any, 4096),
 		epoch:    time.Now(),
@@ -208,6 +203,15 @@ func (l *loop) message(c *conn, m wire.Message, now time.Time) {
 	}
 }
 
+// ownedPE returns the monitoring state of an owned PE, or nil.
+func (l *loop) ownedPE(handle wire.PoolHandle, id uint32) *ownedPE {
+	e, ok := l.hs.Get(handle, id)
+	if !ok {
+		return nil
+	}
+	return l.owned[e]
+}
+
 // schedule (re)arms the timer of o.
 func (l *loop) schedule(o *ownedPE, at time.Time) {
 	o.at = at.Sub(l.epoch)
@@ -224,14 +228,14 @@ func (l *loop) fire(now time.Time) {
 	for len(l.timers) > 0 && l.timers[0].at <= due {
 		o := l.timers[0]
 		if o.waiting {
-			l.log.Info("keep-alive timeout, removing PE", "pool", o.key.handle, "pe", peID(o.key.id))
-			l.remove(o.key.handle, o.key.id, reasonKeepAlive)
+			l.log.Info("keep-alive timeout, removing PE", "pool", truncate(o.e.Pool), "pe", peID(o.e.ID))
+			l.remove(o.e.Pool, o.e.ID, reasonKeepAlive)
 			continue
 		}
 		o.waiting = true
 		l.schedule(o, now.Add(l.cfg.Timers.KeepAliveTimeout))
 		if o.c != nil {
-			ka := &wire.EndpointKeepAlive{ServerID: l.id, PoolHandle: o.key.handle, HasID: true, ID: o.key.id}
+			ka := &wire.EndpointKeepAlive{ServerID: l.id, PoolHandle: o.e.Pool, HasID: true, ID: o.e.ID}
 			if l.sendMsg(o.c, ka) {
 				l.m.keepAlivesSent.Inc()
 			}
@@ -284,13 +288,12 @@ func (l *loop) detach(o *ownedPE) {
 // remove deletes a PE from the handlespace and every index and announces
 // the change when this registrar owned it.
 func (l *loop) remove(handle wire.PoolHandle, id uint32, reason string) bool {
-	k := peKey{handle, id}
-	if o := l.owned[k]; o != nil {
+	if o := l.ownedPE(handle, id); o != nil {
 		l.detach(o)
 		if o.idx >= 0 && int(o.idx) < len(l.timers) && l.timers[o.idx] == o {
 			heap.Remove(&l.timers, int(o.idx))
 		}
-		delete(l.owned, k)
+		delete(l.owned, o.e)
 	}
 	e, ok := l.hs.Deregister(handle, id)
 	if !ok {
@@ -318,7 +321,7 @@ func (l *loop) connClosed(c *conn, now time.Time) {
 	if l.cfg.Registration.RemoveOnConnectionLoss {
 		for c.head != nil {
 			o := c.head
-			l.remove(o.key.handle, o.key.id, reasonConnection)
+			l.remove(o.e.Pool, o.e.ID, reasonConnection)
 		}
 		return
 	}

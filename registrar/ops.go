@@ -47,11 +47,10 @@ func (l *loop) register(c *conn, m *wire.Registration, now time.Time) {
 		l.rejectRegistration(c, handle, pe.ID, rj)
 		return
 	}
-	k := peKey{e.Pool, e.ID}
-	o := l.owned[k]
+	o := l.owned[e]
 	if o == nil {
-		o = &ownedPE{key: k, idx: -1}
-		l.owned[k] = o
+		o = &ownedPE{e: e, idx: -1}
+		l.owned[e] = o
 	}
 	l.attach(o, c)
 	o.waiting = false
@@ -235,7 +234,7 @@ func contains(ps []netip.Prefix, a netip.Addr) bool {
 func (l *loop) deregister(c *conn, m *wire.Deregistration) {
 	l.m.deregistrations.Inc()
 	resp := &wire.DeregistrationResponse{PoolHandle: m.PoolHandle, ID: m.ID}
-	if o := l.owned[peKey{m.PoolHandle, m.ID}]; o != nil && o.c != nil && o.c != c {
+	if o := l.ownedPE(m.PoolHandle, m.ID); o != nil && o.c != nil && o.c != c {
 		l.m.limitRejections.WithLabelValues(limitAuthz).Inc()
 		c.logLimited(l.log, "deregistration refused: PE belongs to another connection",
 			"pool", truncate(m.PoolHandle), "pe", peID(m.ID))
@@ -290,7 +289,7 @@ func (l *loop) resolve(c *conn, m *wire.HandleResolution) {
 // next keep-alive goes out one interval later.
 func (l *loop) keepAliveAck(c *conn, m *wire.EndpointKeepAliveAck, now time.Time) {
 	l.m.keepAliveAcks.Inc()
-	o := l.owned[peKey{m.PoolHandle, m.ID}]
+	o := l.ownedPE(m.PoolHandle, m.ID)
 	if o == nil || !o.waiting {
 		return
 	}

@@ -55,8 +55,8 @@ func TestRegisterResolveKeepAliveTimeout(t *testing.T) {
 	// Stop answering: removed within interval + timeout (+ scheduling slack).
 	expect[*wire.EndpointKeepAlive](t, pe)
 	t0 := time.Now()
-	h.waitChange(t, wire.ActionDelPE, 0x1234, 2*time.Second)
-	if d := time.Since(t0); d > cfg.Timers.KeepAliveTimeout+500*time.Millisecond {
+	h.waitChange(t, wire.ActionDelPE, 0x1234, 5*time.Second)
+	if d := time.Since(t0); d > cfg.Timers.KeepAliveTimeout+2*time.Second { // slack for a loaded CI machine; exactness is tested with synctest
 		t.Errorf("removed %v after the unanswered keep-alive, timeout is %v", d, cfg.Timers.KeepAliveTimeout)
 	}
 	hr = pu.resolve("EchoPool", 0)
