@@ -236,15 +236,17 @@ type Pool struct {
 	// resolution, 0 if none.
 	fetched atomic.Int64
 
-	mu       sync.Mutex // guards inflight and holdDown
+	mu       sync.Mutex // guards inflight, holdDown, failed
 	inflight *call
 	holdDown map[uint32]time.Time // PE ID → end of hold-down
+	failed   *call                // last resolution, if it failed or found no PE
 }
 
 type call struct {
 	done chan struct{}
 	snap *snapshot
 	err  error
+	at   time.Time // when the result arrived
 }
 
 // Handle returns the pool handle.
@@ -306,10 +308,21 @@ func (p *Pool) Refresh(ctx context.Context) error {
 	return err
 }
 
+// negativeTTL is how long a failed or empty resolution answers selections
+// without asking a registrar again, so that a missing pool under load does
+// not turn every client connection into a registrar request.
+const negativeTTL = 250 * time.Millisecond
+
 // usable returns the cached snapshot if it has elements, or resolves.
 func (p *Pool) usable(ctx context.Context) (*snapshot, error) {
 	if s := p.snap.Load(); s != nil && len(s.elems) > 0 {
 		return s, nil
+	}
+	p.mu.Lock()
+	f := p.failed
+	p.mu.Unlock()
+	if f != nil && time.Since(f.at) < negativeTTL {
+		return p.wait(ctx, f)
 	}
 	return p.wait(ctx, p.start())
 }
@@ -389,16 +402,21 @@ func (p *Pool) resolve(cl *call) {
 			// the caller's failover decide instead of failing outright.
 			kept = elems
 		}
-		cl.snap = newSnapshot(pol, kept)
+		cl.snap, cl.at = newSnapshot(pol, kept), now
 		p.snap.Store(cl.snap)
 		p.fetched.Store(now.UnixNano())
 		p.inflight = nil
+		p.failed = nil
+		if len(kept) == 0 {
+			p.failed = cl
+		}
 		p.mu.Unlock()
 		p.c.metrics.resolutions.WithLabelValues("ok").Inc()
 	} else {
-		cl.err = err
+		cl.err, cl.at = err, now
 		p.mu.Lock()
 		p.inflight = nil
+		p.failed = cl
 		p.mu.Unlock()
 		result := "error"
 		if errors.Is(err, ErrUnknownPool) {

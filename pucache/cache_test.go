@@ -345,3 +345,23 @@ func TestAnnounceLearnsRegistrar(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestNegativeResultIsCachedBriefly(t *testing.T) {
+	r := pucachetest.Start(t)
+	c := newCache(t, pucache.Config{Registrars: []string{r.Addr()}})
+	for range 50 {
+		if _, err := c.Select(ctxT(t), "missing"); !errors.Is(err, pucache.ErrUnknownPool) {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	// 50 back-to-back lookups within the negative TTL: far fewer requests.
+	if n := r.Resolutions("missing"); n > 5 {
+		t.Fatalf("registrar saw %d resolutions for 50 lookups of a missing pool", n)
+	}
+	// An explicit Refresh still asks (failover uses it after every PE failed).
+	n := r.Resolutions("missing")
+	c.Pool("missing").Refresh(ctxT(t))
+	if r.Resolutions("missing") != n+1 {
+		t.Fatal("Refresh did not ask the registrar")
+	}
+}

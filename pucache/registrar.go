@@ -44,17 +44,35 @@ func (r *registrars) init(c *Cache, static []string) {
 func (c *Cache) LearnRegistrar(addr string) {
 	r := &c.regs
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if slices.Contains(r.static, addr) {
+		r.mu.Unlock()
 		return
 	}
-	if _, ok := r.learned[addr]; !ok {
+	_, known := r.learned[addr]
+	if !known {
 		if len(r.learned) >= 64 { // announces are unauthenticated: bound them
+			r.mu.Unlock()
 			return
 		}
 		r.order = append(r.order, addr)
 	}
 	r.learned[addr] = time.Now().Add(c.cfg.AnnounceLifetime)
+	r.mu.Unlock()
+	if !known {
+		c.clearNegative()
+	}
+}
+
+// clearNegative forgets failed resolutions, so that the next selection asks
+// again (a registrar was added).
+func (c *Cache) clearNegative() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.pools {
+		p.mu.Lock()
+		p.failed = nil
+		p.mu.Unlock()
+	}
 }
 
 // HandleAnnounce learns the registrar addresses of an ASAP Server Announce
@@ -406,4 +424,5 @@ func (c *Cache) SetRegistrars(addrs []string) {
 	if stale != nil {
 		stale.conn.Close()
 	}
+	c.clearNegative()
 }
