@@ -21,6 +21,13 @@ type FileConfig struct {
 	// "tls://h:p"; no scheme = tcp), tried in order. Empty: only registrars
 	// learned from announces are used.
 	Registrars []string `toml:"registrars"`
+	// AnnounceGroup is the ASAP announce multicast group ("239.0.0.50:3863"
+	// is RSPLIB's) whose Server Announces add registrars. Empty: the
+	// default group when Registrars is empty, else none.
+	AnnounceGroup string `toml:"announce_group"`
+	// AnnounceInterface is the interface joining AnnounceGroup. Empty:
+	// chosen by the routing table.
+	AnnounceInterface string `toml:"announce_interface"`
 	// Admin is the admin HTTP address (/metrics, /healthz, /debug/pprof/).
 	// Empty: no admin endpoint.
 	Admin string `toml:"admin"`
@@ -74,6 +81,18 @@ type ListenerConfig struct {
 	// ReplayBuffer, in bytes, enables the replay buffer (see docs/proxy.md).
 	// Zero: off.
 	ReplayBuffer int `toml:"replay_buffer"`
+}
+
+// DefaultAnnounceGroup is the ASAP announce group used when neither
+// registrars nor announce_group are configured (RSPLIB's default).
+const DefaultAnnounceGroup = "239.0.0.50:3863"
+
+// Announces returns the group to listen on for Server Announces, or "".
+func (c *FileConfig) Announces() string {
+	if c.AnnounceGroup != "" || len(c.Registrars) > 0 {
+		return c.AnnounceGroup
+	}
+	return DefaultAnnounceGroup
 }
 
 // Label returns the listener's metrics label.
@@ -133,6 +152,11 @@ func (c *FileConfig) Validate() error {
 			bad("registrars[%d]: empty address", i)
 		} else if _, _, err := splitScheme(r, "tcp", "sctp", "tls"); err != nil {
 			bad("registrars[%d]: %v", i, err)
+		}
+	}
+	if c.AnnounceGroup != "" {
+		if _, _, err := net.SplitHostPort(c.AnnounceGroup); err != nil {
+			bad("announce_group: %v", err)
 		}
 	}
 	if c.Admin != "" {

@@ -146,7 +146,9 @@ func New(cfg Config, opts Options) (*Cache, error) {
 // waits for every goroutine of the cache. Pending resolutions fail with
 // ErrClosed. Close is idempotent.
 func (c *Cache) Close() error {
+	c.mu.Lock()
 	c.cancel()
+	c.mu.Unlock()
 	c.regs.close()
 	c.wg.Wait()
 	return nil

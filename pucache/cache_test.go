@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rserpool/rserpool/pucache"
 	"github.com/rserpool/rserpool/pucache/pucachetest"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 	"go.uber.org/goleak"
 )
@@ -363,5 +364,48 @@ func TestNegativeResultIsCachedBriefly(t *testing.T) {
 	c.Pool("missing").Refresh(ctxT(t))
 	if r.Resolutions("missing") != n+1 {
 		t.Fatal("Refresh did not ask the registrar")
+	}
+}
+
+func TestListenAnnounces(t *testing.T) {
+	r := pucachetest.Start(t)
+	r.SetPool("P", wire.PolicyRoundRobin, pucachetest.PE(1, ap(t, 7001), wire.PolicyRoundRobin, 0))
+	c := newCache(t, pucache.Config{AnnounceLifetime: time.Hour})
+	u, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := u.LocalAddr().(*net.UDPAddr).Port
+	u.Close()
+	group := "239.0.0.77:" + itoa(port)
+	if err := c.ListenAnnounces(group, "lo"); err != nil {
+		t.Skipf("no multicast on the loopback interface here: %v", err)
+	}
+	tx, err := transport.NewMulticastSender(group, "lo", 1, true)
+	if err != nil {
+		t.Skipf("no multicast sending on lo here: %v", err)
+	}
+	defer tx.Close()
+	addr := netip.MustParseAddrPort(r.Addr()[len("tcp://"):])
+	msg, err := (&wire.ServerAnnounce{ServerID: 9, Transports: []wire.Transport{{
+		Type: wire.TransportTCP, Port: addr.Port(), Addrs: []netip.Addr{addr.Addr()}}}}).AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for len(c.Registrars()) == 0 {
+		if time.Now().After(deadline) {
+			t.Skip("multicast datagrams are not delivered on lo here")
+		}
+		if err := tx.Send(msg); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // announces are periodic by nature
+	}
+	if got := c.Registrars(); got[0] != r.Addr() {
+		t.Fatalf("registrars = %v", got)
+	}
+	if _, err := c.Select(ctxT(t), "P"); err != nil {
+		t.Fatal(err)
 	}
 }

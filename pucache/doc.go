@@ -17,8 +17,9 @@
 //	p.ReportUnreachable(e.ID)           // removed at once; ASAP Endpoint Unreachable sent
 //
 // Registrars: the static Config.Registrars are tried in order, then the ones
-// learned from ASAP Server Announces (HandleAnnounce / LearnRegistrar, each
-// forgotten after Config.AnnounceLifetime). One connection to the current
+// learned from ASAP Server Announces (ListenAnnounces joins the multicast
+// group; HandleAnnounce and LearnRegistrar feed them directly), each
+// forgotten after Config.AnnounceLifetime. One connection to the current
 // registrar carries every request; a connect failure, a broken connection or
 // a request without answer within Config.RequestTimeout (T1) moves to the
 // next registrar. Each Handle Resolution carries RSPLIB's Handle Resolution
@@ -49,8 +50,6 @@
 //
 // # Limitations
 //
-//   - Multicast announce reception is not built in: feed HandleAnnounce
-//     from a transport.MulticastReceiver.
 //   - The server hunt tries one registrar at a time, not three in parallel.
 //   - Dynamic subscriptions (S flag) are not used; freshness comes from
 //     background refreshes.

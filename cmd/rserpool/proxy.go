@@ -180,6 +180,13 @@ func startProxyServer(cfg *proxy.FileConfig, log *slog.Logger, reg prometheus.Re
 	if err != nil {
 		return nil, err
 	}
+	if g := cfg.Announces(); g != "" {
+		if err := cache.ListenAnnounces(g, cfg.AnnounceInterface); err != nil {
+			cache.Close()
+			return nil, err
+		}
+		log.Info("listening for registrar announces", "group", g)
+	}
 	p, err := proxy.New(cfg.Listeners, proxy.Options{Cache: cache, Logger: log, Registerer: reg})
 	if err != nil {
 		cache.Close()
