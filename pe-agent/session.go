@@ -55,6 +55,9 @@ type session struct {
 
 	annRecv *transport.MulticastReceiver // nil unless announces are heard; closed by shutdown
 
+	liveMu sync.Mutex     // guards live
+	live   transport.Conn // the current connection, so that close can unblock a stuck write
+
 	regMu   sync.Mutex // guards static, learned
 	static  []string
 	learned map[string]time.Time // address → expiry (T7)
@@ -229,8 +232,21 @@ func (s *session) deliver(ev any) bool {
 // does not deregister: the registrar removes the elements when the
 // connection closes.
 func (s *session) close() {
-	s.once.Do(func() { close(s.quit) })
+	s.once.Do(func() {
+		close(s.quit)
+		s.liveMu.Lock()
+		if s.live != nil {
+			_ = s.live.Close() // a write blocked on a registrar that does not read returns
+		}
+		s.liveMu.Unlock()
+	})
 	s.wg.Wait()
+}
+
+func (s *session) setLive(c transport.Conn) {
+	s.liveMu.Lock()
+	s.live = c
+	s.liveMu.Unlock()
 }
 
 // setRegistrars replaces the static list; it applies from the next hunt.
@@ -403,6 +419,7 @@ func (s *session) dropConn(cause error, now time.Time) {
 	}
 	s.log.Info("registrar connection closed", "registrar", s.connAddr, "err", cause)
 	_ = s.conn.Close()
+	s.setLive(nil)
 	s.conn, s.connAddr, s.home = nil, "", 0
 	s.gen++
 	s.huntStart = s.connIdx + 1 // try the next registrar first
@@ -561,6 +578,7 @@ func (s *session) handleEvent(ev any, now time.Time) {
 		}
 		s.log.Info("connected to registrar", "registrar", ev.addr)
 		s.conn, s.connAddr, s.connIdx, s.connOK = ev.conn, ev.addr, ev.idx, false
+		s.setLive(ev.conn)
 		for _, st := range s.elems {
 			st.nextReg = now
 		}

@@ -1,0 +1,217 @@
+package peagent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/rserpool/rserpool/transport"
+	"github.com/rserpool/rserpool/wire"
+)
+
+// memConn is an in-memory transport.Conn pair end. It lets the session's
+// timers run under testing/synctest, where channel waits advance the
+// virtual clock (real sockets would not).
+type memConn struct {
+	in     chan transport.Message
+	out    chan transport.Message
+	closed chan struct{}
+	peer   *memConn
+	once   sync.Once
+}
+
+func memPipe() (*memConn, *memConn) {
+	a2b, b2a := make(chan transport.Message, 16), make(chan transport.Message, 16)
+	a := &memConn{in: b2a, out: a2b, closed: make(chan struct{})}
+	b := &memConn{in: a2b, out: b2a, closed: make(chan struct{})}
+	a.peer, b.peer = b, a
+	return a, b
+}
+
+func (c *memConn) ReadMessage() (transport.Message, error) {
+	select {
+	case m := <-c.in:
+		return m, nil
+	case <-c.closed:
+		return transport.Message{}, net.ErrClosed
+	case <-c.peer.closed:
+		return transport.Message{}, io.EOF
+	}
+}
+
+func (c *memConn) WriteMessage(m transport.Message) error {
+	m.Data = append([]byte(nil), m.Data...)
+	select {
+	case <-c.closed:
+		return net.ErrClosed
+	case <-c.peer.closed:
+		return io.ErrClosedPipe
+	default:
+	}
+	select {
+	case c.out <- m:
+		return nil
+	case <-c.closed:
+		return net.ErrClosed
+	case <-c.peer.closed:
+		return io.ErrClosedPipe
+	}
+}
+
+func (c *memConn) Close() error          { c.once.Do(func() { close(c.closed) }); return nil }
+func (c *memConn) LocalAddr() net.Addr   { return &net.TCPAddr{} }
+func (c *memConn) RemoteAddr() net.Addr  { return &net.TCPAddr{} }
+func (c *memConn) PeerAddrs() []net.Addr { return nil }
+
+type memRegistrar struct {
+	t *testing.T
+	c *memConn
+}
+
+func (r memRegistrar) next() wire.Message {
+	r.t.Helper()
+	m, err := r.c.ReadMessage()
+	if err != nil {
+		r.t.Fatalf("registrar side: %v", err)
+	}
+	msg, err := wire.ParseASAP(m.Data)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return msg
+}
+
+func (r memRegistrar) send(m wire.Message) {
+	r.t.Helper()
+	b, err := m.AppendBinary(nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.c.WriteMessage(transport.Message{PPID: wire.PPIDASAP, Data: b}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// TestTimersVirtual checks the default timers exactly: T4 re-registration
+// after 30 s with Registration Life 90000 ms, T2 expiry after 3 s leading to
+// the next registrar, and the retry interval after a failed hunt.
+func TestTimersVirtual(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		accepted := make(chan memRegistrar, 4)
+		down := map[string]bool{"r0": true}
+		var mu sync.Mutex
+		dials := map[string][]time.Time{}
+		dial := func(ctx context.Context, addr string) (transport.Conn, error) {
+			mu.Lock()
+			dials[addr] = append(dials[addr], time.Now())
+			mu.Unlock()
+			if down[addr] {
+				return nil, errors.New("connection refused")
+			}
+			pe, reg := memPipe()
+			accepted <- memRegistrar{t, reg}
+			return pe, nil
+		}
+		el, err := NewElement(PEConfig{
+			Registrars: []string{"r0", "r1", "r2"},
+			PoolHandle: "P",
+			Transport:  wire.Transport{Type: wire.TransportTCP, Port: 1, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}},
+			Policy:     wire.Policy{Type: wire.PolicyRoundRobin},
+			ID:         42,
+			Dial:       dial,
+		}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		el.Start()
+		r1 := <-accepted // r0 refused, r1 next
+		reg := r1.next().(*wire.Registration)
+		if reg.Element.RegistrationLife != 90000 {
+			t.Errorf("Registration Life %d ms, want 90000", reg.Element.RegistrationLife)
+		}
+		r1.send(&wire.RegistrationResponse{PoolHandle: "P", ID: 42})
+		t0 := time.Now()
+		reg = r1.next().(*wire.Registration) // T4
+		if d := time.Since(t0); d != 30*time.Second {
+			t.Errorf("re-registration after %v, want 30s", d)
+		}
+		// No answer: T2 (3 s) expires and the element moves on to r2.
+		t1 := time.Now()
+		r2 := <-accepted
+		if d := time.Since(t1); d != 3*time.Second {
+			t.Errorf("hunt after %v, want T2 = 3s", d)
+		}
+		if _, err := r1.c.ReadMessage(); err == nil {
+			t.Error("connection to the silent registrar still open")
+		}
+		reg = r2.next().(*wire.Registration)
+		if reg.Element.ID != 42 {
+			t.Errorf("ID %d", reg.Element.ID)
+		}
+		r2.send(&wire.RegistrationResponse{PoolHandle: "P", ID: 42})
+		synctest.Wait()
+		if st := el.State(); !st.Registered || st.HomeAddr != "r2" {
+			t.Errorf("state %+v", st)
+		}
+
+		// Close deregisters at r2.
+		closed := make(chan error, 1)
+		go func() { closed <- el.Close(context.Background()) }()
+		if _, ok := r2.next().(*wire.Deregistration); !ok {
+			t.Error("no deregistration")
+		}
+		r2.send(&wire.DeregistrationResponse{PoolHandle: "P", ID: 42})
+		if err := <-closed; err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(dials["r0"]) != 1 || !dials["r0"][0].Equal(start) {
+			t.Errorf("dials of r0: %v", dials["r0"])
+		}
+	})
+}
+
+// TestRetryBackoffVirtual: with every registrar down, hunts repeat after
+// the retry interval, doubling up to 30 s.
+func TestRetryBackoffVirtual(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var times []time.Time
+		el, err := NewElement(PEConfig{
+			Registrars: []string{"r0"},
+			PoolHandle: "P",
+			Transport:  wire.Transport{Type: wire.TransportTCP, Port: 1, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}},
+			Dial: func(ctx context.Context, addr string) (transport.Conn, error) {
+				mu.Lock()
+				times = append(times, time.Now())
+				mu.Unlock()
+				return nil, errors.New("refused")
+			},
+		}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		el.Start()
+		time.Sleep(2 * time.Minute)
+		el.Close(context.Background())
+		mu.Lock()
+		defer mu.Unlock()
+		want := []time.Duration{2, 4, 8, 16, 30, 30}
+		for i, w := range want {
+			if i+1 >= len(times) {
+				t.Fatalf("only %d hunts", len(times))
+			}
+			if d := times[i+1].Sub(times[i]); d != w*time.Second {
+				t.Errorf("hunt %d after %v, want %v", i+1, d, w*time.Second)
+			}
+		}
+	})
+}
