@@ -135,10 +135,10 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 // waitFile polls for a file another process writes (no cross-process event
-// to wait on), up to 20 s or until p exits.
+// to wait on), up to 60 s (a loaded CI machine) or until p exits.
 func waitFile(t *testing.T, path string, p *proc) []byte {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
 			return b
@@ -149,7 +149,7 @@ func waitFile(t *testing.T, path string, p *proc) []byte {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not written within 20s", path)
+			t.Fatalf("%s not written within 60s", path)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -221,7 +221,7 @@ func waitPool(t *testing.T, registrars []string, pool string, want int) {
 	}
 	defer c.Close()
 	p := c.Pool(pool)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := p.Refresh(ctx)
