@@ -18,6 +18,7 @@ import (
 	"github.com/rserpool/rserpool/proxy"
 	"github.com/rserpool/rserpool/pucache"
 	"github.com/rserpool/rserpool/pucache/pucachetest"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 	"go.uber.org/goleak"
 )
@@ -509,4 +510,30 @@ func newCacheB(b *testing.B, reg string) *pucache.Cache {
 	}
 	b.Cleanup(func() { c.Close() })
 	return c
+}
+
+func TestSCTPListener(t *testing.T) {
+	c, err := pucache.New(pucache.Config{}, pucache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p, err := proxy.New([]proxy.ListenerConfig{{Listen: "sctp://127.0.0.1:0", Pool: "P"}}, proxy.Options{Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	err = p.Start()
+	if ok, _ := transport.SCTPAvailable(); ok {
+		if err != nil {
+			t.Fatalf("kernel has SCTP but the listener failed: %v", err)
+		}
+		if p.Addr("sctp://127.0.0.1:0") == nil {
+			t.Fatal("no bound SCTP address")
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), "sctp://127.0.0.1:0") {
+		t.Fatalf("without kernel SCTP: err = %v, want an error naming the listener", err)
+	}
 }
