@@ -1,0 +1,115 @@
+// Package transport carries whole RSerPool messages, each with its SCTP-style
+// Payload Protocol Identifier (PPID 11 = ASAP, 12 = ENRP) and stream number,
+// over kernel SCTP, over the TCP mapping for RSerPool
+// (draft-ietf-rserpool-tcpmapping-03), or over TLS on the TCP mapping; and it
+// sends and receives the UDP multicast announces of registrars.
+//
+// # Usage
+//
+// Addresses are "tcp://host:port" (the TCP mapping; also a bare "host:port"),
+// "sctp://host:port" (kernel SCTP; "sctp://10.0.0.1/10.0.1.1:3863" binds or
+// dials several addresses of a multi-homed host) and "tls://host:port". IPv6
+// hosts are bracketed: "tcp://[::1]:3863".
+//
+//	ln, err := transport.Listen("tcp://127.0.0.1:0", &transport.Config{Logger: log})
+//	addr := transport.FormatAddr(transport.SchemeTCP, ln.Addr()) // "tcp://127.0.0.1:40123"
+//	c, err := transport.Dial(ctx, addr, nil)
+//	err = c.WriteMessage(transport.Message{PPID: 11, Data: asapBytes})
+//	m, err := c.ReadMessage() // m.Data valid until the next ReadMessage
+//
+// Ports are the caller's business. The registered ones are ASAP 3863 (SCTP
+// and TCP) and 3864 (TLS), ENRP 9901 (SCTP) and 9902 (TLS). ENRP over the TCP
+// mapping, on 9901, is this project's extension (no standard covers PE-PR or
+// PR-PR over TCP; RSPLIB does not speak it): the same framing, with PPID 12.
+//
+// For announces, NewMulticastSender("239.0.0.50:3863", "eth0", ttl, loopback)
+// and ListenMulticast(group, iface) wrap a UDP socket with the group joined;
+// receivers bind the group address and port with SO_REUSEADDR, so several of
+// them on one host each get every datagram. On the loopback interface every
+// datagram comes back in whatever the loopback flag says.
+//
+// # The TCP mapping
+//
+// The draft defines formats but no procedures; this package chooses:
+//
+//   - INIT from both sides: each end sends INIT (flags 0x00: TSN, SID/SSN and
+//     PPID present in its DATA) as its first chunk, and parses the peer's
+//     DATA and ACK chunks according to the peer's INIT flags (0x00 until the
+//     INIT arrives). An INIT after the first chunk is a protocol error that
+//     closes the connection.
+//   - Padding: a DATA chunk's length is 4 + header + message length, exactly;
+//     zero padding to a multiple of 4 follows and is not counted. A receiver
+//     takes the message as the bytes counted by the chunk length (draft §9:
+//     the sender does not pad the ASAP message into the chunk).
+//   - TSN starts at 0 and must arrive in sequence when the peer sends it; one
+//     ACK carrying the TSN (omitted if the peer's INIT set 0x01) is sent per
+//     DATA chunk when ReadMessage delivers it.
+//   - HEARTBEAT after HeartbeatInterval (default 30 s) without sending, or
+//     without receiving; its info is a nonce and a send time. After
+//     HeartbeatMaxMissed (default 5) unanswered HEARTBEATs in a row, one more
+//     interval ends the connection with ErrHeartbeatTimeout, which ReadMessage
+//     and WriteMessage then return (the mapping's COMM_LOST). Every HEARTBEAT
+//     received is echoed in a HEARTBEAT ACK.
+//   - Unknown chunk types are skipped by their length; the first 8 per
+//     connection are logged.
+//   - A chunk that has started to arrive must complete within ChunkTimeout
+//     (default 30 s), else ErrChunkTimeout. A chunk length below 4 or above
+//     the largest DATA chunk for MaxMessageSize ends the connection
+//     (ErrProtocol, ErrTooLarge) before anything is allocated.
+//
+// Undelivered-message retrieval (resending unacknowledged DATA elsewhere) is
+// not implemented: ACKs are sent as the draft requires, and received ACKs
+// are checked for form but otherwise ignored.
+//
+// TLS (tls://) runs the same mapping inside crypto/tls. Config.TLS is
+// required; for mutual authentication set ClientAuth and ClientCAs on the
+// server and Certificates on the client. A tls:// Conn has a method
+// ConnectionState() (tls.ConnectionState, bool) for the peer's certificates.
+//
+// # Kernel SCTP
+//
+// One-to-one style sockets (github.com/ishidawataru/sctp). Each
+// WriteMessage is one sendmsg carrying the stream and PPID in an SCTP_SNDRCV
+// control message; each ReadMessage one recvmsg. The library converts the
+// PPID to network byte order on send and back on receipt, so the host value
+// (11) is what appears on the wire. PeerAddrs lists every peer address of the
+// association. SCTPAvailable probes socket(AF_INET, SOCK_STREAM,
+// IPPROTO_SCTP) once; without kernel SCTP, sctp:// Dial and Listen fail with
+// an error wrapping ErrNoSCTP that names the cause.
+//
+// # Concurrency
+//
+// A Conn's ReadMessage may be called by one goroutine at a time; WriteMessage
+// from any number of goroutines; Close from anywhere, any number of times (it
+// unblocks ReadMessage and a WriteMessage blocked on flow control, both then
+// returning net.ErrClosed).
+//
+// A TCP-mapping Conn owns three goroutines, all waited for by Close: a reader
+// (frames chunks, answers HEARTBEATs, queues DATA for ReadMessage), a writer
+// and a heartbeat ticker. WriteMessage appends the frame to a shared buffer
+// and returns; the writer sends each accumulated batch with one write, so
+// small messages from concurrent writers coalesce. Errors from the socket
+// therefore surface on a later WriteMessage and on ReadMessage.
+// Close flushes queued frames, half-closes and waits for the peer's end of
+// stream, all within CloseTimeout (default 2 s), then closes the socket.
+//
+// Memory per TCP-mapping connection is bounded whatever the peer does: a read
+// buffer of one maximum chunk (64 KiB by default), a receive queue of 64 KiB
+// or 1024 messages (when it is full the reader stops reading the socket, so
+// TCP flow control stops the peer), and a send queue of 64 KiB beyond which
+// WriteMessage blocks. A peer that keeps sending HEARTBEATs while not reading
+// our answers is cut off at 1 MiB of queued answers.
+//
+// # Limitations
+//
+//   - The application must keep calling ReadMessage: while the receive queue
+//     is full no chunk is read, HEARTBEATs included, so a stalled reader is
+//     eventually seen by the peer as a dead connection.
+//   - All streams share one ordered byte stream: no unordered delivery, and
+//     head-of-line blocking remains (the U flag is parsed and ignored).
+//   - SCTP Dial does not honour the context's deadline once connect(2) has
+//     started (the library has no context support). SCTP was not exercised on
+//     a kernel with SCTP here; TestSCTPRoundTrip runs where it is available.
+//   - Messages larger than MaxMessageSize are refused (ErrTooLarge); over
+//     SCTP a larger incoming message closes the association.
+package transport
