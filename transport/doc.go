@@ -103,8 +103,9 @@
 // # Limitations
 //
 //   - The application must keep calling ReadMessage: while the receive queue
-//     is full no chunk is read, HEARTBEATs included, so a stalled reader is
-//     eventually seen by the peer as a dead connection.
+//     is full no chunk is read, HEARTBEATs and their answers included, so an
+//     application that stops reading for HeartbeatMaxMissed+1 intervals
+//     loses the connection (on both ends).
 //   - All streams share one ordered byte stream: no unordered delivery, and
 //     head-of-line blocking remains (the U flag is parsed and ignored).
 //   - SCTP Dial does not honour the context's deadline once connect(2) has

@@ -34,7 +34,6 @@ const (
 
 // inMsg locates one queued message in the receive slab.
 type inMsg struct {
-	tsn    uint32
 	ppid   uint32
 	stream uint16
 	off, n int
@@ -344,7 +343,7 @@ func (c *mapConn) readChunks(handshake bool) error {
 			if len(d.payload) > c.cfg.maxMsg {
 				return fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(d.payload), c.cfg.maxMsg)
 			}
-			if err := c.deliver(expectTSN, d); err != nil {
+			if err := c.deliver(d); err != nil {
 				return err
 			}
 			expectTSN++
@@ -383,7 +382,7 @@ func readErr(err error, inChunk bool) error {
 }
 
 // deliver queues one DATA payload, waiting while the queue is full.
-func (c *mapConn) deliver(tsn uint32, d dataFields) error {
+func (c *mapConn) deliver(d dataFields) error {
 	c.qmu.Lock()
 	for len(c.qdata) >= recvQueueBytes || len(c.qmsgs) >= recvQueueMsgs {
 		if c.closed.Load() {
@@ -403,7 +402,7 @@ func (c *mapConn) deliver(tsn uint32, d dataFields) error {
 	wasEmpty := len(c.qmsgs) == 0
 	off := len(c.qdata)
 	c.qdata = append(c.qdata, d.payload...)
-	c.qmsgs = append(c.qmsgs, inMsg{tsn: tsn, ppid: d.ppid, stream: d.stream, off: off, n: len(d.payload)})
+	c.qmsgs = append(c.qmsgs, inMsg{ppid: d.ppid, stream: d.stream, off: off, n: len(d.payload)})
 	c.qmu.Unlock()
 	if wasEmpty {
 		select {
@@ -416,10 +415,10 @@ func (c *mapConn) deliver(tsn uint32, d dataFields) error {
 
 // ReadMessage returns the next message and acknowledges it to the peer.
 func (c *mapConn) ReadMessage() (Message, error) {
+	if c.closed.Load() {
+		return Message{}, net.ErrClosed
+	}
 	for c.idx >= len(c.cur) {
-		if c.closed.Load() {
-			return Message{}, net.ErrClosed
-		}
 		c.qmu.Lock()
 		if len(c.qmsgs) > 0 {
 			c.cur, c.qmsgs = c.qmsgs, c.cur[:0]
@@ -441,6 +440,9 @@ func (c *mapConn) ReadMessage() (Message, error) {
 			return Message{}, err
 		}
 		<-c.qwake
+		if c.closed.Load() {
+			return Message{}, net.ErrClosed
+		}
 	}
 	m := c.cur[c.idx]
 	c.idx++

@@ -301,7 +301,7 @@ func TestWireBytes(t *testing.T) {
 	}
 
 	// The peer's INIT 0x00 and DATA: we deliver it and ACK with TSN 0.
-	raw.Write(unhex(t, hexInit + hexDataEcho))
+	raw.Write(unhex(t, hexInit+hexDataEcho))
 	m, err := readMessage(t, c)
 	if err != nil {
 		t.Fatal(err)
