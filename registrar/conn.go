@@ -21,10 +21,14 @@ import (
 // reader, for errors) queued on out. A full queue closes the connection, so
 // that a client that does not read never blocks the loop.
 type conn struct {
-	id     uint64
-	tc     transport.Conn // nil in loop unit tests
-	q      sendQueue
-	done   chan struct{}
+	id   uint64
+	tc   transport.Conn // nil in loop unit tests
+	q    sendQueue
+	done chan struct{}
+	// slots bounds the requests of this connection queued for the loop
+	// (one token per request, returned by the loop), so that one
+	// pipelining client cannot fill the loop's queue ahead of the others.
+	slots  chan struct{}
 	once   sync.Once
 	remote []netip.Addr // peer addresses (all SCTP paths, or the TCP peer)
 	asap   wire.Transport
@@ -43,7 +47,7 @@ type conn struct {
 }
 
 func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queueBytes int, log *slog.Logger) *conn {
-	c := &conn{id: id, tc: tc, done: make(chan struct{})}
+	c := &conn{id: id, tc: tc, done: make(chan struct{}), slots: make(chan struct{}, maxInflight)}
 	c.q.init(queueBytes, func(b []byte) error {
 		err := tc.WriteMessage(transport.Message{PPID: wire.PPIDASAP, Data: b})
 		if err != nil {
@@ -400,11 +404,19 @@ func (r *Registrar) dispatch(c *conn, m wire.Message) bool {
 		r.sendErrorCauses(c, causes)
 	}
 	select {
+	case c.slots <- struct{}{}:
+	case <-c.done:
+		return true
+	}
+	select {
 	case r.loop.events <- evMsg{c, m}:
 	case <-r.loopDone:
 	}
 	return true
 }
+
+// maxInflight is the number of requests per connection queued for the loop.
+const maxInflight = 64
 
 // parseError answers an undecodable message (procedures.md §15,
 // wire-format.md §8): unknown type with bits 01 ⇒ cause 0x2 with the

@@ -176,6 +176,10 @@ func (l *loop) handle(ev any, now time.Time) {
 	switch ev := ev.(type) {
 	case evMsg:
 		l.message(ev.c, ev.m, now)
+		select {
+		case <-ev.c.slots:
+		default:
+		}
 	case evClosed:
 		l.connClosed(ev.c, now)
 	case evReload:

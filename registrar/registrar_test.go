@@ -17,6 +17,8 @@ import (
 
 func TestRegisterResolveKeepAliveTimeout(t *testing.T) {
 	cfg := testConfig()
+	cfg.Timers.KeepAliveInterval = 200 * time.Millisecond
+	cfg.Timers.KeepAliveTimeout = 300 * time.Millisecond
 	h := start(t, cfg)
 	pe := dial(t, h.addr)
 	pu := dial(t, h.addr)
@@ -90,7 +92,11 @@ func TestResolutionItemsAndPolicy(t *testing.T) {
 	// Round robin over 200 PEs with 1 item: 200 resolutions visit each once.
 	seen := map[uint32]int{}
 	for i := 0; i < 200; i++ {
-		seen[pu.resolve("Big", 1).Elements[0].ID]++
+		hr := pu.resolve("Big", 1)
+		if len(hr.Elements) != 1 {
+			t.Fatalf("resolution %d: %+v", i, hr)
+		}
+		seen[hr.Elements[0].ID]++
 	}
 	if len(seen) != 200 {
 		t.Errorf("round robin visited %d distinct PEs in 200 picks, want 200", len(seen))
@@ -470,7 +476,6 @@ func TestPoolLabelCap(t *testing.T) {
 func TestClientThatNeverReads(t *testing.T) {
 	cfg := testConfig()
 	cfg.Limits.SendQueueBytes = 64 << 10
-	cfg.Timers.KeepAliveInterval = time.Minute // the flood may delay acks under -race
 	h := start(t, cfg)
 	pe := dial(t, h.addr)
 	pe.autoAck.Store(true)
