@@ -38,6 +38,7 @@ type Proxy struct {
 	mu        sync.Mutex // guards the fields below
 	listeners map[string]*listener
 	conns     map[*relay]struct{}
+	pools     []string // pools of the current listeners
 	started   bool
 	stopping  bool // Shutdown or Close called: no new listeners
 }
@@ -60,9 +61,14 @@ func New(listeners []ListenerConfig, opts Options) (*Proxy, error) {
 		cache: opts.Cache, log: log, m: m, ctx: ctx, abort: cancel,
 		listeners: map[string]*listener{}, conns: map[*relay]struct{}{},
 	}
+	seen := map[string]bool{}
 	for _, lc := range listeners {
 		l := p.newListener(lc)
 		p.listeners[lc.Listen] = l
+		if !seen[lc.Pool] {
+			seen[lc.Pool] = true
+			p.pools = append(p.pools, lc.Pool)
+		}
 	}
 	return p, nil
 }
@@ -152,6 +158,21 @@ func (p *Proxy) Reload(listeners []ListenerConfig) error {
 			p.startListener(l)
 		}
 		p.log.Info("listener added", "listener", l.label, "pool", l.cfg.Pool)
+	}
+	// Pools no listener uses any more stop being refreshed (connections
+	// still relaying keep their PE).
+	inUse := map[string]bool{}
+	for _, lc := range want {
+		inUse[lc.Pool] = true
+	}
+	for _, pool := range p.pools {
+		if !inUse[pool] {
+			p.cache.Forget(pool)
+		}
+	}
+	p.pools = p.pools[:0]
+	for pool := range inUse {
+		p.pools = append(p.pools, pool)
 	}
 	return nil
 }
