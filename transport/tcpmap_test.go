@@ -586,3 +586,27 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestHeartbeatFloodWithoutReading: a peer that sends HEARTBEATs but never
+// reads our answers is cut off once the answers queue up to the hard limit.
+func TestHeartbeatFloodWithoutReading(t *testing.T) {
+	c, raw := rawPeer(t, testConfig(t))
+	raw.Write(unhex(t, hexInit))
+	hbs := bytes.Repeat(unhex(t, hexHB), 4096)
+	const limit = 256 << 20 // bounded: far above socket buffers + 1 MiB
+	total := 0
+	for total < limit {
+		n, err := raw.Write(hbs)
+		total += n
+		if err != nil {
+			break // we closed the connection: reset or broken pipe
+		}
+	}
+	if total >= limit {
+		t.Fatalf("wrote %d MiB of HEARTBEATs without being cut off", total>>20)
+	}
+	_, err := readMessage(t, c)
+	if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "not reading") {
+		t.Fatalf("ReadMessage = %v, want ErrProtocol (peer not reading)", err)
+	}
+}
