@@ -23,7 +23,16 @@ type Message struct {
 // Close may be called at any time from any goroutine and unblocks both.
 //
 // The Data of a message returned by ReadMessage is valid until the next
-// ReadMessage call (the buffer is reused); copy it to keep it.
+// ReadMessage call (the buffer is reused); copy it to keep it. WriteMessage
+// does not keep m.Data after it returns.
+//
+// Over the TCP mapping, WriteMessage returns once the frame is queued (it
+// blocks only while the send queue is full); socket errors surface on later
+// calls and on ReadMessage; Close flushes the queue within
+// Config.CloseTimeout. Close is idempotent; after it, ReadMessage and
+// WriteMessage return net.ErrClosed. A connection that failed (peer gone,
+// ErrHeartbeatTimeout, ErrProtocol...) returns its failure from both; io.EOF
+// from ReadMessage is the peer's orderly close, after every message it sent.
 type Conn interface {
 	ReadMessage() (Message, error)
 	WriteMessage(m Message) error

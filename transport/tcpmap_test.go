@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -609,4 +610,41 @@ func TestHeartbeatFloodWithoutReading(t *testing.T) {
 	if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "not reading") {
 		t.Fatalf("ReadMessage = %v, want ErrProtocol (peer not reading)", err)
 	}
+}
+
+// TestUnknownChunksLogged: unknown chunks are skipped and the first few per
+// connection logged, on the injected logger.
+func TestUnknownChunksLogged(t *testing.T) {
+	var logs safeBuffer
+	cfg := &Config{HeartbeatInterval: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	c, raw := rawPeer(t, cfg)
+	stream := hexInit
+	for range 20 {
+		stream += "c8 01 00 06 aa bb 00 00"
+	}
+	raw.Write(unhex(t, stream+hexDataEcho))
+	if _, err := readMessage(t, c); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(logs.String(), "skipping unknown chunk"); got != maxLoggedSkips {
+		t.Fatalf("%d log lines for 20 unknown chunks, want %d:\n%s", got, maxLoggedSkips, logs.String())
+	}
+}
+
+// safeBuffer is a bytes.Buffer safe for concurrent use.
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
