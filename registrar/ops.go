@@ -1,7 +1,9 @@
 package registrar
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"net/netip"
 	"time"
@@ -65,6 +67,10 @@ func (l *loop) register(c *conn, m *wire.Registration, now time.Time) {
 		l.gauges()
 	}
 	l.m.registrations.WithLabelValues(resultOK).Inc()
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug("registered", "pool", truncate(handle), "pe", peID(pe.ID), "new", created,
+			"policy", pe.Policy.Type.Name(), "addrs", pe.User.Addrs, "port", pe.User.Port)
+	}
 	l.sendMsg(c, &wire.RegistrationResponse{PoolHandle: handle, ID: pe.ID})
 	if l.onChange != nil {
 		l.onChange(Change{Action: wire.ActionAddPE, Pool: handle, Element: e.PoolElement})
@@ -242,7 +248,9 @@ func (l *loop) deregister(c *conn, m *wire.Deregistration) {
 		l.sendMsg(c, resp)
 		return
 	}
-	l.remove(m.PoolHandle, m.ID, reasonDeregistration)
+	if l.remove(m.PoolHandle, m.ID, reasonDeregistration) {
+		l.log.Debug("deregistered", "pool", truncate(m.PoolHandle), "pe", peID(m.ID))
+	}
 	l.sendMsg(c, resp)
 }
 

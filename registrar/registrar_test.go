@@ -126,6 +126,12 @@ func TestReRegistrationAndConsistency(t *testing.T) {
 	if !r.Reject || cause(r.Error) != wire.CauseInconsistentPolicy {
 		t.Fatalf("inconsistent policy: %+v", r)
 	}
+	// Only the registering connection may deregister a PE (0xa otherwise).
+	other := dial(t, h.addr)
+	other.send(&wire.Deregistration{PoolHandle: "P", ID: 1})
+	if d := expect[*wire.DeregistrationResponse](t, other); cause(d.Error) != wire.CauseRejectedSecurity {
+		t.Fatalf("deregistration from another connection: %+v", d)
+	}
 	// Deregistration, also of an unknown PE, is answered without error.
 	pe.send(&wire.Deregistration{PoolHandle: "P", ID: 1})
 	if d := expect[*wire.DeregistrationResponse](t, pe); d.Error != nil || d.ID != 1 {
