@@ -165,7 +165,7 @@ func testPEConfig(registrars ...string) PEConfig {
 			Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}},
 		Policy:                 wire.Policy{Type: wire.PolicyLeastUsed, Load: 5},
 		ReregistrationInterval: time.Hour,
-		ResponseTimeout:        300 * time.Millisecond,
+		ResponseTimeout:        time.Second,
 		ConnectTimeout:         time.Second,
 		RetryInterval:          100 * time.Millisecond,
 	}
