@@ -52,8 +52,9 @@
 //     registrar fails (transport heartbeats) and re-registers at the next
 //     registrar, which then owns it.
 //   - The server hunt tries registrars one at a time, not three in parallel.
-//   - Listening for ASAP Server Announces is not built in; the session can
-//     learn addresses (learn), which nothing in the agent calls yet.
+//   - Listening for ASAP Server Announces is off unless a group is
+//     configured; announced addresses only extend the hunt list (after the
+//     static registrars) and expire after T7.
 //   - Registration Life is in milliseconds, as in RSPLIB; an RFC-strict
 //     registrar reading seconds would keep entries 1000 × longer.
 package peagent

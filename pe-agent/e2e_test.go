@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -558,5 +559,31 @@ func TestE2EAgentSIGHUP(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("agent did not exit")
+	}
+}
+
+func TestE2EAgentBadInvocation(t *testing.T) {
+	needBinary(t, "pe-agent")
+	dir := t.TempDir()
+	badKey := filepath.Join(dir, "bad.toml")
+	os.WriteFile(badKey, []byte("registrars = [\"127.0.0.1:1\"]\n[[element]]\npool = \"P\"\nbackend = \"127.0.0.1:1\"\nwieght = 2\n"), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"pool without backend", []string{"-registrar", "127.0.0.1:1", "-pool", "P"}, "-pool and -backend"},
+		{"unknown key", []string{"-config", badKey}, "wieght"},
+		{"bad policy", []string{"-registrar", "127.0.0.1:1", "-pool", "P", "-backend", "127.0.0.1:1", "-policy", "fastest"}, "policy"},
+		{"nothing to do", nil, "registrars"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := exec.Command(rserpoolBin, append([]string{"pe-agent"}, tt.args...)...).CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), tt.want) {
+				t.Errorf("exit %v, output %q; want exit 2 naming %q", err, out, tt.want)
+			}
+		})
 	}
 }

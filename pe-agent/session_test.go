@@ -387,3 +387,49 @@ func TestElementNoRegistrarReachable(t *testing.T) {
 		t.Errorf("Start after Close = %v", err)
 	}
 }
+
+// TestAgentElementsShareOneConnection: two elements of one agent register
+// over a single registrar connection, and a keep-alive without PE ID is
+// acknowledged once per element of its pool.
+func TestAgentElementsShareOneConnection(t *testing.T) {
+	f := newFakeRegistrar(t)
+	b1, b2 := startBackend(t), startBackend(t)
+	cfg := AgentConfig{Registrars: []string{f.addr}, ResponseTimeout: 5 * time.Second}
+	for _, b := range []*backend{b1, b2} {
+		cfg.Elements = append(cfg.Elements, ElementConfig{Pool: "Shared", Backend: b.addr, Health: HealthConfig{Disable: true}})
+	}
+	a, err := NewAgent(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.Start()
+	c := f.accept()
+	ids := map[uint32]bool{}
+	for range 2 {
+		reg := nextOf[*wire.Registration](f)
+		ids[reg.Element.ID] = true
+		send(t, c, &wire.RegistrationResponse{PoolHandle: reg.PoolHandle, ID: reg.Element.ID})
+	}
+	if len(ids) != 2 {
+		t.Fatalf("registrations for IDs %v, want two distinct", ids)
+	}
+	send(t, c, &wire.EndpointKeepAlive{ServerID: 1, PoolHandle: "Shared"})
+	acked := map[uint32]bool{}
+	for range 2 {
+		acked[nextOf[*wire.EndpointKeepAliveAck](f).ID] = true
+	}
+	if len(acked) != 2 {
+		t.Errorf("acks for %v, want both elements", acked)
+	}
+	select {
+	case <-f.conn:
+		t.Error("a second registrar connection was opened")
+	case <-time.After(200 * time.Millisecond):
+	}
+	for _, s := range a.Status() {
+		if !s.Registered || !s.Healthy || s.HomeAddr != f.addr {
+			t.Errorf("status %+v", s)
+		}
+	}
+}
