@@ -120,9 +120,8 @@ func (d *Dialer) dial(ctx context.Context, prelude []byte, tried *Tried, deadlin
 			}
 			return nil, pucache.Element{}, err
 		}
-		if e.Network != "tcp" {
-			// Not reachable from this TCP relay (an SCTP user transport):
-			// skip it without blaming the PE.
+		if e.Network != "tcp" && e.Network != "sctp" {
+			// Not reachable from this relay: skip it without blaming the PE.
 			tried.Add(e.ID)
 			attempt--
 			if len(tried.ids) > 64 {
@@ -134,8 +133,14 @@ func (d *Dialer) dial(ctx context.Context, prelude []byte, tried *Tried, deadlin
 		if timeout <= 0 {
 			break
 		}
-		nd := net.Dialer{Timeout: timeout}
-		conn, err := nd.DialContext(ctx, e.Network, e.Addr)
+		var conn net.Conn
+		if e.Network == "sctp" {
+			// RSPLIB PEs register SCTP user transports.
+			conn, err = dialSCTP(ctx, e.Addr, timeout)
+		} else {
+			nd := net.Dialer{Timeout: timeout}
+			conn, err = nd.DialContext(ctx, e.Network, e.Addr)
+		}
 		if err == nil && len(prelude) > 0 {
 			if _, err = conn.Write(prelude); err != nil {
 				conn.Close()

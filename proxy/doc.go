@@ -40,7 +40,9 @@
 // # Limitations
 //
 // SCTP listeners (sctp://) relay by plain copies (no splice) and close both
-// directions at the first EOF (no half-close). PEs are reached over TCP only.
+// directions at the first EOF (no half-close). PEs are reached over TCP, or
+// over kernel SCTP (PPID 0, one message per write) when they register an
+// SCTP user transport, as RSPLIB PEs do.
 // Reload keeps the listen address as a listener's identity: changing it
 // means a new listener.
 package proxy
