@@ -1,0 +1,75 @@
+// Package enrp is the ENRP protocol core of a registrar (RFC 5353): the peer
+// list, Presence heartbeats and liveness, mentor discovery and the start-up
+// handlespace download, Handle Update replication, the checksum audit and
+// the takeover of dead peers. It is a pure state machine in the style of
+// etcd-io/raft: it does no I/O, starts no goroutines and reads no clock.
+//
+// # Usage
+//
+//	n := enrp.New(enrp.Config{ID: id, ServerInfo: si}, hs, []string{"tcp://10.0.0.2:9901"}, now)
+//	for {
+//		// timer at n.NextDeadline():   outs = n.Tick(now)
+//		// ENRP message m from src:      outs = n.Step(now, src, m)
+//		// own PE added/updated/removed: outs = n.LocalChange(now, wire.ActionAddPE, handle, pe)
+//		// connection to a peer lost:    outs = n.PeerConnLost(now, addr)
+//		for _, o := range outs { /* Send, Ready, KeepAliveHome, OwnershipLost, PeerUp, PeerDown */ }
+//	}
+//
+// An undecodable message is answered (or not) with ErrorFor. Tools such as
+// RSPLIB's hsdump and `rserpool ctl handlespace` fetch the handlespace with
+// Handle Table Requests from a server ID that is not a peer; they are served
+// in chunks like a peer and are not added to the peer list (neither are
+// senders of List Requests). Any other message from an unknown registrar adds
+// it to the peer list and is answered with a Presence R=1.
+//
+// # Concurrency
+//
+// A Node is not safe for concurrent use. It mutates the handlespace it was
+// given (peer-owned entries, ownership after takeover, audit purges), so the
+// goroutine that owns the handlespace (the registrar's event loop) must own
+// the Node too. Messages in Outputs may share slices with the handlespace and
+// must be encoded before the handlespace changes again or not at all.
+//
+// # Protocol choices
+//
+//   - Timers default to RSPLIB's values (heartbeat 2.444 s ± 12.5 %,
+//     last-heard 5 s, no-response 5 s, takeover expiry 5 s, mentor discovery
+//     5 s); the RFC's 30 s/61 s are configurable.
+//   - Every Presence carries the PE checksum and our Server Information
+//     (RSPLIB requires both). Periodic Presences are sent during start-up
+//     too; they carry our own checksum, which is that of an empty set.
+//   - Mentor: the first registrar whose Presence we receive during start-up
+//     (a configured peer answers our start-up Presence R=1, others are heard
+//     by multicast). List Request and Handle Table Request (W=0) go out back
+//     to back, as in RSPLIB; serving starts after the final chunk (Ready) or
+//     when MentorDiscovery has passed without a running download.
+//   - Handle Update receivers follow the sender's statement of home and
+//     ignore ADD_PE (and table entries) naming our own ID as home, as RSPLIB
+//     does: only our ASAP side decides what we own, so a peer's stale view
+//     cannot create entries we would have to monitor without a keep-alive
+//     connection. After a takeover the PE is already ours here; a peer's
+//     ADD_PE naming itself as home means the PE re-registered there, and the
+//     Output OwnershipLost tells the registrar to stop monitoring it. Peer-
+//     owned entries expire after their Registration Life (milliseconds, as
+//     RSPLIB; 0xffffffff = never) unless refreshed. Ordering: see LocalChange.
+//   - Audit: a Presence (not multicast, after start-up) whose checksum
+//     differs from ours for its sender starts a W=1 download unless one with
+//     that peer runs; entries still marked after the final chunk are purged.
+//   - Takeover arbitration defaults to LowerIDWins, RSPLIB's rule, the
+//     reverse of RFC 5353 §3.5.1 (HigherIDWins is available); both
+//     initiators must use the same rule. A peer owning no PEs is dropped
+//     without a takeover. Without other live peers the takeover wins at once.
+//     The winner's PEs get no expiry and a KeepAliveHome Output each.
+//   - Configured peers that die return to ID 0 and are found again when a
+//     registrar answers at their address.
+//
+// # Limitations
+//
+//   - No order exists between updates of different registrars: a late ADD_PE
+//     from a PE's previous home can move it back there until the audit or the
+//     PE's next re-registration repairs it.
+//   - A Handle Table download serves a snapshot of the keys taken at its
+//     first request; PEs added later reach peers by Handle Update only.
+//   - The T bit (takeover suggestion) of Handle Updates is accepted and
+//     ignored; distances of DPF policies are not adjusted.
+package enrp

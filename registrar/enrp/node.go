@@ -1,0 +1,516 @@
+package enrp
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rserpool/rserpool/handlespace"
+	"github.com/rserpool/rserpool/wire"
+)
+
+// PeerState is what this registrar believes about a peer.
+type PeerState uint8
+
+const (
+	// PeerUnknown: a configured peer not heard from yet (ID 0).
+	PeerUnknown PeerState = iota
+	// PeerActive: heard within MaxTimeLastHeard.
+	PeerActive
+	// PeerProbing: silent too long; a Presence R=1 awaits its answer.
+	PeerProbing
+	// PeerNotActive: another registrar is taking it over (we acked).
+	PeerNotActive
+	// PeerTakeover: dead; this registrar is taking it over.
+	PeerTakeover
+)
+
+func (s PeerState) String() string {
+	return [...]string{"unknown", "active", "probing", "not-active", "takeover"}[s]
+}
+
+// Peer is a snapshot of one entry of the peer list.
+type Peer struct {
+	ID        uint32 // 0 until heard (configured peers)
+	Addr      string // transport address to reach it, e.g. "tcp://10.0.0.2:9901"
+	State     PeerState
+	LastHeard time.Time // zero if never heard
+	Static    bool      // configured; kept (with ID 0) after it dies
+	Checksum  uint16    // checksum in its last Presence
+}
+
+type peer struct {
+	Peer
+	info          *wire.ServerInfo
+	deadline      time.Time // PeerProbing: probe expiry; PeerNotActive: give up waiting for Takeover Server
+	listRequested bool
+}
+
+// Node is the ENRP state machine of one registrar (RFC 5353). It does no I/O,
+// starts no goroutines and reads no clock: every method takes the current
+// time and returns the Outputs the caller must carry out, in order.
+//
+// A Node mutates the Handlespace it was given (peer-owned entries, takeover,
+// audit); it and the Handlespace must be owned by the same goroutine. Node is
+// not safe for concurrent use.
+type Node struct {
+	cfg Config
+	hs  *handlespace.Handlespace
+	id  uint32
+
+	peers []*peer
+
+	ready         bool
+	startDeadline time.Time
+	mentor        uint32 // peer whose W=0 download is the start-up sync; 0 = none
+	nextHeartbeat time.Time
+	lastNow       time.Time
+
+	downloads map[uint32]*download    // by peer ID: our Handle Table Requests in progress
+	sessions  map[sessionKey]*session // Handle Table Responses we are serving
+	takeovers map[uint32]*takeover    // by target ID
+
+	out         []Output
+	expired     []*handlespace.Element
+	policySizes map[wire.PolicyType]int
+}
+
+type handlespaceElement = handlespace.Element
+
+// New returns a Node for registrar cfg.ID owning hs. staticPeers are the
+// configured peers' addresses ("tcp://h:p", "sctp://h:p", "tls://h:p"; no
+// scheme means tcp). The start-up Presences (R=1) to the static peers are
+// returned by the first Tick.
+func New(cfg Config, hs *handlespace.Handlespace, staticPeers []string, now time.Time) *Node {
+	cfg.setDefaults()
+	n := &Node{
+		cfg:       cfg,
+		hs:        hs,
+		id:        cfg.ID,
+		downloads: make(map[uint32]*download),
+		sessions:  make(map[sessionKey]*session),
+		takeovers: make(map[uint32]*takeover),
+		lastNow:   now,
+
+		policySizes: make(map[wire.PolicyType]int),
+	}
+	for _, a := range staticPeers {
+		a = NormalizeAddr(a)
+		if slices.ContainsFunc(n.peers, func(p *peer) bool { return p.Addr == a }) {
+			continue
+		}
+		n.peers = append(n.peers, &peer{Peer: Peer{Addr: a, Static: true}})
+	}
+	for _, p := range n.peers {
+		n.sendPresence(p, true)
+	}
+	n.startDeadline = now.Add(cfg.MentorDiscovery)
+	if len(n.peers) == 0 && cfg.MentorDiscovery < 0 {
+		n.becomeReady()
+	}
+	n.nextHeartbeat = now.Add(n.jitter(cfg.PeerHeartbeat))
+	return n
+}
+
+// ID returns this registrar's server ID.
+func (n *Node) ID() uint32 { return n.id }
+
+// Ready reports whether the start-up synchronisation is over.
+func (n *Node) Ready() bool { return n.ready }
+
+// Peers returns a snapshot of the peer list; the slice is the caller's.
+func (n *Node) Peers() []Peer {
+	ps := make([]Peer, len(n.peers))
+	for i, p := range n.peers {
+		ps[i] = p.Peer
+	}
+	return ps
+}
+
+// NormalizeAddr adds the default "tcp://" scheme to an address without one.
+func NormalizeAddr(a string) string {
+	if strings.Contains(a, "://") {
+		return a
+	}
+	return "tcp://" + a
+}
+
+// ServerInfoAddr returns the transport address ("tcp://h:p" or "sctp://h:p")
+// at which the registrar described by si is reached, or "" when si names no
+// usable address. For a Presence received by multicast, pass the datagram's
+// source as src: its host replaces the Server Information's addresses
+// (RSPLIB: datagram source plus the port from the Server Information).
+func ServerInfoAddr(si *wire.ServerInfo, src Source) string {
+	if si == nil || si.Transport.Port == 0 {
+		return ""
+	}
+	scheme := ""
+	switch si.Transport.Type {
+	case wire.TransportTCP:
+		scheme = "tcp://"
+	case wire.TransportSCTP:
+		scheme = "sctp://"
+	default:
+		return ""
+	}
+	var host netip.Addr
+	if src.Multicast {
+		a := src.Addr
+		if i := strings.Index(a, "://"); i >= 0 {
+			a = a[i+3:]
+		}
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			host, _ = netip.ParseAddr(h)
+		}
+	}
+	if !host.IsValid() {
+		for _, a := range si.Transport.Addrs {
+			if !a.IsUnspecified() {
+				host = a
+				break
+			}
+		}
+	}
+	if !host.IsValid() {
+		return ""
+	}
+	return scheme + net.JoinHostPort(host.Unmap().String(), strconv.Itoa(int(si.Transport.Port)))
+}
+
+// jitter returns d ± 12.5 %, uniformly (RSPLIB).
+func (n *Node) jitter(d time.Duration) time.Duration {
+	lo := d - d/8
+	span := int64(d / 4)
+	if span <= 0 {
+		return d
+	}
+	return lo + time.Duration(n.cfg.Rand.Int64N(span+1))
+}
+
+func (n *Node) flush() []Output {
+	out := n.out
+	n.out = nil
+	return out
+}
+
+func (n *Node) send(to string, toID uint32, m wire.Message) {
+	n.out = append(n.out, Output{Kind: Send, To: to, ToID: toID, Msg: m})
+}
+
+func (n *Node) emit(o Output) { n.out = append(n.out, o) }
+
+func (n *Node) serverInfo() *wire.ServerInfo {
+	si := n.cfg.ServerInfo
+	return &si
+}
+
+func (n *Node) presence(receiver uint32, reply bool) *wire.Presence {
+	return &wire.Presence{
+		ReplyRequired: reply,
+		Sender:        n.id,
+		Receiver:      receiver,
+		Checksum:      n.hs.Checksum(n.id),
+		Info:          n.serverInfo(),
+	}
+}
+
+func (n *Node) sendPresence(p *peer, reply bool) {
+	n.send(p.Addr, p.ID, n.presence(p.ID, reply))
+}
+
+// findPeer returns the peer with server ID id, or nil.
+func (n *Node) findPeer(id uint32) *peer {
+	if id == 0 {
+		return nil
+	}
+	for _, p := range n.peers {
+		if p.ID == id {
+			return p
+		}
+	}
+	return nil
+}
+
+// matchPeer finds the peer a message from id came from; a configured peer
+// not heard yet is matched by address and learns its ID.
+func (n *Node) matchPeer(id uint32, src Source, info *wire.ServerInfo) *peer {
+	if p := n.findPeer(id); p != nil {
+		return p
+	}
+	sa := NormalizeAddr(src.Addr)
+	ia := ServerInfoAddr(info, src)
+	for _, p := range n.peers {
+		if p.ID == 0 && (p.Addr == sa || (ia != "" && p.Addr == ia)) {
+			p.ID = id
+			p.State = PeerActive
+			n.emit(Output{Kind: PeerUp, PeerID: id, To: p.Addr})
+			return p
+		}
+	}
+	return nil
+}
+
+// addPeer adds a peer learned from a message, a Presence or a List Response.
+func (n *Node) addPeer(id uint32, addr string, info *wire.ServerInfo, now time.Time) *peer {
+	p := &peer{Peer: Peer{ID: id, Addr: addr, State: PeerActive, LastHeard: now}, info: info}
+	n.peers = append(n.peers, p)
+	n.emit(Output{Kind: PeerUp, PeerID: id, To: addr})
+	return p
+}
+
+// dropPeer takes p off the peer list: a configured peer goes back to
+// PeerUnknown (so that a restarted registrar at its address is found
+// again), a learned one is removed.
+func (n *Node) dropPeer(p *peer) {
+	n.emit(Output{Kind: PeerDown, PeerID: p.ID, To: p.Addr})
+	delete(n.downloads, p.ID)
+	delete(n.takeovers, p.ID)
+	for _, t := range n.takeovers {
+		delete(t.pending, p.ID)
+	}
+	if n.mentor == p.ID {
+		n.mentor = 0
+	}
+	if p.Static {
+		p.Peer = Peer{Addr: p.Addr, Static: true}
+		p.info, p.listRequested = nil, false
+		return
+	}
+	n.peers = slices.DeleteFunc(n.peers, func(q *peer) bool { return q == p })
+}
+
+// heard records that a message from p arrived.
+func (n *Node) heard(p *peer, now time.Time) {
+	p.LastHeard = now
+	if p.State == PeerProbing || p.State == PeerUnknown {
+		p.State = PeerActive
+	}
+}
+
+func (n *Node) becomeReady() {
+	if n.ready {
+		return
+	}
+	n.ready = true
+	n.mentor = 0
+	n.emit(Output{Kind: Ready})
+}
+
+// Step processes message m received from src at time now. Messages whose
+// Sender is our own ID (multicast loop-back) and ASAP messages are ignored.
+// The returned slice is the caller's.
+func (n *Node) Step(now time.Time, src Source, m wire.Message) []Output {
+	n.lastNow = now
+	switch m := m.(type) {
+	case *wire.Presence:
+		n.onPresence(now, src, m)
+	case *wire.HandleTableRequest:
+		n.onTableRequest(now, src, m)
+	case *wire.HandleTableResponse:
+		if p := n.known(now, src, m.Sender); p != nil {
+			n.onTableResponse(now, p, m)
+		}
+	case *wire.HandleUpdate:
+		if p := n.known(now, src, m.Sender); p != nil {
+			n.onHandleUpdate(now, p, m)
+		}
+	case *wire.ListRequest:
+		n.onListRequest(now, src, m)
+	case *wire.ListResponse:
+		if p := n.known(now, src, m.Sender); p != nil {
+			n.onListResponse(now, p, m)
+		}
+	case *wire.InitTakeover:
+		if p := n.known(now, src, m.Sender); p != nil {
+			n.onInitTakeover(now, p, m)
+		}
+	case *wire.InitTakeoverAck:
+		if p := n.known(now, src, m.Sender); p != nil {
+			n.onInitTakeoverAck(now, p, m)
+		}
+	case *wire.TakeoverServer:
+		if p := n.known(now, src, m.Sender); p != nil {
+			n.onTakeoverServer(now, p, m)
+		}
+	case *wire.ENRPError:
+		n.known(now, src, m.Sender)
+	}
+	n.checkTakeovers(now)
+	return n.flush()
+}
+
+// known returns the peer that sent a message with sender ID id, adding an
+// unknown registrar to the peer list and asking it for a Presence
+// (RFC 5353 §3.4). It returns nil for our own ID and for ID 0.
+func (n *Node) known(now time.Time, src Source, id uint32) *peer {
+	if id == 0 || id == n.id {
+		return nil
+	}
+	p := n.matchPeer(id, src, nil)
+	if p == nil {
+		p = n.addPeer(id, NormalizeAddr(src.Addr), nil, now)
+		n.sendPresence(p, true)
+	}
+	n.heard(p, now)
+	return p
+}
+
+func (n *Node) onPresence(now time.Time, src Source, m *wire.Presence) {
+	if m.Sender == 0 || m.Sender == n.id {
+		return
+	}
+	p := n.matchPeer(m.Sender, src, m.Info)
+	isNew := p == nil
+	if isNew {
+		addr := ServerInfoAddr(m.Info, src)
+		if addr == "" {
+			addr = NormalizeAddr(src.Addr)
+		}
+		p = n.addPeer(m.Sender, addr, m.Info, now)
+	} else if m.Info != nil {
+		p.info = m.Info
+		if !p.Static && !src.Multicast {
+			if a := ServerInfoAddr(m.Info, src); a != "" {
+				p.Addr = a
+			}
+		}
+	}
+	p.LastHeard = now
+	p.Checksum = m.Checksum
+	p.State = PeerActive // alive: ends probing, a false takeover alarm, ours too
+	delete(n.takeovers, p.ID)
+	switch {
+	case isNew:
+		n.sendPresence(p, true)
+	case m.ReplyRequired:
+		n.sendPresence(p, false)
+	}
+	if !n.ready {
+		if n.mentor == 0 {
+			n.startMentorSync(now, p)
+		}
+		return
+	}
+	if !src.Multicast && m.Checksum != n.hs.Checksum(p.ID) && n.downloads[p.ID] == nil {
+		n.startAudit(now, p)
+	}
+}
+
+// PeerConnLost tells the Node that the transport to addr failed (a send
+// failed or the connection closed). A known peer at addr is probed at once:
+// no answer within MaxTimeNoResponse makes it dead.
+func (n *Node) PeerConnLost(now time.Time, addr string) []Output {
+	n.lastNow = now
+	addr = NormalizeAddr(addr)
+	for _, p := range n.peers {
+		if p.Addr == addr && p.ID != 0 && p.State == PeerActive {
+			p.State = PeerProbing
+			p.deadline = now.Add(n.cfg.MaxTimeNoResponse)
+			n.sendPresence(p, true)
+		}
+	}
+	return n.flush()
+}
+
+// Tick runs the timers due at now; call it at NextDeadline (calling it
+// earlier or more often is harmless). The returned slice is the caller's.
+func (n *Node) Tick(now time.Time) []Output {
+	n.lastNow = now
+	if !n.ready && !now.Before(n.startDeadline) && n.mentor == 0 {
+		n.becomeReady()
+	}
+	if !now.Before(n.nextHeartbeat) {
+		for _, p := range n.peers {
+			if p.State != PeerTakeover && p.State != PeerNotActive {
+				n.sendPresence(p, p.ID == 0)
+			}
+		}
+		if n.cfg.Multicast {
+			n.out = append(n.out, Output{Kind: Send, Multicast: true, Msg: n.presence(0, false)})
+		}
+		n.nextHeartbeat = now.Add(n.jitter(n.cfg.PeerHeartbeat))
+	}
+	for _, p := range slices.Clone(n.peers) {
+		switch p.State {
+		case PeerActive:
+			if !now.Before(p.LastHeard.Add(n.cfg.MaxTimeLastHeard)) {
+				p.State = PeerProbing
+				p.deadline = now.Add(n.cfg.MaxTimeNoResponse)
+				n.sendPresence(p, true)
+			}
+		case PeerProbing:
+			if !now.Before(p.deadline) {
+				n.peerDead(now, p)
+			}
+		case PeerNotActive:
+			if !now.Before(p.deadline) {
+				n.dropPeer(p) // the winner's Takeover Server never came (RSPLIB: drop)
+			}
+		}
+	}
+	n.checkTakeovers(now)
+	n.tickDownloads(now)
+	n.tickSessions(now)
+	n.expire(now)
+	return n.flush()
+}
+
+// expire removes peer-owned entries whose registration life ran out. Entries
+// this registrar owns are the caller's (ASAP keep-alive, expiry policy).
+func (n *Node) expire(now time.Time) {
+	n.expired = n.hs.Expired(now, n.expired[:0])
+	for _, e := range n.expired {
+		if e.HomeServer != n.id {
+			n.hs.Deregister(e.Pool, e.ID)
+		}
+	}
+	clear(n.expired)
+}
+
+// NextDeadline returns when Tick must run next.
+func (n *Node) NextDeadline() time.Time {
+	if len(n.out) > 0 {
+		return n.lastNow // start-up Presences from New
+	}
+	d := n.nextHeartbeat
+	at := func(t time.Time) {
+		if !t.IsZero() && t.Before(d) {
+			d = t
+		}
+	}
+	if !n.ready && n.mentor == 0 {
+		at(n.startDeadline)
+	}
+	for _, p := range n.peers {
+		switch p.State {
+		case PeerActive:
+			at(p.LastHeard.Add(n.cfg.MaxTimeLastHeard))
+		case PeerProbing, PeerNotActive:
+			at(p.deadline)
+		}
+	}
+	for _, t := range n.takeovers {
+		at(t.deadline)
+		if len(t.pending) == 0 {
+			at(n.lastNow)
+		}
+	}
+	for _, dl := range n.downloads {
+		at(dl.deadline)
+	}
+	for _, s := range n.sessions {
+		at(s.last.Add(n.cfg.MaxTimeNoResponse))
+	}
+	if t, ok := n.hs.NextExpiry(); ok {
+		if !t.After(n.lastNow) {
+			// Due now but possibly one of our own entries, which the
+			// caller removes: look again shortly instead of spinning.
+			t = n.lastNow.Add(n.cfg.PeerHeartbeat / 8)
+		}
+		at(t)
+	}
+	return d
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package enrp
+
+const raceEnabled = false
