@@ -60,10 +60,62 @@ type ASAPConfig struct {
 	Listen []string `toml:"listen"`
 }
 
-// ENRPConfig is accepted and stored; ENRP replication is not enabled yet.
+// ENRPConfig configures ENRP (RFC 5353): replication of the handlespace
+// between registrars, audit and takeover. ENRP runs when Listen, Peers or
+// Multicast is set. Zero timers and sizes take the enrp package defaults
+// (RSPLIB's values).
 type ENRPConfig struct {
+	// Listen holds ENRP listeners: "tcp://h:p" (TCP mapping carrying PPID
+	// 12, this project's extension; port 9901 by convention), "sctp://h:p"
+	// or "tls://h:p" (mutual TLS, see PeerIdentities).
 	Listen []string `toml:"listen"`
-	Peers  []string `toml:"peers"`
+	// Peers holds the static peers' ENRP addresses.
+	Peers []string `toml:"peers"`
+	// PeerHeartbeat is PEER-HEARTBEAT-CYCLE (Presence period). Default 2.444 s.
+	PeerHeartbeat time.Duration `toml:"peer_heartbeat"`
+	// MaxTimeLastHeard: a peer silent this long is probed. Default 5 s.
+	MaxTimeLastHeard time.Duration `toml:"max_time_last_heard"`
+	// MaxTimeNoResponse: a probe or request unanswered this long fails (a
+	// probed peer is then dead and taken over). Default 5 s.
+	MaxTimeNoResponse time.Duration `toml:"max_time_no_response"`
+	// TakeoverExpiry: a takeover without every ack is abandoned. Default 5 s.
+	TakeoverExpiry time.Duration `toml:"takeover_expiry"`
+	// MentorDiscovery is how long a starting registrar waits for a mentor
+	// before it serves ASAP alone. Default 5 s; without peers and without
+	// multicast it serves at once.
+	MentorDiscovery time.Duration `toml:"mentor_discovery"`
+	// Arbitration is the takeover arbitration rule: "lower-id-wins"
+	// (default, RSPLIB) or "higher-id-wins" (RFC 5353 §3.5.1). Every
+	// registrar of a set must use the same rule.
+	Arbitration string `toml:"arbitration"`
+	// TableChunkPEs and TableChunkBytes bound one Handle Table Response.
+	// Defaults 128 PEs and 1400 bytes (RSPLIB); raise both (e.g. 1024 and
+	// 60000) for a faster mentor sync over the TCP mapping.
+	TableChunkPEs   int `toml:"table_chunk_pes"`
+	TableChunkBytes int `toml:"table_chunk_bytes"`
+	// PeerIdentities, when not empty, restricts tls:// peers (incoming and
+	// outgoing) to certificates whose common name or a SAN is listed;
+	// certificates are verified against tls.client_ca_file.
+	PeerIdentities []string `toml:"peer_identities"`
+	// Multicast is ENRP Presence by UDP multicast (peer discovery).
+	Multicast ENRPMulticastConfig `toml:"multicast"`
+}
+
+// ENRPMulticastConfig is the ENRP multicast channel. Off unless Enabled.
+type ENRPMulticastConfig struct {
+	Enabled bool `toml:"enabled"`
+	// Group is the multicast group and port. Default "239.0.0.51:9901".
+	Group string `toml:"group"`
+	// Interface names the interface to send and join on; "" = the
+	// system's choice.
+	Interface string `toml:"interface"`
+	// TTL is the multicast TTL. Default 30.
+	TTL int `toml:"ttl"`
+}
+
+// Enabled reports whether ENRP runs.
+func (c ENRPConfig) Enabled() bool {
+	return len(c.Listen) > 0 || len(c.Peers) > 0 || c.Multicast.Enabled
 }
 
 // AnnounceConfig controls ASAP Server Announce by UDP multicast (RFC 5352
@@ -208,6 +260,7 @@ func DefaultConfig() Config {
 	return Config{
 		ASAP:     ASAPConfig{Listen: []string{"tcp://127.0.0.1:3863"}},
 		Announce: AnnounceConfig{Group: "239.0.0.50:3863", Interval: time.Second, TTL: 30},
+		ENRP:     ENRPConfig{Multicast: ENRPMulticastConfig{Group: "239.0.0.51:9901", TTL: 30}},
 		Timers: TimersConfig{
 			KeepAliveInterval:      5 * time.Second,
 			KeepAliveTimeout:       5 * time.Second,
@@ -284,6 +337,45 @@ func (c *Config) Validate() error {
 	for i, a := range c.ENRP.Peers {
 		if err := checkAddr(a); err != nil {
 			bad(fmt.Sprintf("enrp.peers[%d]", i), "%v", err)
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"enrp.peer_heartbeat", c.ENRP.PeerHeartbeat}, {"enrp.max_time_last_heard", c.ENRP.MaxTimeLastHeard},
+		{"enrp.max_time_no_response", c.ENRP.MaxTimeNoResponse}, {"enrp.takeover_expiry", c.ENRP.TakeoverExpiry},
+		{"enrp.mentor_discovery", c.ENRP.MentorDiscovery}} {
+		if d.v < 0 {
+			bad(d.key, "must not be negative")
+		}
+	}
+	switch c.ENRP.Arbitration {
+	case "", "lower-id-wins", "higher-id-wins":
+	default:
+		bad("enrp.arbitration", "%q: want lower-id-wins or higher-id-wins", c.ENRP.Arbitration)
+	}
+	if c.ENRP.TableChunkPEs < 0 {
+		bad("enrp.table_chunk_pes", "must not be negative")
+	}
+	if c.ENRP.TableChunkBytes < 0 || c.ENRP.TableChunkBytes > 65000 {
+		bad("enrp.table_chunk_bytes", "%d is outside 0..65000", c.ENRP.TableChunkBytes)
+	}
+	for i, a := range c.ENRP.Listen {
+		if strings.HasPrefix(a, "tls://") && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+			bad(fmt.Sprintf("enrp.listen[%d]", i), "tls:// needs tls.cert_file and tls.key_file")
+		}
+	}
+	if c.ENRP.Multicast.Enabled {
+		if ap, err := netip.ParseAddrPort(c.ENRP.Multicast.Group); err != nil || !ap.Addr().IsMulticast() {
+			bad("enrp.multicast.group", "%q is not a multicast group:port", c.ENRP.Multicast.Group)
+		}
+		if c.ENRP.Multicast.TTL < 1 || c.ENRP.Multicast.TTL > 255 {
+			bad("enrp.multicast.ttl", "%d is outside 1..255", c.ENRP.Multicast.TTL)
+		}
+		if c.ENRP.Multicast.Interface != "" {
+			if _, err := net.InterfaceByName(c.ENRP.Multicast.Interface); err != nil {
+				bad("enrp.multicast.interface", "%v", err)
+			}
 		}
 	}
 	if c.Announce.Enabled {

@@ -86,6 +86,8 @@ type loop struct {
 
 	events chan any
 	epoch  time.Time // origin of ownedPE.at (monotonic)
+
+	enrp *enrpSide // nil when ENRP is off; set before run starts
 }
 
 func newLoop(id uint32, cfg Config, log *slog.Logger, m *metrics, onChange func(Change)) *loop {
@@ -144,7 +146,21 @@ func (l *loop) run(stop <-chan struct{}) {
 		}
 	}()
 	armed := time.Duration(-1)
+	var enrpC <-chan time.Time
+	var enrpArmed time.Time
+	var enrpTimer *time.Timer
+	if l.enrp != nil {
+		enrpTimer = time.NewTimer(time.Hour)
+		defer enrpTimer.Stop()
+		enrpC = enrpTimer.C
+	}
 	for {
+		if l.enrp != nil {
+			if d := l.enrp.node.NextDeadline(); !d.Equal(enrpArmed) {
+				enrpTimer.Reset(time.Until(d))
+				enrpArmed = d
+			}
+		}
 		if l.cfg.Registration.ExpireOwned && ticker == nil {
 			ticker = time.NewTicker(l.cfg.Timers.ExpiryCheckInterval)
 			expiry = ticker.C
@@ -168,6 +184,9 @@ func (l *loop) run(stop <-chan struct{}) {
 			l.fire(now)
 		case now := <-expiry:
 			l.expire(now)
+		case now := <-enrpC:
+			enrpArmed = time.Time{}
+			l.enrpOut(l.enrp.node.Tick(now), now)
 		}
 	}
 }
@@ -189,6 +208,14 @@ func (l *loop) handle(ev any, now time.Time) {
 		ev.reply <- l.snapshot()
 	case evFunc:
 		ev.fn(l)
+	case evENRP:
+		if l.enrp != nil {
+			l.enrpMessage(ev, now)
+		}
+	case evPeerLost:
+		if l.enrp != nil {
+			l.enrpOut(l.enrp.node.PeerConnLost(now, ev.addr), now)
+		}
 	}
 }
 
@@ -231,6 +258,11 @@ func (l *loop) fire(now time.Time) {
 	due := now.Sub(l.epoch)
 	for len(l.timers) > 0 && l.timers[0].at <= due {
 		o := l.timers[0]
+		if cur, ok := l.hs.Get(o.e.Pool, o.e.ID); !ok || cur != o.e || cur.HomeServer != l.id {
+			// A peer owns it now (ENRP): not ours to monitor.
+			l.dropOwned(o)
+			continue
+		}
 		if o.waiting {
 			l.log.Info("keep-alive timeout, removing PE", "pool", truncate(o.e.Pool), "pe", peID(o.e.ID))
 			l.remove(o.e.Pool, o.e.ID, reasonKeepAlive)

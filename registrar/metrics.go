@@ -28,6 +28,11 @@ type metrics struct {
 	malformed        prometheus.Counter     //
 	errorsSent       *prometheus.CounterVec // cause
 	announces        prometheus.Counter     //
+	updatesSent      prometheus.Counter     //
+	updatesReceived  prometheus.Counter     //
+	takeovers        prometheus.Counter     //
+	audits           prometheus.Counter     //
+	enrpDropped      prometheus.Counter     //
 }
 
 // Label values.
@@ -94,11 +99,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "asap_errors_sent_total", Help: "ASAP_ERROR messages sent, by cause code."}, []string{"cause"}),
 		announces: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "announces_sent_total", Help: "ASAP_SERVER_ANNOUNCE datagrams sent."}),
+		updatesSent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "enrp_handle_updates_sent_total", Help: "ENRP_HANDLE_UPDATE messages sent to peers."}),
+		updatesReceived: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "enrp_handle_updates_received_total", Help: "ENRP_HANDLE_UPDATE messages received from peers."}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "enrp_takeovers_total", Help: "Dead peers this registrar took over (Takeover Server sent)."}),
+		audits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "enrp_audits_total", Help: "Checksum audits started (Handle Table Request with W=1 sent)."}),
+		enrpDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "enrp_messages_dropped_total", Help: "ENRP messages dropped because a peer's send queue was full or its connection failed."}),
 	}
 	for _, c := range []prometheus.Collector{m.poolElements, m.elements, m.pools, m.registrations,
 		m.deregistrations, m.resolutions, m.resolutionMisses, m.peers, m.removals, m.keepAlivesSent,
 		m.keepAliveAcks, m.unreachable, m.limitRejections, m.connections, m.connectionsTotal,
-		m.malformed, m.errorsSent, m.announces} {
+		m.malformed, m.errorsSent, m.announces,
+		m.updatesSent, m.updatesReceived, m.takeovers, m.audits, m.enrpDropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

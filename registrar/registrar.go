@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rserpool/rserpool/registrar/enrp"
 	"github.com/rserpool/rserpool/transport"
 )
 
@@ -64,6 +65,12 @@ type Registrar struct {
 
 	nconns  atomic.Int64
 	serving atomic.Bool
+
+	ready     chan struct{} // closed when ASAP may be served (ENRP start-up done)
+	enrpLns   []transport.Listener
+	enrpAddrs []string
+	peerMgr   *peerMgr
+	mcRecv    *transport.MulticastReceiver
 }
 
 // New validates cfg and builds a registrar; nothing is bound until Start.
@@ -110,7 +117,19 @@ func New(cfg Config, opts Options) (*Registrar, error) {
 	}
 	lim := cfg.Limits
 	r.limits.Store(&lim)
-	r.loop = newLoop(uint32(cfg.ID), cfg, r.log, m, opts.OnChange)
+	user := opts.OnChange
+	var l *loop
+	l = newLoop(uint32(cfg.ID), cfg, r.log, m, func(c Change) {
+		if l.enrp != nil {
+			now := time.Now()
+			l.enrpOut(l.enrp.node.LocalChange(now, c.Action, c.Pool, c.Element), now)
+		}
+		if user != nil {
+			user(c)
+		}
+	})
+	r.loop = l
+	r.ready = make(chan struct{})
 	r.tcfg = transport.Config{
 		HeartbeatInterval:  cfg.Timers.ConnHeartbeatInterval,
 		HeartbeatMaxMissed: cfg.Timers.ConnHeartbeatMaxMissed,
@@ -139,6 +158,18 @@ func (r *Registrar) Start() (err error) {
 				ln.Close()
 			}
 			r.listeners, r.asapAddrs = nil, nil
+			for _, ln := range r.enrpLns {
+				ln.Close()
+			}
+			r.enrpLns, r.enrpAddrs = nil, nil
+			if r.mcRecv != nil {
+				r.mcRecv.Close()
+				r.mcRecv = nil
+			}
+			if r.loop.enrp != nil && r.loop.enrp.mc != nil {
+				r.loop.enrp.mc.Close()
+			}
+			r.loop.enrp = nil
 			if r.admin != nil {
 				r.admin.Close()
 				r.admin = nil
@@ -162,6 +193,13 @@ func (r *Registrar) Start() (err error) {
 		}
 		r.listeners = append(r.listeners, ln)
 		r.asapAddrs = append(r.asapAddrs, string(scheme)+"://"+ln.Addr().String())
+	}
+	if cfg.ENRP.Enabled() {
+		if err := r.startENRP(cfg); err != nil {
+			return err
+		}
+	} else {
+		close(r.ready)
 	}
 	if cfg.Admin.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.Admin.Listen)
@@ -187,7 +225,25 @@ func (r *Registrar) Start() (err error) {
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); a.run(r.stop) }()
 	}
-	go func() { defer close(r.loopDone); r.loop.run(r.stop) }()
+	go func() {
+		defer close(r.loopDone)
+		r.loop.run(r.stop)
+		if es := r.loop.enrp; es != nil && es.mc != nil {
+			es.mc.Close()
+		}
+	}()
+	if r.peerMgr != nil {
+		for i, ln := range r.enrpLns {
+			scheme, _, _ := transport.SplitAddr(cfg.ENRP.Listen[i])
+			r.wg.Add(1)
+			go r.peerMgr.accept(ln, scheme)
+			r.log.Info("listening", "proto", "enrp", "addr", r.enrpAddrs[i])
+		}
+		if r.mcRecv != nil {
+			r.wg.Add(1)
+			go r.peerMgr.receiveMulticast(r.mcRecv)
+		}
+	}
 	for i, ln := range r.listeners {
 		scheme, _, _ := transport.SplitAddr(cfg.ASAP.Listen[i])
 		r.wg.Add(1)
@@ -197,14 +253,109 @@ func (r *Registrar) Start() (err error) {
 	if r.adminAddr != "" {
 		r.log.Info("listening", "proto", "admin", "addr", r.adminAddr)
 	}
-	if len(cfg.ENRP.Listen) > 0 || len(cfg.ENRP.Peers) > 0 {
-		r.log.Warn("ENRP is not enabled yet; enrp.listen and enrp.peers are ignored",
-			"listen", cfg.ENRP.Listen, "peers", cfg.ENRP.Peers)
-	}
 	r.started = true
-	r.serving.Store(true)
+	if r.peerMgr == nil {
+		r.serving.Store(true)
+		return nil
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		select {
+		case <-r.ready:
+			r.serving.Store(true)
+		case <-r.stop:
+		}
+	}()
 	return nil
 }
+
+// startENRP binds the ENRP listeners and the multicast channel and builds
+// the protocol node; the caller's deferred cleanup closes what was opened
+// when it fails.
+func (r *Registrar) startENRP(cfg Config) error {
+	for _, a := range cfg.ENRP.Listen {
+		tc := r.tcfg
+		tc.MaxMessageSize = 0 // Handle Table Responses are larger than ASAP messages
+		scheme, _, err := transport.SplitAddr(a)
+		if err != nil {
+			return fmt.Errorf("registrar: enrp.listen %q: %w", a, err)
+		}
+		if scheme == transport.SchemeTLS {
+			if tc.TLS, err = serverTLS(cfg.TLS); err != nil {
+				return fmt.Errorf("registrar: tls: %w", err)
+			}
+			if tc.TLS.ClientCAs != nil {
+				tc.TLS.ClientAuth = tls.RequireAndVerifyClientCert
+			}
+		}
+		ln, err := transport.Listen(a, &tc)
+		if err != nil {
+			return fmt.Errorf("registrar: listen %q: %w", a, err)
+		}
+		r.enrpLns = append(r.enrpLns, ln)
+		r.enrpAddrs = append(r.enrpAddrs, string(scheme)+"://"+ln.Addr().String())
+	}
+	cli, err := clientTLS(cfg.TLS)
+	if err != nil {
+		return fmt.Errorf("registrar: tls: %w", err)
+	}
+	tcfg := r.tcfg
+	tcfg.MaxMessageSize = 0
+	pm := &peerMgr{
+		log: r.log, tcfg: tcfg, tlsCli: cli, events: r.loop.events, stop: r.stop, wg: &r.wg,
+		dialTO: 3 * time.Second, conns: map[string]*peerConn{},
+	}
+	pm.ctx, pm.cancel = context.WithCancel(context.Background())
+	if len(cfg.ENRP.PeerIdentities) > 0 {
+		pm.ids = map[string]bool{}
+		for _, id := range cfg.ENRP.PeerIdentities {
+			pm.ids[id] = true
+		}
+	}
+	if cfg.ENRP.MaxTimeNoResponse > 0 {
+		pm.dialTO = cfg.ENRP.MaxTimeNoResponse
+	}
+	es := &enrpSide{pm: pm, ready: make(chan struct{})}
+	if mc := cfg.ENRP.Multicast; mc.Enabled {
+		es.mc, err = transport.NewMulticastSender(mc.Group, mc.Interface, mc.TTL, true)
+		if err != nil {
+			return fmt.Errorf("registrar: enrp.multicast: %w", err)
+		}
+		r.mcRecv, err = transport.ListenMulticast(mc.Group, mc.Interface)
+		if err != nil {
+			es.mc.Close()
+			return fmt.Errorf("registrar: enrp.multicast: %w", err)
+		}
+	}
+	now := time.Now()
+	es.node = enrp.New(enrpConfig(cfg, serverInfo(r.enrpAddrs)), r.loop.hs, cfg.ENRP.Peers, now)
+	r.loop.enrp = es
+	r.peerMgr = pm
+	// ASAP waits for the node's start-up synchronisation (RFC 5353 §3.2).
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		select {
+		case <-es.ready:
+			close(r.ready)
+		case <-r.stop:
+		}
+	}()
+	return nil
+}
+
+// ENRPAddrs returns the bound ENRP addresses with their scheme. The slice
+// is the caller's.
+func (r *Registrar) ENRPAddrs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.enrpAddrs...)
+}
+
+// Ready returns a channel closed once the registrar serves ASAP: at Start
+// without ENRP, after the ENRP start-up synchronisation with it.
+func (r *Registrar) Ready() <-chan struct{} { return r.ready }
 
 func serverTLS(c TLSConfig) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
@@ -230,6 +381,11 @@ func serverTLS(c TLSConfig) (*tls.Config, error) {
 // acceptLoop accepts connections until the listener closes.
 func (r *Registrar) acceptLoop(ln transport.Listener, scheme transport.Scheme) {
 	defer r.wg.Done()
+	select {
+	case <-r.ready:
+	case <-r.stop:
+		return
+	}
 	for {
 		tc, err := ln.Accept()
 		if err != nil {
@@ -358,6 +514,15 @@ func (r *Registrar) shutdown(ctx context.Context) error {
 	}
 	for c := range r.conns {
 		c.close()
+	}
+	for _, ln := range r.enrpLns {
+		ln.Close()
+	}
+	if r.mcRecv != nil {
+		r.mcRecv.Close()
+	}
+	if r.peerMgr != nil {
+		r.peerMgr.closeAll()
 	}
 	if r.admin != nil {
 		r.admin.Close()

@@ -43,8 +43,8 @@ func runRegistrar(args []string) int {
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
 	)
 	fs.Var(&asap, "asap", "ASAP listen `addr` (tcp://, sctp://, tls://); repeatable")
-	fs.Var(&enrp, "enrp", "ENRP listen `addr`; repeatable (ENRP is not enabled yet)")
-	fs.Var(&peers, "peer", "ENRP peer `addr`; repeatable (ENRP is not enabled yet)")
+	fs.Var(&enrp, "enrp", "ENRP listen `addr` (tcp:// TCP mapping, sctp://, tls://); repeatable")
+	fs.Var(&peers, "peer", "static ENRP peer `addr`; repeatable")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -152,7 +152,8 @@ func writeReadyFile(path string, r *registrar.Registrar) error {
 		ASAP  []string `json:"asap"`
 		Admin string   `json:"admin,omitempty"`
 		PID   int      `json:"pid"`
-	}{r.ID().String(), r.ASAPAddrs(), r.AdminAddr(), os.Getpid()})
+		ENRP  []string `json:"enrp,omitempty"`
+	}{r.ID().String(), r.ASAPAddrs(), r.AdminAddr(), os.Getpid(), r.ENRPAddrs()})
 	if err != nil {
 		return err
 	}
