@@ -71,7 +71,7 @@ func (n *Node) onTableResponse(now time.Time, p *peer, m *wire.HandleTableRespon
 	for i := range m.Pools {
 		pe := &m.Pools[i]
 		for j := range pe.Elements {
-			n.applyPE(now, p.ID, pe.PoolHandle, pe.Elements[j])
+			n.applyPE(now, p.ID, pe.PoolHandle, pe.Elements[j], true)
 			if dl.marks != nil {
 				delete(dl.marks, peKey{pe.PoolHandle, pe.Elements[j].ID})
 			}
@@ -93,12 +93,19 @@ func (n *Node) onTableResponse(now time.Time, p *peer, m *wire.HandleTableRespon
 	}
 }
 
-// applyPE stores a PE stated by peer sender (Handle Update ADD_PE or a table
-// entry). The stated Home ENRP ID decides ownership (0 means the sender). A
-// PE stated to be ours is ignored (RSPLIB): only this registrar's ASAP side
-// decides what it owns. A PE we own that a peer now states as its own has
-// re-registered there; the caller is told with OwnershipLost.
-func (n *Node) applyPE(now time.Time, sender uint32, handle wire.PoolHandle, pe wire.PoolElement) bool {
+// applyPE stores a PE stated by peer sender (Handle Update ADD_PE, or a
+// table entry when fromTable). The stated Home ENRP ID decides ownership (0
+// means the sender). A PE stated to be ours is ignored (RSPLIB): only this
+// registrar's ASAP side decides what it owns.
+//
+// A PE we own that a peer states as its own: a Handle Update means the PE
+// has just re-registered there, so it moves and the caller is told with
+// OwnershipLost. A table entry is only a view (two registrars can both
+// believe they own a PE after a takeover across a partition, and would
+// otherwise each yield to the other's audit response and both drop it);
+// there the lower server ID keeps the PE, and the PE's next re-registration
+// (a Handle Update from its real home) settles it.
+func (n *Node) applyPE(now time.Time, sender uint32, handle wire.PoolHandle, pe wire.PoolElement, fromTable bool) bool {
 	if pe.HomeServer == 0 {
 		pe.HomeServer = sender
 	}
@@ -107,6 +114,9 @@ func (n *Node) applyPE(now time.Time, sender uint32, handle wire.PoolHandle, pe 
 	}
 	old, existed := n.hs.Get(handle, pe.ID)
 	wasOurs := existed && old.HomeServer == n.id
+	if wasOurs && fromTable && pe.HomeServer > n.id {
+		return false
+	}
 	if _, _, err := n.hs.Register(handle, pe, now); err != nil {
 		return false // inconsistent with the pool here: the audit repairs whichever side is wrong
 	}

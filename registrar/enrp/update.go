@@ -41,7 +41,7 @@ func (n *Node) LocalChange(now time.Time, action wire.UpdateAction, handle wire.
 func (n *Node) onHandleUpdate(now time.Time, p *peer, m *wire.HandleUpdate) {
 	switch m.Action {
 	case wire.ActionAddPE:
-		n.applyPE(now, p.ID, m.PoolHandle, m.Element)
+		n.applyPE(now, p.ID, m.PoolHandle, m.Element, false)
 		if dl := n.downloads[p.ID]; dl != nil && dl.marks != nil {
 			delete(dl.marks, peKey{m.PoolHandle, m.Element.ID})
 		}
