@@ -230,7 +230,10 @@ func (d *decoder) address(t tlv) (netip.Addr, error) {
 		}
 		var a [16]byte
 		copy(a[:], d.s[t.val():t.end])
-		return netip.AddrFrom16(a), nil
+		// An IPv4-mapped IPv6 address is the IPv4 address: the encoder sends
+		// it as an IPv4 Address parameter (as RSPLIB does), so decoding it
+		// as IPv4 keeps decode→encode→decode stable.
+		return netip.AddrFrom16(a).Unmap(), nil
 	}
 	return netip.Addr{}, perr(t.off, t.typ, ErrUnexpectedParameter)
 }
