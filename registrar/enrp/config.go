@@ -64,6 +64,15 @@ type Config struct {
 	// sync over the TCP mapping. The limit is never below one PE.
 	TableChunkBytes int
 
+	// MaxPeers caps the peer list; messages from further unknown registrars
+	// are ignored (a hostile sender cycling server IDs cannot grow it).
+	// Default 64.
+	MaxPeers int
+	// MaxSessions caps concurrent Handle Table downloads served (each holds
+	// a snapshot of the keys: 16-24 bytes per PE); further requesters get
+	// a response with R=1. Default 16.
+	MaxSessions int
+
 	// Arbitration is the takeover arbitration rule; default LowerIDWins.
 	Arbitration Arbitration
 	// Multicast also sends each periodic Presence as one Output with
@@ -82,6 +91,8 @@ const (
 	DefaultMentorDiscovery   = 5 * time.Second
 	DefaultTableChunkPEs     = 128
 	DefaultTableChunkBytes   = 1400
+	DefaultMaxPeers          = 64
+	DefaultMaxSessions       = 16
 )
 
 func (c *Config) setDefaults() {
@@ -100,6 +111,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.TableChunkBytes <= 0 {
 		c.TableChunkBytes = DefaultTableChunkBytes
+	}
+	if c.MaxPeers <= 0 {
+		c.MaxPeers = DefaultMaxPeers
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = DefaultMaxSessions
 	}
 	if c.Rand == nil {
 		c.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))

@@ -351,6 +351,9 @@ func (n *Node) known(now time.Time, src Source, id uint32) *peer {
 	}
 	p := n.matchPeer(id, src, nil)
 	if p == nil {
+		if len(n.peers) >= n.cfg.MaxPeers {
+			return nil
+		}
 		p = n.addPeer(id, NormalizeAddr(src.Addr), nil, now)
 		n.sendPresence(p, true)
 	}
@@ -364,6 +367,9 @@ func (n *Node) onPresence(now time.Time, src Source, m *wire.Presence) {
 	}
 	p := n.matchPeer(m.Sender, src, m.Info)
 	isNew := p == nil
+	if isNew && len(n.peers) >= n.cfg.MaxPeers {
+		return
+	}
 	if isNew {
 		addr := ServerInfoAddr(m.Info, src)
 		if addr == "" {

@@ -156,6 +156,10 @@ func (n *Node) onTableRequest(now time.Time, src Source, m *wire.HandleTableRequ
 		key.addr = ""
 	}
 	s := n.sessions[key]
+	if s == nil && len(n.sessions) >= n.cfg.MaxSessions {
+		n.send(src.Addr, m.Sender, &wire.HandleTableResponse{Reject: true, Sender: n.id, Receiver: m.Sender})
+		return
+	}
 	if s == nil || s.ownOnly != m.OwnChildrenOnly {
 		s = n.newSession(m.OwnChildrenOnly)
 		n.sessions[key] = s
@@ -312,6 +316,9 @@ func (n *Node) onListResponse(now time.Time, _ *peer, m *wire.ListResponse) {
 			continue
 		}
 		p := n.matchPeer(si.ServerID, Source{Addr: addr}, &si)
+		if p == nil && len(n.peers) >= n.cfg.MaxPeers {
+			return
+		}
 		if p == nil {
 			p = n.addPeer(si.ServerID, addr, &si, now)
 		}
