@@ -71,6 +71,8 @@ type proc struct {
 	cmd   *exec.Cmd
 	asap  string
 	admin string
+	enrp  string // first ENRP listener, "" without ENRP
+	id    uint32
 	pid   int
 	lines chan string // stderr lines after start-up
 	wg    sync.WaitGroup
@@ -82,11 +84,12 @@ type readyInfo struct {
 	ASAP  []string `json:"asap"`
 	Admin string   `json:"admin"`
 	PID   int      `json:"pid"`
+	ENRP  []string `json:"enrp"`
 }
 
 // startProc runs "rserpool registrar" with the given TOML and waits until
 // it reports that it serves.
-func startProc(t testing.TB, toml string) *proc {
+func startProc(t testing.TB, toml string, extra ...string) *proc {
 	t.Helper()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "registrar.toml")
@@ -94,8 +97,9 @@ func startProc(t testing.TB, toml string) *proc {
 		t.Fatal(err)
 	}
 	ready := filepath.Join(dir, "ready.json")
-	cmd := exec.Command(rserpoolBin(t), "registrar", "-config", cfgPath, "-asap", "tcp://127.0.0.1:0",
-		"-admin", "127.0.0.1:0", "-ready-file", ready)
+	args := append([]string{"registrar", "-config", cfgPath, "-asap", "tcp://127.0.0.1:0",
+		"-admin", "127.0.0.1:0", "-ready-file", ready}, extra...)
+	cmd := exec.Command(rserpoolBin(t), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +156,12 @@ func startProc(t testing.TB, toml string) *proc {
 		t.Fatalf("ready file %s: %v", b, err)
 	}
 	p.asap, p.admin, p.pid = ri.ASAP[0], ri.Admin, ri.PID
+	if len(ri.ENRP) > 0 {
+		p.enrp = ri.ENRP[0]
+	}
+	if id, err := strconv.ParseUint(strings.TrimPrefix(ri.ID, "0x"), 16, 32); err == nil {
+		p.id = uint32(id)
+	}
 	return p
 }
 
