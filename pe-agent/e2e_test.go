@@ -24,9 +24,13 @@ import (
 	"go.uber.org/goleak"
 )
 
-// rserpoolBin is the rserpool binary built by TestMain for the end-to-end tests.
+// rserpoolBin is the rserpool binary for the end-to-end tests, built once
+// in binDir by the first test that needs it (so fuzz workers and -run
+// filters without end-to-end tests do not build it).
 var (
+	binDir      string
 	rserpoolBin string
+	buildOnce   sync.Once
 	buildErr    error
 )
 
@@ -36,10 +40,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	rserpoolBin = filepath.Join(dir, "rserpool")
-	if out, err := exec.Command("go", "build", "-o", rserpoolBin, "../cmd/rserpool").CombinedOutput(); err != nil {
-		buildErr = fmt.Errorf("go build ./cmd/rserpool: %v\n%s", err, out)
-	}
+	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
 	if code == 0 {
@@ -55,6 +56,12 @@ func TestMain(m *testing.M) {
 // subcommand the test needs.
 func needBinary(t *testing.T, sub ...string) {
 	t.Helper()
+	buildOnce.Do(func() {
+		rserpoolBin = filepath.Join(binDir, "rserpool")
+		if out, err := exec.Command("go", "build", "-o", rserpoolBin, "../cmd/rserpool").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/rserpool: %v\n%s", err, out)
+		}
+	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -55,30 +54,29 @@ func CountEstablished(r io.Reader, backend netip.AddrPort) (int, error) {
 	sc.Buffer(make([]byte, 0, 4096), 64*1024)
 	n, line := 0, 0
 	want := backend.Addr().Unmap()
+	anyAddr := !want.IsValid() || want.IsUnspecified()
+	var f [4][]byte
 	for sc.Scan() {
 		line++
-		f := strings.Fields(sc.Text())
-		if line == 1 && len(f) > 0 && f[0] == "sl" {
-			continue // header
+		nf := fields(sc.Bytes(), &f)
+		if nf == 0 || (line == 1 && string(f[0]) == "sl") {
+			continue // blank line or header
 		}
-		if len(f) == 0 {
-			continue
-		}
-		if len(f) < 4 {
-			return 0, fmt.Errorf("line %d: %d fields, want at least 4", line, len(f))
+		if nf < 4 {
+			return 0, fmt.Errorf("line %d: %d fields, want at least 4", line, nf)
 		}
 		local, err := parseProcAddr(f[1])
 		if err != nil {
 			return 0, fmt.Errorf("line %d: local address: %w", line, err)
 		}
-		st, err := strconv.ParseUint(f[3], 16, 8)
-		if err != nil {
-			return 0, fmt.Errorf("line %d: state %q: %w", line, f[3], err)
+		st, ok := parseHex(f[3], 8)
+		if !ok {
+			return 0, fmt.Errorf("line %d: bad state %q", line, f[3])
 		}
 		if st != tcpEstablished || local.Port() != backend.Port() {
 			continue
 		}
-		if want.IsValid() && !want.IsUnspecified() && local.Addr().Unmap() != want {
+		if !anyAddr && local.Addr().Unmap() != want {
 			continue
 		}
 		n++
@@ -89,29 +87,84 @@ func CountEstablished(r io.Reader, backend netip.AddrPort) (int, error) {
 	return n, nil
 }
 
-// parseProcAddr decodes "0100007F:1F90" (address in host byte order per
-// 32-bit word, which is little-endian on every platform Go supports here).
-func parseProcAddr(s string) (netip.AddrPort, error) {
-	h, p, ok := strings.Cut(s, ":")
-	if !ok {
+// fields stores up to len(f) space-separated fields of b in f (slices of
+// b, no allocation) and returns how many it found.
+func fields(b []byte, f *[4][]byte) int {
+	n := 0
+	for i := 0; i < len(b) && n < len(f); {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t') {
+			i++
+		}
+		j := i
+		for j < len(b) && b[j] != ' ' && b[j] != '\t' {
+			j++
+		}
+		if j > i {
+			f[n] = b[i:j]
+			n++
+		}
+		i = j
+	}
+	return n
+}
+
+// parseHex parses an unsigned hexadecimal number of at most bits bits.
+func parseHex(b []byte, bits int) (uint64, bool) {
+	if len(b) == 0 || len(b) > bits/4 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		d, ok := hexDigit(c)
+		if !ok {
+			return 0, false
+		}
+		v = v<<4 | uint64(d)
+	}
+	return v, true
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// parseProcAddr decodes "0100007F:1F90": the address as 32-bit words in
+// host byte order (little-endian on every platform Go supports here), then
+// the port.
+func parseProcAddr(s []byte) (netip.AddrPort, error) {
+	i := bytes.IndexByte(s, ':')
+	if i < 0 {
 		return netip.AddrPort{}, fmt.Errorf("%q: no port", s)
 	}
-	port, err := strconv.ParseUint(p, 16, 16)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("%q: port: %w", s, err)
+	h, p := s[:i], s[i+1:]
+	port, ok := parseHex(p, 16)
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("%q: bad port", s)
 	}
-	raw, err := hex.DecodeString(h)
-	if err != nil || (len(raw) != 4 && len(raw) != 16) {
+	if len(h) != 8 && len(h) != 32 {
 		return netip.AddrPort{}, fmt.Errorf("%q: bad address", s)
 	}
-	for i := 0; i < len(raw); i += 4 { // each 32-bit word is little-endian
-		raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+	var raw [16]byte
+	for w := 0; w < len(h)/8; w++ {
+		v, ok := parseHex(h[w*8:w*8+8], 32)
+		if !ok {
+			return netip.AddrPort{}, fmt.Errorf("%q: bad address", s)
+		}
+		raw[w*4], raw[w*4+1], raw[w*4+2], raw[w*4+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
 	}
 	var a netip.Addr
-	if len(raw) == 4 {
-		a = netip.AddrFrom4([4]byte(raw))
+	if len(h) == 8 {
+		a = netip.AddrFrom4([4]byte(raw[:4]))
 	} else {
-		a = netip.AddrFrom16([16]byte(raw))
+		a = netip.AddrFrom16(raw)
 	}
 	return netip.AddrPortFrom(a, uint16(port)), nil
 }

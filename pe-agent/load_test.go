@@ -1,6 +1,7 @@
 package peagent
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -169,4 +170,38 @@ func TestCommandValue(t *testing.T) {
 			t.Errorf("commandValue(%q): no error", cmd)
 		}
 	}
+}
+
+// BenchmarkCountEstablished parses a /proc/net/tcp of 10,000 sockets, the
+// work of one `connections` load sample on a busy host.
+func BenchmarkCountEstablished(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n")
+	for i := range 10000 {
+		fmt.Fprintf(&sb, "%4d: 0100007F:1F90 0100007F:%04X 01 00000000:00000000 00:00000000 00000000  1000        0 %d 1 0000000000000000 20 4 30 10 -1\n", i, 1024+i%60000, 1000+i)
+	}
+	text := sb.String()
+	backend := netip.MustParseAddrPort("127.0.0.1:8080")
+	b.SetBytes(int64(len(text)))
+	b.ReportAllocs()
+	for b.Loop() {
+		n, err := CountEstablished(strings.NewReader(text), backend)
+		if err != nil || n != 10000 {
+			b.Fatal(n, err)
+		}
+	}
+}
+
+// FuzzCountEstablished: arbitrary text never panics, and a count is never
+// negative or larger than the number of lines.
+func FuzzCountEstablished(f *testing.F) {
+	f.Add(procTCPSample)
+	f.Add(procTCP6Sample)
+	f.Add("   0: 0100007F:1F90 00000000:0000 01\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		n, err := CountEstablished(strings.NewReader(text), netip.MustParseAddrPort("127.0.0.1:8080"))
+		if err == nil && (n < 0 || n > strings.Count(text, "\n")+1) {
+			t.Fatalf("count %d for %d lines", n, strings.Count(text, "\n")+1)
+		}
+	})
 }
