@@ -20,6 +20,18 @@ type Snapshot struct {
 	Pools     []PoolSnapshot  `json:"pools"`
 	Checksums []OwnerChecksum `json:"checksums"`
 	Elements  int             `json:"elements"`
+	// Peers is the ENRP peer list (empty without ENRP).
+	Peers []PeerSnapshot `json:"peers"`
+}
+
+// PeerSnapshot is one ENRP peer as this registrar sees it.
+type PeerSnapshot struct {
+	ID        string    `json:"id"` // "0x00000000" for a configured peer not heard from yet
+	Addr      string    `json:"addr"`
+	State     string    `json:"state"`
+	Static    bool      `json:"static"`
+	Checksum  string    `json:"checksum"` // from its last Presence
+	LastHeard time.Time `json:"last_heard,omitzero"`
 }
 
 // PoolSnapshot is one pool.
@@ -74,6 +86,13 @@ func (l *loop) snapshot() Snapshot {
 		s.Pools = append(s.Pools, p)
 		return true
 	})
+	s.Peers = []PeerSnapshot{}
+	if l.enrp != nil {
+		for _, p := range l.enrp.node.Peers() {
+			s.Peers = append(s.Peers, PeerSnapshot{ID: ServerID(p.ID).String(), Addr: p.Addr, State: p.State.String(),
+				Static: p.Static, Checksum: fmt.Sprintf("0x%04x", p.Checksum), LastHeard: p.LastHeard})
+		}
+	}
 	for _, o := range l.hs.Owners() {
 		s.Checksums = append(s.Checksums, OwnerChecksum{Owner: ServerID(o).String(),
 			Elements: l.hs.OwnedCount(o), Checksum: fmt.Sprintf("0x%04x", l.hs.Checksum(o))})

@@ -73,3 +73,17 @@ func TestDefaultConfigValid(t *testing.T) {
 		t.Errorf("defaults differ from the documented ones: %+v", cfg)
 	}
 }
+
+func TestENRPConfigErrors(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ENRP.Arbitration = "coin-toss"
+	cfg.ENRP.PeerHeartbeat = -time.Second
+	cfg.ENRP.Multicast.Enabled = true
+	cfg.ENRP.Multicast.Group = "10.0.0.1:9901"
+	err := cfg.Validate()
+	for _, key := range []string{"enrp.arbitration", "enrp.peer_heartbeat", "enrp.multicast.group"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("error %v does not name %s", err, key)
+		}
+	}
+}

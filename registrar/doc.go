@@ -63,6 +63,51 @@
 //   - ASAP Server Announce by UDP multicast (off unless announce.enabled),
 //     carrying a TCP or SCTP Transport parameter per ASAP listener.
 //
+// # ENRP
+//
+// With enrp.listen, enrp.peers or enrp.multicast set, the registrar runs the
+// ENRP node of package registrar/enrp on its event loop: received ENRP
+// messages, changes of own PEs (Handle Updates), connection losses and the
+// node's timer all go through the loop, which owns handlespace and node.
+//
+//   - Transports: tcp:// is the TCP mapping carrying ENRP with PPID 12 (this
+//     project's extension, port 9901 by convention), sctp:// kernel SCTP,
+//     tls:// mutual TLS (client certificates required and verified against
+//     tls.client_ca_file; enrp.peer_identities restricts them further, both
+//     ways).
+//   - One outgoing connection per peer address, dialed on demand when the
+//     node sends there, kept while it works; a failed dial or connection is
+//     reported to the node (PeerConnLost: probe, then takeover). Incoming
+//     connections are kept under their remote address so that answers to
+//     requests (List/Handle Table Responses) go back over them. Each peer
+//     has a bounded queue (16,384 messages); overflow is dropped and counted
+//     (the checksum audit repairs what a lost Handle Update missed).
+//   - Presence by UDP multicast (enrp.multicast, default group
+//     239.0.0.51:9901) for discovery; only Presences are accepted from it.
+//   - ASAP is served only after the node's start-up synchronisation (mentor
+//     List and Handle Table download, or mentor_discovery without an
+//     answer): listeners are bound at Start, connections wait in the
+//     backlog, /healthz answers 503 until then (RFC 5353 §3.2). Without
+//     peers and without multicast the registrar serves at once.
+//   - Takeover over the TCP mapping (DESIGN.md's open question): a PE's
+//     only ASAP path is the connection it opened to its home, so the winner
+//     of a takeover cannot send it the Keep-Alive with H=1 unless the PE is
+//     also connected to it. The winner records itself as the new home and
+//     monitors the entry for one keep-alive interval plus timeout; the PE
+//     (pe-agent) re-registers on its own when its home connection dies, at
+//     whichever registrar it reaches. Both paths converge on the (pool
+//     handle, PE ID) key: a re-registration here just refreshes the entry;
+//     one at another registrar is announced by a Handle Update naming that
+//     registrar as home, which ends our monitoring (OwnershipLost). A PE
+//     that re-registers nowhere is removed when that grace period ends, and
+//     the removal is replicated. No duplicates arise because PE identity is
+//     the key everywhere.
+//   - Metrics: rserpool_registrar_peers (live peers), and counters
+//     rserpool_registrar_enrp_handle_updates_{sent,received}_total,
+//     _enrp_takeovers_total, _enrp_audits_total,
+//     _enrp_messages_dropped_total. /handlespace lists each owner's checksum
+//     and the peer list.
+//
 // # Concurrency
 //
 // One event loop goroutine owns the handlespace, the keep-alive timers and
@@ -75,8 +120,8 @@
 //
 // # Limitations
 //
-// ENRP (replication, takeover) is not implemented yet: enrp.listen and
-// enrp.peers are accepted and ignored with a warning. Dynamic handle
+// ENRP settings change only on restart; the takeover Keep-Alive with H=1
+// reaches only PEs connected to the winner (see ENRP). Dynamic handle
 // resolution updates (S flag) are not offered. Announces carry no TLS
 // transports. Listeners, TLS and announce settings change only on restart.
 package registrar
