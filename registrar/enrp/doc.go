@@ -43,6 +43,10 @@
 //     by multicast). List Request and Handle Table Request (W=0) go out back
 //     to back, as in RSPLIB; serving starts after the final chunk (Ready) or
 //     when MentorDiscovery has passed without a running download.
+//   - The first Presence received point-to-point from a peer after start-up
+//     is followed by one List Request to it (RSPLIB), so registrars
+//     configured with different peers still find each other. List
+//     Responses skip entries with server ID 0 and our own.
 //   - Handle Update receivers follow the sender's statement of home and
 //     ignore ADD_PE (and table entries) naming our own ID as home, as RSPLIB
 //     does: only our ASAP side decides what we own, so a peer's stale view
@@ -65,6 +69,12 @@
 //
 // # Limitations
 //
+//   - The peer list is capped (Config.MaxPeers) and so are concurrently
+//     served table downloads (Config.MaxSessions; further requesters get
+//     R=1), so that hostile senders cannot grow memory without bound.
+//   - A mentor that fails or rejects is not replaced at once: the next
+//     Presence from any peer starts a new download, and MentorDiscovery
+//     ends the start-up when none comes.
 //   - No order exists between updates of different registrars: a late ADD_PE
 //     from a PE's previous home can move it back there until the audit or the
 //     PE's next re-registration repairs it.

@@ -400,6 +400,12 @@ func (n *Node) onPresence(now time.Time, src Source, m *wire.Presence) {
 		}
 		return
 	}
+	if !p.listRequested && !src.Multicast {
+		// Once per peer (RSPLIB): learn the registrars it knows, so that
+		// registrars configured with different peers still find each other.
+		p.listRequested = true
+		n.send(p.Addr, p.ID, &wire.ListRequest{Sender: n.id, Receiver: p.ID})
+	}
 	if !src.Multicast && m.Checksum != n.hs.Checksum(p.ID) && n.downloads[p.ID] == nil {
 		n.startAudit(now, p)
 	}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,6 +82,7 @@ type sim struct {
 	checks   []simCheck
 	nextReg  time.Time
 	rng      *rand.Rand
+	static   func(i int) []int
 	dup      bool // deliver every message twice
 	reorder  bool // deliver messages with random extra delay (per-link order kept only by chance)
 	sent     int
@@ -90,7 +92,13 @@ type sim struct {
 }
 
 func newSim(t testing.TB, cfg Config, nodes int) *sim {
-	s := &sim{
+	return newSimWith(t, cfg, nodes, nil)
+}
+
+// newSimWith starts nodes registrars; static(i) lists the nodes registrar i
+// is configured with (nil: all others).
+func newSimWith(t testing.TB, cfg Config, nodes int, static func(i int) []int) *sim {
+	s := &sim{static: static,
 		t: t, cfg: cfg, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		cut: make(map[[2]int]bool), rng: rand.New(rand.NewPCG(1, 2)), nextID: 0x100,
 		maxSteps: 5_000_000,
@@ -116,8 +124,13 @@ func (s *sim) start(i int) {
 	}}
 	var peers []string
 	for j, o := range s.nodes {
-		if j != i {
+		if j != i && s.static == nil {
 			peers = append(peers, o.addr)
+		}
+	}
+	if s.static != nil {
+		for _, j := range s.static(i) {
+			peers = append(peers, s.nodes[j].addr)
 		}
 	}
 	nd.id, nd.up, nd.ready = cfg.ID, true, false
@@ -457,6 +470,31 @@ func TestSimStartupAndConverge(t *testing.T) {
 	s.checkConverged([]int{0, 1, 2})
 }
 
+// TestSimPeersFromListResponses: registrars 0 and 2 know only registrar 1,
+// which starts last; they find each other through its List Responses.
+func TestSimPeersFromListResponses(t *testing.T) {
+	s := newSimWith(t, simTimers, 3, func(i int) []int {
+		if i == 1 {
+			return nil
+		}
+		return []int{1}
+	})
+	s.kill(1)
+	s.run(3 * time.Second)
+	s.addPE(0, "p", 1)
+	s.addPE(2, "p", 2)
+	s.start(1)
+	s.run(3 * time.Second)
+	for i, nd := range s.nodes {
+		if got := len(nd.n.Peers()); got != 2 {
+			t.Errorf("node %d knows %d peers, want 2: %+v", i, got, nd.n.Peers())
+		}
+	}
+	s.addPE(0, "p", 3)
+	s.run(100 * time.Millisecond)
+	s.checkConverged([]int{0, 1, 2})
+}
+
 func TestSimLateJoinerMentorSync(t *testing.T) {
 	s := newSim(t, simTimers, 3)
 	s.kill(2)
@@ -635,6 +673,7 @@ func BenchmarkMentorSync(b *testing.B) {
 	for _, chunk := range []int{DefaultTableChunkBytes, 64 * 1024} {
 		b.Run(fmt.Sprintf("chunk=%dB", chunk), func(b *testing.B) {
 			const pes = 100_000
+			var cpu time.Duration
 			for b.Loop() {
 				b.StopTimer()
 				cfg := simTimers
@@ -652,15 +691,20 @@ func BenchmarkMentorSync(b *testing.B) {
 				}
 				s.nextReg = s.now.Add(time.Hour)
 				b.StartTimer()
+				c0 := cpuTime()
 				s.start(1)
 				for i := 0; i < 2000 && !s.nodes[1].ready; i++ {
 					s.run(10 * time.Millisecond)
 				}
+				cpu += cpuTime() - c0
 				if s.nodes[1].hs.NumElements() != pes {
 					b.Fatalf("synced %d", s.nodes[1].hs.NumElements())
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*pes), "ns/PE")
+			// CPU time of the process (all threads, GC included): on a
+			// shared, loaded machine this is the steadier figure.
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N*pes), "cpu-ns/PE")
 		})
 	}
 }
@@ -752,3 +796,41 @@ var (
 	chaosSeeds   = flag.Uint64("chaos.seeds", 3, "number of TestSimChaos runs (seeds 1..N)")
 	chaosReorder = flag.Bool("chaos.reorder", false, "TestSimChaos: also duplicate and reorder messages")
 )
+
+// BenchmarkHandleUpdate measures one replicated registration: LocalChange at
+// the home registrar, encoding, parsing and Step at one peer.
+func BenchmarkHandleUpdate(b *testing.B) {
+	s := newSim(b, simTimers, 2)
+	s.run(3 * time.Second)
+	a, p := s.nodes[0], s.nodes[1]
+	src := Source{Addr: a.addr}
+	buf := make([]byte, 0, 256)
+	i := uint32(0)
+	for b.Loop() {
+		i++
+		el := simElement(i%10000+1, a.id)
+		for _, o := range a.n.LocalChange(s.now, wire.ActionAddPE, "pool", el) {
+			var err error
+			if buf, err = o.Msg.AppendBinary(buf[:0]); err != nil {
+				b.Fatal(err)
+			}
+			m, err := wire.ParseENRP(buf)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p.n.Step(s.now, src, m)
+		}
+	}
+	if p.hs.NumElements() == 0 {
+		b.Fatal("nothing replicated")
+	}
+}
+
+// cpuTime returns the user+system CPU time of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
