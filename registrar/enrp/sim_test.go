@@ -834,3 +834,24 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestSimTakeoverRacesReregistration: the PEs of a killed registrar
+// re-register elsewhere on their own (pe-agent) at various moments around
+// the takeover; both paths must end with each PE at exactly one home that
+// every registrar agrees on.
+func TestSimTakeoverRacesReregistration(t *testing.T) {
+	for off := 2000 * time.Millisecond; off <= 4500*time.Millisecond; off += 100 * time.Millisecond {
+		t.Run(off.String(), func(t *testing.T) {
+			s := newSim(t, simTimers, 3)
+			s.run(3 * time.Second)
+			for k := uint32(1); k <= 9; k++ {
+				s.addPE(int(k%3), "pool", k)
+			}
+			s.run(100 * time.Millisecond)
+			s.kill(2)
+			s.nextReg = s.now.Add(off)
+			s.run(15 * time.Second)
+			s.checkConverged([]int{0, 1})
+		})
+	}
+}
