@@ -3,6 +3,11 @@
 
   vmtool.py count URL POOL             PEs of POOL in our registrar's /handlespace
   vmtool.py wait URL POOL N SECONDS    wait until POOL has N PEs (exit 1 on timeout)
+  vmtool.py owned URL POOL PEID SECS  wait until our registrar owns PE PEID (hex) of POOL
+  vmtool.py checksums URL CTLJSON      per-owner PE checksums of our /handlespace equal
+                                       those of `ctl handlespace -json` (another PR)?
+  vmtool.py hsdump-home FILE PEID      home registrar of PE PEID in an hsdump output
+  vmtool.py hsdump-sum FILE            "Handlespace=" checksum in an hsdump output
   vmtool.py echo-server HOST PORT      TCP echo server (a backend for pe-agent)
   vmtool.py client HOST PORT N GAP     N short TCP request/response connections,
                                        GAP seconds apart; exit 1 if any failed
@@ -31,6 +36,63 @@ def wait(url, pool, n, secs):
             got = "error: %s" % e
         time.sleep(0.25)
     print("%s has %s PEs, want %d" % (pool, got, n))
+    return 1
+
+
+def snapshot(url):
+    with urllib.request.urlopen(url + "/handlespace", timeout=5) as r:
+        return json.load(r)
+
+
+def owned(url, pool, peid, secs):
+    end, last = time.time() + secs, "absent"
+    while time.time() < end:
+        try:
+            for p in snapshot(url).get("pools") or []:
+                for e in (p.get("elements") or []) if p["handle"] == pool else []:
+                    if int(e["id"], 16) == int(peid, 16):
+                        last = "home %s owned %s" % (e["home"], e["owned"])
+                        if e["owned"]:
+                            return 0
+        except OSError as e:
+            last = "error: %s" % e
+        time.sleep(0.25)
+    print("PE %s of %s: %s" % (peid, pool, last))
+    return 1
+
+
+def sums(entries):
+    return {int(c["owner"], 16): int(c["checksum"], 16) for c in entries or [] if c.get("elements", 1)}
+
+
+def checksums(url, ctljson):
+    ours = sums(snapshot(url).get("checksums"))
+    with open(ctljson) as f:
+        theirs = sums(json.load(f).get("checksums"))
+    fmt = lambda d: " ".join("%08x:%04x" % kv for kv in sorted(d.items()))
+    print("ours %s | theirs %s" % (fmt(ours), fmt(theirs)))
+    return 0 if ours == theirs and ours else 1
+
+
+def hsdump_home(path, peid):
+    want = "$%08x" % int(peid, 16)
+    lines = open(path, errors="replace").read().splitlines()
+    for i, l in enumerate(lines):
+        if ("idx:" in l and want in l.lower()) and i + 1 < len(lines):
+            for w in lines[i + 1].split():
+                if w.startswith("home=$"):
+                    print(w[6:].lower())
+                    return 0
+    print("absent")
+    return 1
+
+
+def hsdump_sum(path):
+    for l in open(path, errors="replace"):
+        if "Checksums: Handlespace=$" in l:
+            print(l.split("Handlespace=$")[1].split(",")[0].strip().lower())
+            return 0
+    print("none")
     return 1
 
 
@@ -84,6 +146,14 @@ def main(a):
         return 0
     if a[0] == "wait":
         return wait(a[1], a[2], int(a[3]), float(a[4]))
+    if a[0] == "owned":
+        return owned(a[1], a[2], a[3], float(a[4]))
+    if a[0] == "checksums":
+        return checksums(a[1], a[2])
+    if a[0] == "hsdump-home":
+        return hsdump_home(a[1], a[2])
+    if a[0] == "hsdump-sum":
+        return hsdump_sum(a[1])
     if a[0] == "echo-server":
         echo_server(a[1], int(a[2]))
         return 0
