@@ -49,6 +49,7 @@ type simNode struct {
 	takenOver int // KeepAliveHome outputs
 	lost      int // OwnershipLost outputs
 	inits     int // Init Takeover messages sent
+	tookAt    time.Time // first KeepAliveHome
 }
 
 type simPE struct {
@@ -216,6 +217,9 @@ func (s *sim) process(i int, outs []Output) {
 			nd.ready = true
 		case KeepAliveHome:
 			nd.takenOver++
+			if nd.tookAt.IsZero() {
+				nd.tookAt = s.now
+			}
 			if pe := s.findPE(o.Handle, o.PEID); pe != nil && pe.alive && s.peReachable(i, pe) {
 				pe.home = i
 			} else {
@@ -524,8 +528,21 @@ func TestSimTakeover(t *testing.T) {
 			s.run(100 * time.Millisecond)
 			s.nextReg = s.now.Add(time.Hour) // takeover before the PEs re-register elsewhere
 			s.kill(2)
+			killed := s.now
 			s.run(4 * time.Second) // last-heard 2 s + no-response 1 s + acks
 			a, b := s.nodes[0], s.nodes[1]
+			took := a.tookAt
+			if took.IsZero() {
+				took = b.tookAt
+			}
+			// Bound: last heard up to one heartbeat before the kill, then
+			// MaxTimeLastHeard + MaxTimeNoResponse, then one ack round trip.
+			bound := cfg.MaxTimeLastHeard + cfg.MaxTimeNoResponse + 10*time.Millisecond
+			if d := took.Sub(killed); took.IsZero() || d > bound {
+				t.Errorf("takeover %v after the kill, bound %v", d, bound)
+			} else {
+				t.Logf("takeover %v after the kill", d)
+			}
 			if a.takenOver+b.takenOver != 4 || (a.takenOver != 0 && b.takenOver != 0) {
 				t.Fatalf("taken over: node0 %d, node1 %d; want all 4 PEs by exactly one", a.takenOver, b.takenOver)
 			}
@@ -854,4 +871,32 @@ func TestSimTakeoverRacesReregistration(t *testing.T) {
 			s.checkConverged([]int{0, 1})
 		})
 	}
+}
+
+// TestSimTakeoverOnConnLost: when the transport reports the dead peer's
+// connection lost (a SIGKILLed process's TCP connections are reset), the
+// takeover completes within MaxTimeNoResponse plus an ack round trip.
+func TestSimTakeoverOnConnLost(t *testing.T) {
+	s := newSim(t, simTimers, 3)
+	s.run(3 * time.Second)
+	for k := uint32(1); k <= 6; k++ {
+		s.addPE(int(k%3), "pool", k)
+	}
+	s.run(100 * time.Millisecond)
+	s.nextReg = s.now.Add(time.Hour)
+	s.kill(2)
+	killed := s.now
+	for i := 0; i < 2; i++ {
+		s.process(i, s.nodes[i].n.PeerConnLost(s.now, s.nodes[2].addr))
+	}
+	s.run(3 * time.Second)
+	took := s.nodes[0].tookAt
+	if took.IsZero() {
+		took = s.nodes[1].tookAt
+	}
+	if bound := simTimers.MaxTimeNoResponse + 10*time.Millisecond; took.IsZero() || took.Sub(killed) > bound {
+		t.Fatalf("takeover %v after the kill, bound %v", took.Sub(killed), bound)
+	}
+	t.Logf("takeover %v after the kill", took.Sub(killed))
+	s.checkConverged([]int{0, 1})
 }
