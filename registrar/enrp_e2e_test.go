@@ -191,3 +191,10 @@ func TestE2EENRPReplicationTakeoverMentor(t *testing.T) {
 		}
 	}
 }
+
+func jsonUnmarshal(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", b, err)
+	}
+	return nil
+}
