@@ -46,9 +46,9 @@ type simNode struct {
 	n         *Node
 	up        bool
 	ready     bool
-	takenOver int // KeepAliveHome outputs
-	lost      int // OwnershipLost outputs
-	inits     int // Init Takeover messages sent
+	takenOver int       // KeepAliveHome outputs
+	lost      int       // OwnershipLost outputs
+	inits     int       // Init Takeover messages sent
 	tookAt    time.Time // first KeepAliveHome
 }
 
