@@ -61,7 +61,8 @@ type Config struct {
 	TableChunkPEs int
 	// TableChunkBytes caps the (estimated) encoded size of a Handle Table
 	// Response. Default 1400 (RSPLIB); larger values speed up a mentor
-	// sync over the TCP mapping. The limit is never below one PE.
+	// sync over the TCP mapping. The limit is never below one PE and never
+	// above MaxTableChunkBytes (the 16-bit message length).
 	TableChunkBytes int
 
 	// MaxPeers caps the peer list; messages from further unknown registrars
@@ -91,6 +92,7 @@ const (
 	DefaultMentorDiscovery   = 5 * time.Second
 	DefaultTableChunkPEs     = 128
 	DefaultTableChunkBytes   = 1400
+	MaxTableChunkBytes       = 65000
 	DefaultMaxPeers          = 64
 	DefaultMaxSessions       = 16
 )
@@ -112,6 +114,7 @@ func (c *Config) setDefaults() {
 	if c.TableChunkBytes <= 0 {
 		c.TableChunkBytes = DefaultTableChunkBytes
 	}
+	c.TableChunkBytes = min(c.TableChunkBytes, MaxTableChunkBytes)
 	if c.MaxPeers <= 0 {
 		c.MaxPeers = DefaultMaxPeers
 	}

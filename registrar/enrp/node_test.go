@@ -153,9 +153,9 @@ func TestHostileLimits(t *testing.T) {
 // TestTableChunkBytes: responses respect the byte limit, each stays
 // decodable, and together they carry every PE once.
 func TestTableChunkBytes(t *testing.T) {
-	for _, limit := range []int{1, 200, 1400, 60000} {
+	for _, limit := range []int{1, 200, 1400, 60000, 1 << 20} {
 		n, hs := newTestNode(t, Config{TableChunkBytes: limit, TableChunkPEs: 1000})
-		for i := uint32(1); i <= 500; i++ {
+		for i := uint32(1); i <= 3000; i++ {
 			pe := simElement(i, n.ID())
 			pe.ASAP = wire.Transport{Type: wire.TransportSCTP, Port: 3863, Addrs: []netip.Addr{netip.MustParseAddr("10.1.1.1"), netip.MustParseAddr("fd00::1")}}
 			pe.Policy = wire.Policy{Type: wire.PolicyLeastUsedDegradation, Load: 7}
@@ -180,18 +180,18 @@ func TestTableChunkBytes(t *testing.T) {
 					npe++
 				}
 			}
-			if npe > 1 && len(b) > limit {
+			if npe > 1 && len(b) > min(limit, MaxTableChunkBytes) {
 				t.Fatalf("limit %d: response of %d PEs is %d bytes", limit, npe, len(b))
 			}
 			if !r.More {
 				break
 			}
-			if i > 1000 {
+			if i > 3000 {
 				t.Fatal("no end")
 			}
 		}
-		if len(seen) != 500 {
-			t.Fatalf("limit %d: %d PEs served, want 500", limit, len(seen))
+		if len(seen) != 3000 {
+			t.Fatalf("limit %d: %d PEs served, want 3000", limit, len(seen))
 		}
 	}
 }
