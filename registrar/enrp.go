@@ -132,7 +132,7 @@ func (l *loop) enrpOut(outs []enrp.Output, now time.Time) {
 		case enrp.KeepAliveHome:
 			l.adopt(o.Handle, o.PEID, now)
 		case enrp.OwnershipLost:
-			l.disown(o.Handle, o.PEID)
+			l.disown(o.Handle, o.PEID, now)
 		case enrp.PeerUp, enrp.PeerDown:
 			l.log.Info("ENRP peer "+strings.TrimPrefix(o.Kind.String(), "peer-"), "peer", ServerID(o.PeerID), "addr", o.To)
 			n := 0
@@ -174,15 +174,33 @@ func (l *loop) adopt(handle wire.PoolHandle, id uint32, now time.Time) {
 	l.schedule(o, now.Add(l.cfg.Timers.KeepAliveInterval+l.cfg.Timers.KeepAliveTimeout))
 }
 
-// disown stops monitoring a PE that a peer now owns (it re-registered there).
-func (l *loop) disown(handle wire.PoolHandle, id uint32) {
+// disown handles a peer's claim to be the home of a PE we own. Normally
+// the PE re-registered there and we stop monitoring it. But a PE still
+// registered over a live connection to us is ours whatever a peer says (a
+// registrar on the other side of a healed partition took it over): we
+// reclaim it and announce that with a Handle Update, at most once per
+// keep-alive interval per PE so that a PE registered at two registrars at
+// once cannot make them argue without end.
+func (l *loop) disown(handle wire.PoolHandle, id uint32, now time.Time) {
 	e, ok := l.hs.Get(handle, id)
 	if !ok {
 		return
 	}
-	if o := l.owned[e]; o != nil && e.HomeServer != l.id {
-		l.dropOwned(o)
+	o := l.owned[e]
+	if o == nil || e.HomeServer == l.id {
+		return
 	}
+	if o.c != nil && !o.c.gone && now.Sub(o.reasserted) >= l.cfg.Timers.KeepAliveInterval {
+		o.reasserted = now
+		l.hs.SetHome(handle, id, l.id)
+		l.hs.SetExpiry(handle, id, time.Time{})
+		l.log.Info("PE connected here claimed by a peer; reclaiming it", "pool", truncate(handle), "pe", peID(id))
+		if l.onChange != nil {
+			l.onChange(Change{Action: wire.ActionAddPE, Pool: handle, Element: e.PoolElement})
+		}
+		return
+	}
+	l.dropOwned(o)
 }
 
 // dropOwned forgets the monitoring state of o without touching the

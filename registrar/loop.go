@@ -42,6 +42,7 @@ type ownedPE struct {
 	at         time.Duration // next timer (keep-alive send or ack deadline), since loop.epoch
 	idx        int32         // heap index, -1 when not in the heap
 	waiting    bool          // a keep-alive is outstanding
+	reasserted time.Time     // last time ENRP ownership was reclaimed (see disown)
 }
 
 type timerHeap []*ownedPE
