@@ -47,7 +47,7 @@ hsdump_wait() { local end=$(( $(date +%s) + $4 )) n
     [ "$(date +%s)" -ge "$end" ] && break; sleep 0.5; done; echo "$n"; }
 
 [ -d /proc/sys/net/sctp ] || { echo "FAIL case 0: no SCTP in the VM kernel"; exit 1; }
-for a in 1 2 11 12 13 21 22 31 40 100 101 111; do ip addr add $N.$a/32 dev lo; done
+for a in 1 2 11 12 13 21 22 31 40 100 101 111 112; do ip addr add $N.$a/32 dev lo; done
 ip link set lo multicast on; ip route add 224.0.0.0/4 dev lo
 ./rserpool version >"$OUT/version.txt" 2>&1 || true
 
@@ -151,6 +151,8 @@ if want 4; then
   bg proxy ./rserpool proxy -registrar sctp://$N.1:3863 -listen $N.40:8000 -pool ProxyPool \
     -ready-file "$OUT/proxy.ready" -log-level debug
   waitfor 20 test -s "$OUT/proxy.ready" || fail 4 "proxy not ready: $(tail -n 3 "$OUT/proxy.log")"
+  ./failover.test -test.run 'TestDialSCTP$' -test.v >"$OUT/failover-test.txt" 2>&1 ||
+    fail 4 "failover TestDialSCTP on kernel SCTP: $(grep -m1 -E 'FAIL|_test.go' "$OUT/failover-test.txt")"
   python3 vmtool.py client $N.40 8000 40 0.1 >"$OUT/proxy-client.txt" 2>&1 & CLIENT=$!
   waitfor 20 grep -q "^ok 9$" "$OUT/proxy-client.txt"
   step "case 4: SIGKILL PE .21 while the client runs"
@@ -160,7 +162,7 @@ if want 4; then
 fi
 
 if want 5; then
-  step "case 5: ENRP between our registrar (.101) and rspregistrar (.2)"
+  step "case 5: ENRP between our registrar #2 (.101, 0x101) and rspregistrar #2 (.2, 0x20000002)"
   cat >"$OUT/registrar2.toml" <<TOML
 id = "0x101"
 [asap]
@@ -168,28 +170,56 @@ listen = ["sctp://$N.101:3863"]
 [enrp]
 listen = ["sctp://$N.101:9901"]
 peers = ["sctp://$N.2:9901"]
+peer_heartbeat = "1s"
+max_time_last_heard = "3s"
+max_time_no_response = "2s"
+takeover_expiry = "3s"
+mentor_discovery = "1s"
 [admin]
 listen = "127.0.0.1:9465"
 [timers]
 keepalive_interval = "2s"
 keepalive_timeout = "2s"
 TOML
+  A2=http://127.0.0.1:9465
+  PR2_OPTS="-identifier=0x20000002 -asap=$N.2:3863 -enrp=$N.2:9901 -peer=$N.101:9901 $PR_OPTS
+   -peerheartbeatcycle=1000 -peermaxtimelastheard=3000 -peermaxtimenoresponse=2000 -takeoverexpiryinterval=3000"
   bg ours2 ./rserpool registrar -config "$OUT/registrar2.toml" -ready-file "$OUT/ours2.ready" -log-level debug
-  bg pr2 rspregistrar -identifier=0x20000002 -asap=$N.2:3863 -enrp=$N.2:9901 -peer=$N.101:9901 $PR_OPTS \
-    -peerheartbeatcycle=2000 -peermaxtimelastheard=3000 -peermaxtimenoresponse=2000 -takeoverexpiryinterval=3000
+  bg pr2 rspregistrar $PR2_OPTS
   waitfor 20 test -s "$OUT/ours2.ready" || fail 5 "registrar #2 not ready: $(tail -n 3 "$OUT/ours2.log")"
   bg pe111 rspserver -echo -poolhandle=EnrpPool -registrar=$N.2:3863 -local=$N.111 -identifier=0x111 $PE_OPTS
-  if ! python3 vmtool.py wait http://127.0.0.1:9465 EnrpPool 1 12 >"$OUT/enrp-wait.txt"; then
-    if grep -qi "not enabled yet" "$OUT/ours2.log"; then
-      fail 5 "ENRP not implemented yet (our registrar logs: $(grep -i -m1 'not enabled yet' "$OUT/ours2.log" | cut -c1-120))"
-    else
-      fail 5 "a PE registered at rspregistrar is not in our handlespace: $(cat "$OUT/enrp-wait.txt")"
-    fi
-  else
-    n=$(hsdump_wait $N.101 EnrpPool 1 10)
-    [ "$n" = 1 ] || fail 5 "hsdump against our registrar shows $n EnrpPool PEs, want 1"
-    fail 5 "PEs at ours visible at theirs, checksums and takeover in both directions are not checked yet"
-  fi
+  bg pe112 rspserver -echo -poolhandle=EnrpPool -registrar=$N.101:3863 -local=$N.112 -identifier=0x112 $PE_OPTS
+  python3 vmtool.py wait $A2 EnrpPool 2 15 >"$OUT/enrp-wait.txt" ||
+    fail 5 "our registrar does not list both PEs (one registered at rspregistrar): $(cat "$OUT/enrp-wait.txt")"
+  n=$(hsdump_wait $N.2 EnrpPool 2 10)
+  [ "$n" = 2 ] || fail 5 "hsdump of rspregistrar shows $n EnrpPool PEs, want 2 (one registered at ours)"
+  n=$(hsdump_wait $N.101 EnrpPool 2 5)
+  [ "$n" = 2 ] || fail 5 "hsdump of our registrar shows $n EnrpPool PEs, want 2"
+  cp "$OUT/hsdump-last.txt" "$OUT/hsdump-ours2.txt"
+  hsdump_pool $N.2 EnrpPool >/dev/null; cp "$OUT/hsdump-last.txt" "$OUT/hsdump-pr2.txt"
+  s1=$(python3 vmtool.py hsdump-sum "$OUT/hsdump-ours2.txt"); s2=$(python3 vmtool.py hsdump-sum "$OUT/hsdump-pr2.txt")
+  [ "$s1" = "$s2" ] && [ "$s1" != none ] || fail 5 "hsdump handlespace checksums differ: ours $s1, rspregistrar $s2"
+  ./rserpool ctl handlespace -registrar sctp://$N.2:9901 -json >"$OUT/ctl-hs-pr2.json" 2>"$OUT/ctl-hs-pr2.err" ||
+    fail 5 "ctl handlespace against rspregistrar failed: $(tail -n1 "$OUT/ctl-hs-pr2.err")"
+  python3 vmtool.py checksums $A2 "$OUT/ctl-hs-pr2.json" >"$OUT/checksums.txt" 2>&1 ||
+    fail 5 "owner checksums differ: $(tail -n1 "$OUT/checksums.txt")"
+  echo "   hsdump checksums: ours $s1, rspregistrar $s2; owner checksums $(tail -n1 "$OUT/checksums.txt")"
+
+  step "case 5: SIGKILL rspregistrar: ours takes over PE 0x111"
+  kill -KILL "$(pid pr2)"
+  python3 vmtool.py owned $A2 EnrpPool 0x111 25 >"$OUT/takeover1.txt" ||
+    fail 5 "our registrar did not take over PE 0x111: $(cat "$OUT/takeover1.txt")"
+
+  step "case 5: restart rspregistrar, SIGKILL ours: rspregistrar takes over PE 0x112"
+  bg pr2b rspregistrar $PR2_OPTS
+  n=$(hsdump_wait $N.2 EnrpPool 2 20)
+  [ "$n" = 2 ] || fail 5 "restarted rspregistrar learned $n EnrpPool PEs from ours, want 2"
+  kill -KILL "$(pid ours2)"
+  end=$(( $(date +%s) + 25 ))
+  while :; do hsdump_pool $N.2 EnrpPool >/dev/null
+    h=$(python3 vmtool.py hsdump-home "$OUT/hsdump-last.txt" 0x112)
+    [ "$h" = 20000002 ] || [ "$(date +%s)" -ge "$end" ] && break; sleep 1; done
+  [ "$h" = 20000002 ] || fail 5 "rspregistrar did not take over PE 0x112 (home $h)"
 fi
 
 step "stop everything (SIGINT/SIGTERM), then the capture"
@@ -197,59 +227,77 @@ for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -INT "${PIDS[$i]}" 2>/dev/null
 sleep 1.5
 for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -KILL "${PIDS[$i]}" 2>/dev/null; done
 kill -INT $DUMPCAP; wait $DUMPCAP
-tshark -r "$PCAP" -Y 'asap || enrp' -T fields -E separator=/t -e frame.number -e ip.src -e sctp.srcport \
-  -e ip.dst -e sctp.dstport -e sctp.data_payload_proto_id -e asap.message_type -e enrp.message_type \
-  -e _ws.col.Info >"$OUT/packets.txt" 2>/dev/null
-# pkts FILTER: number of frames matching a display filter
-pkts() { tshark -r "$PCAP" -Y "$1" 2>/dev/null | wc -l; }
-hexof() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n' | sed 's/../&:/g; s/:$//'; }
+# One pass over the capture; the checks below read this table:
+# frame, ip.src, sctp.srcport, ip.dst, sctp.dstport, PPIDs, ASAP types,
+# ENRP types, ASAP pool handles (hex), Info.
+tshark -r "$PCAP" -Y 'sctp.data_payload_proto_id || asap || enrp' -T fields -E separator=/t \
+  -e frame.number -e ip.src -e sctp.srcport -e ip.dst -e sctp.dstport -e sctp.data_payload_proto_id \
+  -e asap.message_type -e enrp.message_type -e asap.pool_handle_pool_handle -e _ws.col.Info \
+  >"$OUT/packets.tsv" 2>/dev/null
+# rows AWK-CONDITION: rows of packets.tsv matching; in the condition, has(col, v)
+# is true when the comma list in column col holds v.
+rows() { awk -F'\t' -v AP="$AP" -v PP="$PP" -v PORTS=" ${PORTS:-} " \
+  'function has(c, v,  a, i, n) { n = split($c, a, ","); for (i = 1; i <= n; i++) if (a[i] == v) return 1; return 0 }
+   function port(p) { return index(PORTS, " " p " ") > 0 }
+   '"$1" "$OUT/packets.tsv"; }
+nrows() { rows "$1" | wc -l; }
+hexof() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+AP=$(hexof AgentPool); PP=$(hexof ProxyPool)
+# Source ports of our pe-agent (Registration of AgentPool) and proxy (Handle
+# Resolution of ProxyPool) associations to rspregistrar.
+AGENT_PORTS=$(rows '$5 == 3863 && has(7, 1) && has(9, AP) {print $3}' | sort -u | tr '\n' ' ')
+PORTS=$(rows '$5 == 3863 && ((has(7, 1) && has(9, AP)) || (has(7, 5) && has(9, PP))) {print $3}' | sort -u | tr '\n' ' ')
+# Our registrars' own sockets, and their outgoing ENRP association to .2.
+OURS_REG='(($2 == "'$N.100'" || $2 == "'$N.101'") && ($3 == 3863 || $3 == 9901)) || ($4 == "'$N.2'" && $5 == 9901 && $3 != 9901)'
 
 if want 1; then
-  step "case 1: capture checks"
-  [ "$(pkts "ip.src==$N.100 && asap.message_type==7")" -gt 0 ] || fail 1 "our registrar sent no Endpoint Keep-Alive"
-  [ "$(pkts "ip.dst==$N.100 && asap.message_type==8")" -gt 0 ] || fail 1 "no Endpoint Keep-Alive Ack reached our registrar"
-  [ "$(pkts "ip.dst==$N.100 && asap.message_type==2")" -gt 0 ] || fail 1 "no Deregistration from the SIGINTed PE"
-  [ "$(pkts "ip.src==$N.100 && asap.message_type==4")" -gt 0 ] || fail 1 "our registrar sent no Deregistration Response"
+  R='$2 == "'$N.100'" && $3 == 3863'; T='$4 == "'$N.100'" && $5 == 3863'
+  [ "$(nrows "$R && has(7, 7)")" -gt 0 ] || fail 1 "our registrar sent no Endpoint Keep-Alive"
+  [ "$(nrows "$T && has(7, 8)")" -gt 0 ] || fail 1 "no Endpoint Keep-Alive Ack reached our registrar"
+  [ "$(nrows "$T && has(7, 2)")" -gt 0 ] || fail 1 "no Deregistration from the SIGINTed PE"
+  [ "$(nrows "$R && has(7, 4)")" -gt 0 ] || fail 1 "our registrar sent no Deregistration Response"
 fi
 if want 3; then
-  step "case 3: capture checks"
-  AP=$(hexof AgentPool)
-  [ "$(pkts "ip.dst==$N.1 && asap.message_type==2 && asap.pool_handle_pool_handle==$AP")" -gt 0 ] ||
+  PORTS=$AGENT_PORTS
+  [ -n "$AGENT_PORTS" ] || fail 3 "no Registration of AgentPool in the capture"
+  [ "$(nrows '$5 == 3863 && port($3) && has(7, 8)')" -gt 0 ] || fail 3 "pe-agent sent no Endpoint Keep-Alive Ack"
+  [ "$(nrows '$5 == 3863 && port($3) && has(7, 2) && has(9, AP)')" -gt 0 ] ||
     fail 3 "pe-agent sent no Deregistration for AgentPool"
-  [ "$(pkts "ip.dst==$N.1 && asap.message_type==8")" -gt 0 ] || fail 3 "no Endpoint Keep-Alive Ack reached rspregistrar"
+  PORTS=$(rows '$5 == 3863 && ((has(7, 1) && has(9, AP)) || (has(7, 5) && has(9, PP))) {print $3}' | sort -u | tr '\n' ' ')
 fi
 
 if want 6; then
   step "case 6: Wireshark decodes every message our components sent"
-  # Our components' associations: everything our registrars sent, and the
-  # client associations of pe-agent (Registration of AgentPool) and the proxy
-  # (Handle Resolution of ProxyPool), found by their source ports.
-  PP=$(hexof ProxyPool); AP=$(hexof AgentPool)
-  ports=$(tshark -r "$PCAP" -Y "sctp.dstport==3863 && ((asap.message_type==1 && asap.pool_handle_pool_handle==$AP) ||
-    (asap.message_type==5 && asap.pool_handle_pool_handle==$PP))" -T fields -e sctp.srcport 2>/dev/null | sort -u | tr '\n' ' ')
+  # Our traffic: what our registrars sent, and the pe-agent/proxy
+  # associations to rspregistrar (found above by their source ports).
   F="((ip.src==$N.100 || ip.src==$N.101) && (sctp.srcport==3863 || sctp.srcport==9901))"
-  [ -n "$ports" ] && F="$F || (sctp.dstport==3863 && sctp.srcport in {$ports})"
+  F="$F || (ip.dst==$N.2 && sctp.dstport==9901 && sctp.srcport!=9901)"
+  [ -n "$PORTS" ] && F="$F || (sctp.dstport==3863 && sctp.srcport in {$(echo $PORTS | tr ' ' ',')})"
   echo "   our traffic: $F"
-  tshark -r "$PCAP" -Y "$F" -w "$OUT/ours.pcap" 2>/dev/null
-  ./wirecheck/wirecheck "$OUT/ours.pcap" >"$OUT/wirecheck.txt" 2>&1 || fail 6 "wirecheck: $(grep RESULT "$OUT/wirecheck.txt")"
-  grep -E 'RESULT|^ *(ASAP|ENRP)' "$OUT/wirecheck.txt" | head -n 20
-  n=$(tshark -r "$OUT/ours.pcap" -Y 'asap' 2>/dev/null | wc -l)
-  [ "$n" -gt 0 ] || fail 6 "no ASAP message from our components in the capture"
-  bad=$(tshark -r "$OUT/ours.pcap" \
-    -Y '(sctp.srcport==3863 || sctp.dstport==3863) && sctp.data_payload_proto_id && sctp.data_payload_proto_id != 11' 2>/dev/null | wc -l)
-  [ "$bad" = 0 ] || fail 6 "$bad DATA chunks of our ASAP associations with a PPID other than 11"
-  [ -n "$ports" ] || fail 6 "no pe-agent/proxy association found in the capture"
+  tshark -r "$PCAP" -2 -R "$F" -w "$OUT/ours.pcap" 2>"$OUT/ours-filter.log" ||
+    fail 6 "tshark could not cut our traffic: $(grep -v 'Running as' "$OUT/ours-filter.log" | head -n1)"
+  ./wirecheck/wirecheck "$OUT/ours.pcap" >"$OUT/wirecheck.txt" 2>&1 ||
+    fail 6 "wirecheck: $(grep RESULT "$OUT/wirecheck.txt" || tail -n1 "$OUT/wirecheck.txt")"
+  sed -n '/RESULT/p' "$OUT/wirecheck.txt"
+  [ -n "$PORTS" ] || fail 6 "no pe-agent/proxy association found in the capture"
+  n=$(nrows "($OURS_REG) || (\$5 == 3863 && port(\$3))")
+  [ "$n" -gt 20 ] || fail 6 "only $n frames with messages from our components"
+  # PPID on the wire: 11 on every ASAP association, 12 on ENRP ones.
+  bad=$(nrows "(($OURS_REG) || (\$5 == 3863 && port(\$3))) && \$6 != \"\" &&
+    !((\$3 == 3863 || \$5 == 3863) && \$6 ~ /^11(,11)*\$/) && !((\$3 == 9901 || \$5 == 9901) && \$6 ~ /^12(,12)*\$/)")
+  [ "$bad" = 0 ] || fail 6 "$bad frames from our components with a wrong PPID (packets.tsv)"
+  # (Wireshark does not dissect retransmitted DATA chunks again.)
+  nodec=$(nrows "(($OURS_REG) || (\$5 == 3863 && port(\$3))) && \$7 == \"\" && \$8 == \"\" && \$10 !~ /retransmission/")
+  [ "$nodec" = 0 ] || fail 6 "$nodec DATA frames from our components not decoded as ASAP/ENRP"
 fi
 
-step "decode"
-tshark -r "$PCAP" -V -Y 'asap || enrp' >"$OUT/decoded.txt" 2>&1
 step "verdict"
 rc=0
 desc=([1]="RSPLIB PEs register at our registrar (SCTP), keep-alives, SIGINT/SIGKILL/SIGSTOP removal"
   [2]="RSPLIB rspterminal and pingpongclient use PEs resolved at our registrar"
   [3]="our pe-agent at rspregistrar: hsdump shows it, keep-alives, SIGTERM deregisters"
   [4]="our proxy resolves at rspregistrar and relays to RSPLIB SCTP echo PEs, PE SIGKILL costs no client connection"
-  [5]="ENRP both ways with rspregistrar"
+  [5]="ENRP with rspregistrar: PEs of either resolvable at both, equal checksums, takeover both ways"
   [6]="Wireshark: no malformed ASAP/ENRP message from our components")
 for c in $CASES; do
   if [ -n "${WHY[$c]:-}" ]; then echo "FAIL case $c: ${desc[$c]}: ${WHY[$c]}"; rc=1
