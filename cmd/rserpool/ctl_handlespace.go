@@ -9,11 +9,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/ishidawataru/sctp"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
@@ -99,6 +102,7 @@ func fetchHandlespace(addr string, timeout time.Duration) (*hsDump, error) {
 	sums := map[uint32]wire.ChecksumSum{}
 	counts := map[uint32]int{}
 	const maxChunks = 1 << 20 // bounds a registrar that never clears M
+	announced := false
 	for chunk := 0; ; chunk++ {
 		if chunk == maxChunks {
 			return nil, errors.New("more than 1,048,576 Handle Table Responses; giving up")
@@ -136,6 +140,22 @@ func fetchHandlespace(addr string, timeout time.Duration) (*hsDump, error) {
 				return nil, fmt.Errorf("registrar answered with ENRP_ERROR %+v", msg.Error)
 			default: // e.g. a Presence: not for us
 			}
+		}
+		if resp.Reject && !announced && chunk == 0 {
+			// RSPLIB answers Handle Table Requests only from servers in its
+			// peer list (R=1 otherwise). Introduce this tool with a Presence,
+			// as hsdump does, and ask again.
+			announced = true
+			pres, err := (&wire.Presence{Sender: id, Info: &wire.ServerInfo{ServerID: id,
+				Transport: localTransport(c.LocalAddr())}}).AppendBinary(nil)
+			if err != nil {
+				return nil, err
+			}
+			if err := c.WriteMessage(transport.Message{PPID: wire.PPIDENRP, Data: pres}); err != nil {
+				return nil, err
+			}
+			chunk--
+			continue
 		}
 		if resp.Reject {
 			return nil, errors.New("the registrar rejected the Handle Table Request")
@@ -181,6 +201,25 @@ func fetchHandlespace(addr string, timeout time.Duration) (*hsDump, error) {
 		slices.SortFunc(p.Elements, func(a, b resolvedPE) int { return strings.Compare(a.ID, b.ID) })
 	}
 	return d, nil
+}
+
+// localTransport describes the local end of c for a Server Information
+// parameter: every address of an SCTP association, the address of a TCP one.
+func localTransport(a net.Addr) wire.Transport {
+	switch a := a.(type) {
+	case *sctp.SCTPAddr:
+		t := wire.Transport{Type: wire.TransportSCTP, Port: uint16(a.Port)}
+		for _, ip := range a.IPAddrs {
+			if x, ok := netip.AddrFromSlice(ip.IP); ok {
+				t.Addrs = append(t.Addrs, x.Unmap())
+			}
+		}
+		return t
+	case *net.TCPAddr:
+		x, _ := netip.AddrFromSlice(a.IP)
+		return wire.Transport{Type: wire.TransportTCP, Port: uint16(a.Port), Addrs: []netip.Addr{x.Unmap()}}
+	}
+	return wire.Transport{Type: wire.TransportSCTP}
 }
 
 func peJSON(e wire.PoolElement) resolvedPE {
