@@ -70,9 +70,14 @@ func enrpConfig(cfg Config, info wire.ServerInfo) enrp.Config {
 	return ec
 }
 
-// serverInfo describes the first tcp:// or sctp:// ENRP listener.
+// serverInfo describes the first tcp:// or sctp:// ENRP listener, else a
+// tls:// one as a TCP transport (the parameter has no TLS type; a TLS-only
+// registrar reaches every peer over TLS, see peerMgr.tlsOnly).
 func serverInfo(addrs []string) wire.ServerInfo {
 	for _, a := range addrs {
+		if strings.HasPrefix(a, "tls://") && !slices.ContainsFunc(addrs, func(s string) bool { return !strings.HasPrefix(s, "tls://") }) {
+			a = "tcp://" + strings.TrimPrefix(a, "tls://")
+		}
 		scheme, hp, _ := strings.Cut(a, "://")
 		ap, err := netip.ParseAddrPort(hp)
 		if err != nil {
@@ -233,8 +238,11 @@ type peerMgr struct {
 	stop   <-chan struct{}
 	wg     *sync.WaitGroup
 	dialTO time.Duration
-	ctx    context.Context // cancelled by closeAll: aborts dials
-	cancel context.CancelFunc
+	// tlsOnly: every ENRP listener is tls://, so peers advertised with a
+	// TCP transport are dialed over TLS (never in plain text).
+	tlsOnly bool
+	ctx     context.Context // cancelled by closeAll: aborts dials
+	cancel  context.CancelFunc
 
 	mu     sync.Mutex
 	closed bool
@@ -243,6 +251,7 @@ type peerMgr struct {
 
 type peerConn struct {
 	addr   string
+	lostAs string // address reported to the node when the connection fails
 	out    chan []byte
 	done   chan struct{}
 	once   sync.Once
@@ -268,6 +277,10 @@ func (pm *peerMgr) send(addr string, b []byte) bool {
 	if addr == "" {
 		return false
 	}
+	lostAs := addr
+	if pm.tlsOnly && strings.HasPrefix(addr, "tcp://") {
+		addr = "tls://" + strings.TrimPrefix(addr, "tcp://")
+	}
 	pm.mu.Lock()
 	if pm.closed {
 		pm.mu.Unlock()
@@ -275,7 +288,7 @@ func (pm *peerMgr) send(addr string, b []byte) bool {
 	}
 	pc := pm.conns[addr]
 	if pc == nil {
-		pc = &peerConn{addr: addr, out: make(chan []byte, peerQueueLen), done: make(chan struct{}), dialed: true}
+		pc = &peerConn{addr: addr, lostAs: lostAs, out: make(chan []byte, peerQueueLen), done: make(chan struct{}), dialed: true}
 		pm.conns[addr] = pc
 		pm.wg.Add(1)
 		go pm.runDialed(pc)
@@ -326,11 +339,11 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 		pm.forget(pc)
 		pc.close()
 		pm.log.Debug("ENRP dial failed", "addr", pc.addr, "err", err)
-		pm.post(evPeerLost{pc.addr})
+		pm.post(evPeerLost{pc.lostAs})
 		return
 	}
 	pm.serve(pc, tc)
-	pm.post(evPeerLost{pc.addr})
+	pm.post(evPeerLost{pc.lostAs})
 }
 
 // serve runs the reader (in a new goroutine) and the writer of pc over tc

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -307,6 +309,9 @@ func (r *Registrar) startENRP(cfg Config) error {
 		dialTO: 3 * time.Second, conns: map[string]*peerConn{},
 	}
 	pm.ctx, pm.cancel = context.WithCancel(context.Background())
+	pm.tlsOnly = len(cfg.ENRP.Listen) > 0 && !slices.ContainsFunc(cfg.ENRP.Listen, func(a string) bool {
+		return !strings.HasPrefix(a, "tls://")
+	})
 	if len(cfg.ENRP.PeerIdentities) > 0 {
 		pm.ids = map[string]bool{}
 		for _, id := range cfg.ENRP.PeerIdentities {
