@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -92,5 +95,80 @@ func TestENRPReplicationInProcess(t *testing.T) {
 	expect[*wire.DeregistrationResponse](t, pe)
 	for _, h := range hs {
 		waitSnap(t, h, 2*time.Second, "3 PEs", func(s Snapshot) bool { return s.Elements == 3 })
+	}
+}
+
+// Metrics: live peers, handle updates both ways.
+func TestENRPMetrics(t *testing.T) {
+	a := startReady(t, enrpTestConfig())
+	b := startReady(t, enrpTestConfig(a.r.ENRPAddrs()[0]))
+	pe := dial(t, a.addr)
+	if r := pe.register(regMsg("M", 1, 7000, wire.PolicyRoundRobin)); r.Reject {
+		t.Fatalf("register: %+v", r.Error)
+	}
+	waitSnap(t, b, 2*time.Second, "replicated", func(s Snapshot) bool { return s.Elements == 1 })
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		pa := testutil.ToFloat64(a.r.m.peers)
+		pb := testutil.ToFloat64(b.r.m.peers)
+		sent := testutil.ToFloat64(a.r.m.updatesSent)
+		recv := testutil.ToFloat64(b.r.m.updatesReceived)
+		if pa == 1 && pb == 1 && sent >= 1 && recv >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peers %v/%v, updates sent %v received %v", pa, pb, sent, recv)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A hostile ENRP client: an unknown message type with the report bits gets
+// an ENRP_ERROR naming it; garbage is dropped; the registrar keeps serving.
+func TestENRPBadInput(t *testing.T) {
+	a := startReady(t, enrpTestConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := transport.Dial(ctx, a.r.ENRPAddrs()[0], &transport.Config{HeartbeatInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, b := range [][]byte{
+		{0x01, 0, 0, 3},                          // Presence shorter than its header
+		{0x01, 0, 0xff, 0xff, 1, 2},              // length beyond the message
+		{0x7f, 0, 0, 12, 0, 0, 0, 9, 0, 0, 0, 0}, // unknown type, report bits 01
+	} {
+		if err := c.WriteMessage(transport.Message{PPID: wire.PPIDENRP, Data: b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	m, err := c.ReadMessage()
+	if err != nil {
+		t.Fatalf("no ENRP_ERROR: %v", err)
+	}
+	msg, err := wire.ParseENRP(m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok := msg.(*wire.ENRPError)
+	if !ok || len(e.Error.Causes) != 1 || e.Error.Causes[0].Code != wire.CauseUnrecognizedMessage {
+		t.Fatalf("want ENRP_ERROR unrecognized message, got %#v", msg)
+	}
+	// Still serving: a handle table request is answered.
+	req, _ := (&wire.HandleTableRequest{Sender: 0x1234}).AppendBinary(nil)
+	if err := c.WriteMessage(transport.Message{PPID: wire.PPIDENRP, Data: req}); err != nil {
+		t.Fatal(err)
+	}
+	m, err = c.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := wire.ParseENRP(m.Data); err != nil {
+		t.Fatal(err)
+	} else if _, ok := msg.(*wire.HandleTableResponse); !ok {
+		t.Fatalf("want a Handle Table Response, got %T", msg)
 	}
 }
