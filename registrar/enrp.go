@@ -26,6 +26,11 @@ import (
 // repairs what a dropped Handle Update missed).
 const peerQueueLen = 16384
 
+// maxENRPConns caps ENRP connections (dialed and accepted): far above any
+// registrar set, low enough that a flood of connections cannot exhaust
+// memory.
+const maxENRPConns = 1024
+
 // ENRP events handled by the loop.
 type (
 	evENRP struct {
@@ -288,6 +293,10 @@ func (pm *peerMgr) send(addr string, b []byte) bool {
 	}
 	pc := pm.conns[addr]
 	if pc == nil {
+		if len(pm.conns) >= maxENRPConns {
+			pm.mu.Unlock()
+			return false
+		}
 		pc = &peerConn{addr: addr, lostAs: lostAs, out: make(chan []byte, peerQueueLen), done: make(chan struct{}), dialed: true}
 		pm.conns[addr] = pc
 		pm.wg.Add(1)
@@ -451,6 +460,12 @@ func (pm *peerMgr) accept(ln transport.Listener, scheme transport.Scheme) {
 			pm.mu.Unlock()
 			tc.Close()
 			return
+		}
+		if len(pm.conns) >= maxENRPConns {
+			pm.mu.Unlock()
+			tc.Close()
+			pm.log.Warn("ENRP connection refused: too many connections", "peer", addr, "max", maxENRPConns)
+			continue
 		}
 		if old := pm.conns[addr]; old != nil {
 			old.close()
