@@ -47,7 +47,7 @@ hsdump_wait() { local end=$(( $(date +%s) + $4 )) n
     [ "$(date +%s)" -ge "$end" ] && break; sleep 0.5; done; echo "$n"; }
 
 [ -d /proc/sys/net/sctp ] || { echo "FAIL case 0: no SCTP in the VM kernel"; exit 1; }
-for a in 1 2 11 12 13 21 22 31 40 100 101 111 112; do ip addr add $N.$a/32 dev lo; done
+for a in 1 2 11 12 13 21 22 31 40 100 101 103 111 112; do ip addr add $N.$a/32 dev lo; done
 ip link set lo multicast on; ip route add 224.0.0.0/4 dev lo
 ./rserpool version >"$OUT/version.txt" 2>&1 || true
 
@@ -169,7 +169,7 @@ id = "0x101"
 listen = ["sctp://$N.101:3863"]
 [enrp]
 listen = ["sctp://$N.101:9901"]
-peers = ["sctp://$N.2:9901"]
+peers = ["sctp://$N.2:9901", "sctp://$N.103:9901"]
 peer_heartbeat = "1s"
 max_time_last_heard = "3s"
 max_time_no_response = "2s"
@@ -181,11 +181,20 @@ listen = "127.0.0.1:9465"
 keepalive_interval = "2s"
 keepalive_timeout = "2s"
 TOML
+  # Registrar #3 (ours, 0x30000003): RSPLIB finishes a takeover only when a
+  # peer acks its Init Takeover; with no other live peer it lets the
+  # takeover expire ("Takeover of peer $00000101 has expired, 0 outstanding
+  # acknowledgements"). #3 is that peer; it never wins (lower ID wins).
+  sed -e 's/^id = .*/id = "0x30000003"/' -e "/^listen/s/$N.101:/$N.103:/" \
+    -e "/^peers/s/$N.103:/$N.101:/" -e 's/9465/9466/' \
+    "$OUT/registrar2.toml" >"$OUT/registrar3.toml"
   A2=http://127.0.0.1:9465
-  PR2_OPTS="-identifier=0x20000002 -asap=$N.2:3863 -enrp=$N.2:9901 -peer=$N.101:9901 $PR_OPTS
+  PR2_OPTS="-identifier=0x20000002 -asap=$N.2:3863 -enrp=$N.2:9901 -peer=$N.101:9901 -peer=$N.103:9901 $PR_OPTS
    -peerheartbeatcycle=1000 -peermaxtimelastheard=3000 -peermaxtimenoresponse=2000 -takeoverexpiryinterval=3000"
   bg ours2 ./rserpool registrar -config "$OUT/registrar2.toml" -ready-file "$OUT/ours2.ready" -log-level debug
+  bg ours3 ./rserpool registrar -config "$OUT/registrar3.toml" -ready-file "$OUT/ours3.ready" -log-level debug
   bg pr2 rspregistrar $PR2_OPTS
+  waitfor 20 test -s "$OUT/ours3.ready" || fail 5 "registrar #3 not ready: $(tail -n 3 "$OUT/ours3.log")"
   waitfor 20 test -s "$OUT/ours2.ready" || fail 5 "registrar #2 not ready: $(tail -n 3 "$OUT/ours2.log")"
   bg pe111 rspserver -echo -poolhandle=EnrpPool -registrar=$N.2:3863 -local=$N.111 -identifier=0x111 $PE_OPTS
   bg pe112 rspserver -echo -poolhandle=EnrpPool -registrar=$N.101:3863 -local=$N.112 -identifier=0x112 $PE_OPTS
@@ -222,8 +231,9 @@ TOML
 
   step "case 5: restart rspregistrar, SIGKILL ours: rspregistrar takes over PE 0x112"
   bg pr2b rspregistrar $PR2_OPTS
-  n=$(hsdump_wait $N.2 EnrpPool 2 20)
-  [ "$n" = 2 ] || fail 5 "restarted rspregistrar learned $n EnrpPool PEs from ours, want 2"
+  want=$(python3 vmtool.py count $A2 EnrpPool)
+  n=$(hsdump_wait $N.2 EnrpPool "$want" 20)
+  [ "$n" = "$want" ] || fail 5 "restarted rspregistrar learned $n EnrpPool PEs from ours, want $want"
   sleep 6
   kill -KILL "$(pid ours2)"
   waitfor 25 grep -q 'Home registrar is \$20000002' "$OUT/pe112.log" ||
