@@ -302,7 +302,7 @@ func (l *listener) bind() error {
 			ln, err = sctp.ListenSCTP("sctp", a)
 		}
 	} else {
-		ln, err = net.Listen("tcp", hostport)
+		ln, err = listenConfig.Listen(context.Background(), "tcp", hostport)
 	}
 	if err != nil {
 		return fmt.Errorf("proxy: listener %s: %w", l.label, err)
