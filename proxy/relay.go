@@ -19,6 +19,7 @@ type relay struct {
 	backend net.Conn
 	closed  bool
 	idle    [2]atomic.Bool // per direction: the last read window passed without a byte
+	ended   atomic.Int32   // directions that finished relaying
 }
 
 func (r *relay) setBackend(b net.Conn) bool {
@@ -107,7 +108,11 @@ func (l *listener) handle(c net.Conn, st *settings) {
 	l.lm.ok.Inc()
 
 	done := make(chan int64, 1)
+	if clientDone {
+		r.ended.Add(1)
+	}
 	if backEnd {
+		r.ended.Add(1)
 		done <- 0
 	} else {
 		go func() { done <- r.copy(c, backend, st.idle, 1) }()
@@ -149,10 +154,18 @@ func (r *relay) copy(dst, src net.Conn, idle time.Duration, dir int) int64 {
 		total += n
 	}
 	if err == nil {
+		if r.ended.Add(1) == 2 {
+			// The other direction is over too and handle closes both
+			// connections now: the close sends the FIN, so a shutdown
+			// system call first would be wasted.
+			return total
+		}
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 			return total
 		}
+	} else {
+		r.ended.Add(1)
 	}
 	// An error, or a peer without half-close: end both directions.
 	src.Close()
