@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -12,24 +13,117 @@ import (
 	"github.com/rserpool/rserpool/wire"
 )
 
-// Element is one pool element of the handlespace. The embedded PoolElement
-// holds what the registration carried (ID, HomeServer = owner, RegistrationLife,
-// User transport, Policy, ASAP transport).
+// Element is one pool element of the handlespace: what the registration
+// carried (ID, HomeServer = owner, RegistrationLife, the user transport,
+// policy and ASAP transport; PoolElement reconstructs the parameter) and the
+// registrar's bookkeeping.
+//
+// The representation is compact (the memory budget is about 500 bytes per PE
+// in a registrar): the first user address is stored inline and the rarely
+// used parts (more addresses, opaque transport data, the ASAP transport) sit
+// behind a pointer that is nil in the common case; the policy values live
+// only in the selection entry.
 //
 // Pointers returned by the Handlespace stay valid until the element is
 // removed; its fields change in place on re-registration. Callers must not
 // modify an Element; use the Handlespace methods.
 type Element struct {
-	Pool wire.PoolHandle
-	wire.PoolElement
-	Registered  time.Time // first registration
-	Updated     time.Time // last (re-)registration or update from a peer
-	Expiry      time.Time // zero = never expires
-	Unreachable int       // ENDPOINT_UNREACHABLE reports received
+	Pool             wire.PoolHandle
+	ID               uint32
+	HomeServer       uint32    // Home ENRP Server Identifier; 0 = undetermined
+	RegistrationLife uint32    // as registered (RSPLIB: milliseconds)
+	Registered       time.Time // first registration
+	Updated          time.Time // last (re-)registration or update from a peer
+	Expiry           time.Time // zero = never expires
+	Unreachable      int       // ENDPOINT_UNREACHABLE reports received
 
-	entry      policy.Entry // selection state in the pool's selector
-	heapIndex  int32        // index in the expiry heap, -1 when not in it
-	ownerIndex int32        // index in the owner's element list
+	user       transportHead // user transport without its addresses
+	addr       [1]netip.Addr // the user address when there is exactly one
+	more       *elementExtra // nil unless the PE needs it
+	entry      policy.Entry  // selection state in the pool's selector; holds the Policy
+	heapIndex  int32         // index in the expiry heap, -1 when not in it
+	ownerIndex int32         // index in the owner's element list
+}
+
+// transportHead is a wire.Transport without its slices.
+type transportHead struct {
+	typ         wire.TransportType
+	port        uint16
+	use         wire.TransportUse
+	serviceCode uint32
+}
+
+// elementExtra holds the parts of a PE that most PEs do not have.
+type elementExtra struct {
+	userAddrs  []netip.Addr // used instead of Element.addr unless exactly one
+	userOpaque []byte
+	asap       wire.Transport
+}
+
+// setPE stores the registration's values in e; the slices of pe are copied.
+func (e *Element) setPE(pe *wire.PoolElement) {
+	e.ID, e.HomeServer, e.RegistrationLife = pe.ID, pe.HomeServer, pe.RegistrationLife
+	u := &pe.User
+	e.user = transportHead{typ: u.Type, port: u.Port, use: u.Use, serviceCode: u.ServiceCode}
+	e.addr = [1]netip.Addr{}
+	e.more = nil
+	inline := len(u.Addrs) == 1 && u.Addrs[0].IsValid()
+	if inline {
+		e.addr[0] = u.Addrs[0]
+	}
+	if (len(u.Addrs) > 0 && !inline) || len(u.Opaque) > 0 || pe.ASAP.Type != 0 || len(pe.ASAP.Addrs) > 0 || len(pe.ASAP.Opaque) > 0 {
+		x := &elementExtra{asap: pe.ASAP}
+		if !inline {
+			x.userAddrs = slices.Clip(slices.Clone(u.Addrs))
+		}
+		x.userOpaque = slices.Clip(slices.Clone(u.Opaque))
+		x.asap.Addrs = slices.Clip(slices.Clone(pe.ASAP.Addrs))
+		x.asap.Opaque = slices.Clip(slices.Clone(pe.ASAP.Opaque))
+		e.more = x
+	}
+}
+
+// User returns the user transport. Its slices belong to the element and must
+// not be modified.
+func (e *Element) User() wire.Transport {
+	t := wire.Transport{Type: e.user.typ, Port: e.user.port, Use: e.user.use, ServiceCode: e.user.serviceCode}
+	switch {
+	case e.more != nil && len(e.more.userAddrs) > 0:
+		t.Addrs = e.more.userAddrs
+	case e.addr[0].IsValid():
+		t.Addrs = e.addr[:1:1]
+	}
+	if e.more != nil {
+		t.Opaque = e.more.userOpaque
+	}
+	return t
+}
+
+// ASAP returns the ASAP transport (Type 0 = absent). Its slices belong to the
+// element and must not be modified.
+func (e *Element) ASAP() wire.Transport {
+	if e.more == nil {
+		return wire.Transport{}
+	}
+	return e.more.asap
+}
+
+// Policy returns the PE's policy parameter. Raw belongs to the element and
+// must not be modified.
+func (e *Element) Policy() wire.Policy { return e.entry.Policy }
+
+// PoolElement returns the Pool Element parameter as registered (the current
+// values after re-registrations and updates). It does not allocate; its
+// slices belong to the element and must not be modified.
+func (e *Element) PoolElement() wire.PoolElement {
+	return wire.PoolElement{
+		ID:               e.ID,
+		HomeServer:       e.HomeServer,
+		RegistrationLife: e.RegistrationLife,
+		User:             e.User(),
+		Policy:           e.entry.Policy,
+		ASAP:             e.ASAP(),
+	}
 }
 
 // Selections returns how often the element was returned by Resolve.
@@ -153,11 +247,11 @@ func (h *Handlespace) Register(handle wire.PoolHandle, pe wire.PoolElement, now 
 		}
 		h.pools[handle] = p
 	}
-	pe = clonePE(pe)
+	newPolicy := pe.Policy
+	newPolicy.Raw = slices.Clip(slices.Clone(newPolicy.Raw))
 	if e = p.elements[pe.ID]; e != nil {
 		oldHome := e.HomeServer
-		newPolicy := pe.Policy
-		e.PoolElement = pe
+		e.setPE(&pe)
 		e.Updated = now
 		p.selector.Update(&e.entry, newPolicy)
 		if oldHome != pe.HomeServer {
@@ -169,13 +263,13 @@ func (h *Handlespace) Register(handle wire.PoolHandle, pe wire.PoolElement, now 
 		return e, false, nil
 	}
 	e = &Element{
-		Pool:        p.handle,
-		PoolElement: pe,
-		Registered:  now,
-		Updated:     now,
-		heapIndex:   -1,
+		Pool:       p.handle,
+		Registered: now,
+		Updated:    now,
+		heapIndex:  -1,
 	}
-	e.entry = policy.Entry{ID: pe.ID, Policy: pe.Policy, Value: e}
+	e.setPE(&pe)
+	e.entry = policy.Entry{ID: pe.ID, Policy: newPolicy, Value: e}
 	p.selector.Insert(&e.entry)
 	p.elements[pe.ID] = e
 	h.own(e)
@@ -203,18 +297,9 @@ func (p *pool) check(pe *wire.PoolElement) error {
 // transportTLV encodes the user transport of one PE of the pool.
 func (p *pool) transportTLV() []byte {
 	for _, e := range p.elements {
-		return transportTLV(e.User)
+		return transportTLV(e.User())
 	}
 	return nil
-}
-
-func clonePE(pe wire.PoolElement) wire.PoolElement {
-	pe.User.Addrs = slices.Clip(slices.Clone(pe.User.Addrs))
-	pe.User.Opaque = slices.Clip(slices.Clone(pe.User.Opaque))
-	pe.ASAP.Addrs = slices.Clip(slices.Clone(pe.ASAP.Addrs))
-	pe.ASAP.Opaque = slices.Clip(slices.Clone(pe.ASAP.Opaque))
-	pe.Policy.Raw = slices.Clip(slices.Clone(pe.Policy.Raw))
-	return pe
 }
 
 // own adds e to the list and checksum of its HomeServer.
@@ -303,7 +388,7 @@ func (h *Handlespace) Resolve(handle wire.PoolHandle, n int, dst []*Element) (po
 	}
 	clear(h.scratch)
 	if len(dst) > start {
-		return dst[start].Policy, dst, true
+		return dst[start].Policy(), dst, true
 	}
 	return wire.Policy{Type: p.policy}, dst, true
 }

@@ -264,7 +264,7 @@ func TestConsistencyRules(t *testing.T) {
 			if h.NumElements() != 1 || h.NumPools() != 1 {
 				t.Errorf("rejected registration changed the handlespace: %d elements", h.NumElements())
 			}
-			if got, _ := h.Get("P", 1); got.Policy.Type != lu {
+			if got, _ := h.Get("P", 1); got.Policy().Type != lu {
 				t.Error("existing PE changed")
 			}
 		})
@@ -302,8 +302,11 @@ func TestReregistration(t *testing.T) {
 	if err != nil || created || e2 != e {
 		t.Fatalf("re-registration = %p %v %v, want the same element", e2, created, err)
 	}
-	want := Element{Pool: "P", PoolElement: pe2, Registered: t0, Updated: t0.Add(time.Second),
-		Expiry: t0.Add(time.Minute), Unreachable: 1}
+	want := Element{Pool: "P", ID: pe2.ID, HomeServer: pe2.HomeServer, RegistrationLife: pe2.RegistrationLife,
+		Registered: t0, Updated: t0.Add(time.Second), Expiry: t0.Add(time.Minute), Unreachable: 1}
+	if diff := cmp.Diff(pe2, e.PoolElement(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Fatalf("pool element (-want +got):\n%s", diff)
+	}
 	if diff := cmp.Diff(want, *e, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 		cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String()[0] == '.' && !isExported(p.Last().String()[1:]) }, cmp.Ignore())); diff != "" {
 		t.Fatalf("element (-want +got):\n%s", diff)
@@ -316,7 +319,7 @@ func TestReregistration(t *testing.T) {
 	}
 	// The element's slices are copies.
 	pe2.User.Addrs[0] = netip.MustParseAddr("198.51.100.1")
-	if e.User.Addrs[0] != netip.MustParseAddr("192.0.2.1") {
+	if e.User().Addrs[0] != netip.MustParseAddr("192.0.2.1") {
 		t.Fatal("element aliases the caller's address slice")
 	}
 }
@@ -360,13 +363,13 @@ func TestResolve(t *testing.T) {
 		}
 		seen := map[uint32]bool{}
 		for _, e := range es {
-			if seen[e.ID] || e.Policy.Weight == 0 {
+			if seen[e.ID] || e.Policy().Weight == 0 {
 				t.Fatalf("Resolve(%d): PE %d twice or of weight 0", n, e.ID)
 			}
 			seen[e.ID] = true
 		}
-		if len(es) > 0 && !cmp.Equal(pol, es[0].Policy) {
-			t.Fatalf("overall policy %+v, first PE %+v", pol, es[0].Policy)
+		if len(es) > 0 && !cmp.Equal(pol, es[0].Policy()) {
+			t.Fatalf("overall policy %+v, first PE %+v", pol, es[0].Policy())
 		}
 	}
 	// Nothing selectable: the pool's type only.

@@ -43,22 +43,23 @@ func (h *Handlespace) Snapshot() []PoolSnapshot {
 		ps := PoolSnapshot{Handle: handle, Policy: policy.Name(t), PolicyType: t,
 			Elements: make([]ElementSnapshot, 0, h.PoolLen(handle))}
 		h.Elements(handle, func(e *Element) bool {
+			u := e.User()
 			es := ElementSnapshot{
 				ID:               e.ID,
 				Home:             e.HomeServer,
 				RegistrationLife: e.RegistrationLife,
-				Transport:        transportName(e.User.Type),
-				Addrs:            append([]netip.Addr(nil), e.User.Addrs...),
-				Port:             e.User.Port,
-				Use:              uint16(e.User.Use),
-				Policy:           e.Policy,
+				Transport:        transportName(u.Type),
+				Addrs:            append([]netip.Addr(nil), u.Addrs...),
+				Port:             u.Port,
+				Use:              uint16(u.Use),
+				Policy:           e.Policy(),
 				Degradation:      e.Degradation(),
 				Selections:       e.Selections(),
 				Unreachable:      e.Unreachable,
 				Registered:       e.Registered,
 				Updated:          e.Updated,
 			}
-			es.Policy.Raw = append([]uint32(nil), e.Policy.Raw...)
+			es.Policy.Raw = append([]uint32(nil), es.Policy.Raw...)
 			if !e.Expiry.IsZero() {
 				t := e.Expiry
 				es.Expiry = &t

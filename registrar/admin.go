@@ -101,20 +101,21 @@ func (l *loop) snapshot() Snapshot {
 }
 
 func elementSnapshot(e *handlespace.Element, self uint32) ElementSnapshot {
+	user, pol, asap := e.User(), e.Policy(), e.ASAP()
 	es := ElementSnapshot{
 		ID: ServerID(e.ID).String(), Home: ServerID(e.HomeServer).String(), Owned: e.HomeServer == self,
-		Transport: e.User.Type.String(), Port: e.User.Port, Use: e.User.Use.String(),
-		Addrs:              make([]string, len(e.User.Addrs)),
+		Transport: user.Type.String(), Port: user.Port, Use: user.Use.String(),
+		Addrs:              make([]string, len(user.Addrs)),
 		RegistrationLifeMS: e.RegistrationLife,
-		Policy: PolicyValues{Type: e.Policy.Type.Name(), Weight: e.Policy.Weight, Priority: e.Policy.Priority,
-			Load: e.Policy.Load, LoadDeg: e.Policy.LoadDegradation},
+		Policy: PolicyValues{Type: pol.Type.Name(), Weight: pol.Weight, Priority: pol.Priority,
+			Load: pol.Load, LoadDeg: pol.LoadDegradation},
 		Unreachable: e.Unreachable, Registered: e.Registered, Updated: e.Updated,
 	}
-	for i, a := range e.User.Addrs {
+	for i, a := range user.Addrs {
 		es.Addrs[i] = a.String()
 	}
-	if e.ASAP.Type != 0 && len(e.ASAP.Addrs) > 0 {
-		es.ASAP = fmt.Sprintf("%s %s port %d", e.ASAP.Type, e.ASAP.Addrs[0], e.ASAP.Port)
+	if asap.Type != 0 && len(asap.Addrs) > 0 {
+		es.ASAP = fmt.Sprintf("%s %s port %d", asap.Type, asap.Addrs[0], asap.Port)
 	}
 	return es
 }

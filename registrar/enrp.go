@@ -206,7 +206,7 @@ func (l *loop) disown(handle wire.PoolHandle, id uint32, now time.Time) {
 		l.hs.SetExpiry(handle, id, time.Time{})
 		l.log.Info("PE connected here claimed by a peer; reclaiming it", "pool", truncate(handle), "pe", peID(id))
 		if l.onChange != nil {
-			l.onChange(Change{Action: wire.ActionAddPE, Pool: handle, Element: e.PoolElement})
+			l.onChange(Change{Action: wire.ActionAddPE, Pool: handle, Element: e.PoolElement()})
 		}
 		return
 	}

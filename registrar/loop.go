@@ -340,7 +340,7 @@ func (l *loop) remove(handle wire.PoolHandle, id uint32, reason string) bool {
 	l.labels.removed(handle, l.hs.PoolLen(handle) == 0)
 	l.gauges()
 	if e.HomeServer == l.id && l.onChange != nil {
-		l.onChange(Change{Action: wire.ActionDelPE, Pool: handle, Element: e.PoolElement})
+		l.onChange(Change{Action: wire.ActionDelPE, Pool: handle, Element: e.PoolElement()})
 	}
 	return true
 }

@@ -73,7 +73,7 @@ func (l *loop) register(c *conn, m *wire.Registration, now time.Time) {
 	}
 	l.sendMsg(c, &wire.RegistrationResponse{PoolHandle: handle, ID: pe.ID})
 	if l.onChange != nil {
-		l.onChange(Change{Action: wire.ActionAddPE, Pool: handle, Element: e.PoolElement})
+		l.onChange(Change{Action: wire.ActionAddPE, Pool: handle, Element: e.PoolElement()})
 	}
 }
 
@@ -274,7 +274,7 @@ func (l *loop) resolve(c *conn, m *wire.HandleResolution) {
 	resp := &wire.HandleResolutionResponse{PoolHandle: m.PoolHandle, Policy: &pol,
 		Elements: make([]wire.PoolElement, len(sel))}
 	for i, e := range sel {
-		resp.Elements[i] = e.PoolElement
+		resp.Elements[i] = e.PoolElement()
 		resp.Elements[i].ASAP = wire.Transport{}
 		sel[i] = nil
 	}

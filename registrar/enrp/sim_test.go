@@ -285,7 +285,7 @@ func (s *sim) unown(i int, pe *simPE) {
 	if !ok || e.HomeServer != nd.id {
 		return
 	}
-	el := e.PoolElement
+	el := e.PoolElement()
 	nd.hs.Deregister(pe.handle, pe.id)
 	s.process(i, nd.n.LocalChange(s.now, wire.ActionDelPE, pe.handle, el))
 }

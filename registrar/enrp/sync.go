@@ -210,7 +210,8 @@ func (n *Node) nextChunk(s *session) *wire.HandleTableResponse {
 			s.pos++
 			continue
 		}
-		sz := n.peSize(&e.PoolElement)
+		pe := e.PoolElement()
+		sz := n.peSize(&pe)
 		if cur == nil || cur.PoolHandle != k.handle {
 			sz += 4 + pad4(len(k.handle))
 		}
@@ -221,7 +222,7 @@ func (n *Node) nextChunk(s *session) *wire.HandleTableResponse {
 			resp.Pools = append(resp.Pools, wire.PoolEntry{PoolHandle: k.handle})
 			cur = &resp.Pools[len(resp.Pools)-1]
 		}
-		cur.Elements = append(cur.Elements, e.PoolElement)
+		cur.Elements = append(cur.Elements, pe)
 		size += sz
 		count++
 		s.pos++
