@@ -247,6 +247,17 @@ func (a *chaosAgent) stop(sig syscall.Signal) bool {
 	return ok
 }
 
+// dumpPorts lists the user ports of a dump's PEs.
+func dumpPorts(d dumpJSON) []uint16 {
+	var ps []uint16
+	for _, p := range d.Pools {
+		for _, e := range p.Elements {
+			ps = append(ps, e.Port)
+		}
+	}
+	return ps
+}
+
 // waitAgentsHandlespace polls ctl handlespace at every registrar until each
 // holds exactly one PE per live backend (pool + port; all backends are on
 // 127.0.0.1), no other, and all dumps are equal including the owner
@@ -296,8 +307,8 @@ func waitAgentsHandlespace(t *testing.T, regs []*chaosReg, backends []uint16, d 
 // registrars) resolving continuously. A bounded loop (40 operations or
 // 75 s) picks at random: SIGKILL a registrar (keeping one alive) and
 // restart it on the same addresses after 0.2-1.5 s; SIGKILL an agent (its
-// PE must go with its connection), half of the time restarting it on the
-// same backend (new PE ID); SIGTERM an agent (deregisters); start an
+// PE must leave a live registrar's handlespace within 5 s), half of the
+// time restarting it on the same backend (new PE ID); SIGTERM an agent (deregisters); start an
 // agent. At the end every registrar holds exactly one PE per live backend,
 // the dumps and owner checksums agree, and the PU was never without a
 // successful resolution for more than 5 s.
@@ -310,6 +321,7 @@ func TestE2EENRPChaosAgents(t *testing.T) {
 		maxChaos  = 75 * time.Second
 		puGapMax  = 5 * time.Second
 		convergeD = 20 * time.Second
+		peGoneMax = 5 * time.Second
 	)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -410,6 +422,7 @@ func TestE2EENRPChaosAgents(t *testing.T) {
 		}
 	}()
 
+	var peGone time.Duration // longest removal of a SIGKILLed agent's PE
 	var ops, regKills, agentKills, agentRestarts, agentTerms, agentStarts int
 	alive := func() int {
 		n := 0
@@ -462,6 +475,22 @@ func TestE2EENRPChaosAgents(t *testing.T) {
 			agents = slices.Delete(agents, k, k+1)
 			agentKills++
 			log = append(log, fmt.Sprintf("SIGKILL agent %d", a.be.port))
+			// Its PE leaves the handlespace: connection loss at its home, or
+			// keep-alive failure at whoever took it over.
+			var up *chaosReg
+			for _, r := range regs {
+				if r.p != nil {
+					up = r
+				}
+			}
+			killedAt := time.Now()
+			for slices.Contains(dumpPorts(ctlHandlespace(t, up.enrp)), a.be.port) {
+				if time.Since(killedAt) > peGoneMax {
+					failWithLogs("PE of SIGKILLed agent %d still at %s after %v", a.be.port, up.enrp, peGoneMax)
+				}
+				time.Sleep(50 * time.Millisecond) // polling another process
+			}
+			peGone = max(peGone, time.Since(killedAt))
 			if rng.IntN(2) == 0 {
 				startAgent(a.be)
 				agentRestarts++
@@ -520,7 +549,7 @@ func TestE2EENRPChaosAgents(t *testing.T) {
 	}
 	b, _ := json.Marshal(owners)
 	t.Logf("chaos with agents: %d operations in %v, %d registrar kills, %d agent kills (%d restarted), %d agent terms, %d agent starts; "+
-		"%d live agents; PU %d resolutions, %d failed, longest gap %v (bound %v); converged %v after the last operation; owners %s",
+		"%d live agents; PU %d resolutions, %d failed, longest gap %v (bound %v); SIGKILLed agent's PE gone within %v (bound %v); converged %v after the last operation; owners %s",
 		ops, lastOp.Sub(begin).Round(time.Millisecond), regKills, agentKills, agentRestarts, agentTerms, agentStarts,
-		len(agents), pu.ok, pu.failed, pu.longest.Round(time.Millisecond), puGapMax, converge.Round(time.Millisecond), b)
+		len(agents), pu.ok, pu.failed, pu.longest.Round(time.Millisecond), puGapMax, peGone.Round(time.Millisecond), peGoneMax, converge.Round(time.Millisecond), b)
 }
