@@ -184,9 +184,11 @@ TOML
   # Registrar #3 (ours, 0x30000003): RSPLIB finishes a takeover only when a
   # peer acks its Init Takeover; with no other live peer it lets the
   # takeover expire ("Takeover of peer $00000101 has expired, 0 outstanding
-  # acknowledgements"). #3 is that peer; it never wins (lower ID wins).
+  # acknowledgements"). #3 is that peer. It notices dead peers late (60 s),
+  # so it only acks the others' takeovers and never starts one itself.
   sed -e 's/^id = .*/id = "0x30000003"/' -e "/^listen/s/$N.101:/$N.103:/" \
     -e "/^peers/s/$N.103:/$N.101:/" -e 's/9465/9466/' \
+    -e 's/^max_time_last_heard = .*/max_time_last_heard = "60s"/' \
     "$OUT/registrar2.toml" >"$OUT/registrar3.toml"
   A2=http://127.0.0.1:9465
   PR2_OPTS="-identifier=0x20000002 -asap=$N.2:3863 -enrp=$N.2:9901 -peer=$N.101:9901 -peer=$N.103:9901 $PR_OPTS
