@@ -38,7 +38,9 @@ type Element struct {
 	Unreachable      int       // ENDPOINT_UNREACHABLE reports received
 
 	user       transportHead // user transport without its addresses
+	asap       transportHead // ASAP transport without its addresses; typ 0 = absent
 	addr       [1]netip.Addr // the user address when there is exactly one
+	asapAddr   [1]netip.Addr // the ASAP address when there is exactly one
 	more       *elementExtra // nil unless the PE needs it
 	entry      policy.Entry  // selection state in the pool's selector; holds the Policy
 	heapIndex  int32         // index in the expiry heap, -1 when not in it
@@ -56,29 +58,57 @@ type transportHead struct {
 // elementExtra holds the parts of a PE that most PEs do not have.
 type elementExtra struct {
 	userAddrs  []netip.Addr // used instead of Element.addr unless exactly one
+	asapAddrs  []netip.Addr // used instead of Element.asapAddr unless exactly one
 	userOpaque []byte
-	asap       wire.Transport
+	asapOpaque []byte
+}
+
+func headOf(t *wire.Transport) transportHead {
+	return transportHead{typ: t.Type, port: t.Port, use: t.Use, serviceCode: t.ServiceCode}
+}
+
+// single reports whether addrs is exactly one valid address, which an
+// Element stores inline.
+func single(addrs []netip.Addr) bool { return len(addrs) == 1 && addrs[0].IsValid() }
+
+// transport rebuilds a wire.Transport; the address slice is inline[:1] or
+// more, whichever holds the addresses.
+func (h transportHead) transport(inline *[1]netip.Addr, more []netip.Addr, opaque []byte) wire.Transport {
+	t := wire.Transport{Type: h.typ, Port: h.port, Use: h.use, ServiceCode: h.serviceCode, Opaque: opaque}
+	switch {
+	case len(more) > 0:
+		t.Addrs = more
+	case inline[0].IsValid():
+		t.Addrs = inline[:1:1]
+	}
+	return t
 }
 
 // setPE stores the registration's values in e; the slices of pe are copied.
 func (e *Element) setPE(pe *wire.PoolElement) {
 	e.ID, e.HomeServer, e.RegistrationLife = pe.ID, pe.HomeServer, pe.RegistrationLife
-	u := &pe.User
-	e.user = transportHead{typ: u.Type, port: u.Port, use: u.Use, serviceCode: u.ServiceCode}
-	e.addr = [1]netip.Addr{}
+	u, a := &pe.User, &pe.ASAP
+	e.user, e.asap = headOf(u), headOf(a)
+	e.addr, e.asapAddr = [1]netip.Addr{}, [1]netip.Addr{}
 	e.more = nil
-	inline := len(u.Addrs) == 1 && u.Addrs[0].IsValid()
-	if inline {
+	if single(u.Addrs) {
 		e.addr[0] = u.Addrs[0]
 	}
-	if (len(u.Addrs) > 0 && !inline) || len(u.Opaque) > 0 || pe.ASAP.Type != 0 || len(pe.ASAP.Addrs) > 0 || len(pe.ASAP.Opaque) > 0 {
-		x := &elementExtra{asap: pe.ASAP}
-		if !inline {
+	if single(a.Addrs) {
+		e.asapAddr[0] = a.Addrs[0]
+	}
+	if (len(u.Addrs) > 0 && !single(u.Addrs)) || (len(a.Addrs) > 0 && !single(a.Addrs)) ||
+		len(u.Opaque) > 0 || len(a.Opaque) > 0 {
+		x := &elementExtra{
+			userOpaque: slices.Clip(slices.Clone(u.Opaque)),
+			asapOpaque: slices.Clip(slices.Clone(a.Opaque)),
+		}
+		if !single(u.Addrs) {
 			x.userAddrs = slices.Clip(slices.Clone(u.Addrs))
 		}
-		x.userOpaque = slices.Clip(slices.Clone(u.Opaque))
-		x.asap.Addrs = slices.Clip(slices.Clone(pe.ASAP.Addrs))
-		x.asap.Opaque = slices.Clip(slices.Clone(pe.ASAP.Opaque))
+		if !single(a.Addrs) {
+			x.asapAddrs = slices.Clip(slices.Clone(a.Addrs))
+		}
 		e.more = x
 	}
 }
@@ -86,26 +116,19 @@ func (e *Element) setPE(pe *wire.PoolElement) {
 // User returns the user transport. Its slices belong to the element and must
 // not be modified.
 func (e *Element) User() wire.Transport {
-	t := wire.Transport{Type: e.user.typ, Port: e.user.port, Use: e.user.use, ServiceCode: e.user.serviceCode}
-	switch {
-	case e.more != nil && len(e.more.userAddrs) > 0:
-		t.Addrs = e.more.userAddrs
-	case e.addr[0].IsValid():
-		t.Addrs = e.addr[:1:1]
+	if e.more == nil {
+		return e.user.transport(&e.addr, nil, nil)
 	}
-	if e.more != nil {
-		t.Opaque = e.more.userOpaque
-	}
-	return t
+	return e.user.transport(&e.addr, e.more.userAddrs, e.more.userOpaque)
 }
 
 // ASAP returns the ASAP transport (Type 0 = absent). Its slices belong to the
 // element and must not be modified.
 func (e *Element) ASAP() wire.Transport {
 	if e.more == nil {
-		return wire.Transport{}
+		return e.asap.transport(&e.asapAddr, nil, nil)
 	}
-	return e.more.asap
+	return e.asap.transport(&e.asapAddr, e.more.asapAddrs, e.more.asapOpaque)
 }
 
 // Policy returns the PE's policy parameter. Raw belongs to the element and

@@ -543,3 +543,42 @@ func TestSnapshot(t *testing.T) {
 		t.Fatalf("Snapshot (-want +got):\n%s", diff)
 	}
 }
+
+// TestPoolElementRoundTrip checks that the compact Element gives back every
+// part of the registered parameter: inline single addresses, several
+// addresses, opaque data and the ASAP transport.
+func TestPoolElementRoundTrip(t *testing.T) {
+	a1, a2 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	pes := []wire.PoolElement{
+		{ID: 1, HomeServer: 2, RegistrationLife: 3,
+			User:   wire.Transport{Type: wire.TransportTCP, Port: 7, Use: wire.UseDataAndControl, Addrs: []netip.Addr{a1}},
+			Policy: wire.Policy{Type: wire.PolicyRoundRobin},
+			ASAP:   wire.Transport{Type: wire.TransportSCTP, Port: 9, Addrs: []netip.Addr{a2}}},
+		{ID: 2, User: wire.Transport{Type: wire.TransportTCP, Port: 7, Use: wire.UseDataAndControl, Addrs: []netip.Addr{a1, a2}},
+			Policy: wire.Policy{Type: wire.PolicyRoundRobin, Raw: []uint32{5}},
+			ASAP:   wire.Transport{Type: wire.TransportSCTP, Port: 9, Addrs: []netip.Addr{a2, a1}, Opaque: []byte{1}}},
+		{ID: 3, User: wire.Transport{Type: wire.TransportTCP, Port: 7, Use: wire.UseDataAndControl, Opaque: []byte{4, 5}},
+			Policy: wire.Policy{Type: wire.PolicyRoundRobin}},
+	}
+	h := New(Options{})
+	for _, pe := range pes {
+		e := mustRegister(t, h, "P", pe)
+		if diff := cmp.Diff(pe, e.PoolElement(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			t.Errorf("PE %d (-want +got):\n%s", pe.ID, diff)
+		}
+	}
+	// A re-registration with fewer parts drops the old ones.
+	e := mustRegister(t, h, "P", pes[0])
+	pe := pes[1]
+	pe.ID = 1
+	e = mustRegister(t, h, "P", pe)
+	pe.Policy = pes[1].Policy
+	if diff := cmp.Diff(pe, e.PoolElement(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("re-registered (-want +got):\n%s", diff)
+	}
+	pe = pes[0]
+	e = mustRegister(t, h, "P", pe)
+	if diff := cmp.Diff(pe, e.PoolElement(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("re-registered back (-want +got):\n%s", diff)
+	}
+}
