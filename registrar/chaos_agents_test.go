@@ -21,12 +21,14 @@ import (
 )
 
 // chaosAgentsRegConfig: short ENRP timers as in the other ENRP e2e tests,
-// and short keep-alives so that a taken-over PE whose agent is gone leaves
-// the handlespace within seconds.
+// and keep-alives (30 s) longer than the test, so that a PE without a live
+// agent can leave the handlespace only through ENRP, connection loss or
+// deregistration, never by a keep-alive timeout that would hide a stale
+// entry.
 const chaosAgentsRegConfig = `
 [timers]
-keepalive_interval = "1s"
-keepalive_timeout = "1s"
+keepalive_interval = "30s"
+keepalive_timeout = "30s"
 [enrp]
 peer_heartbeat = "200ms"
 max_time_last_heard = "600ms"
