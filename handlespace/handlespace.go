@@ -37,6 +37,11 @@ type Element struct {
 	Expiry           time.Time // zero = never expires
 	Unreachable      int       // ENDPOINT_UNREACHABLE reports received
 
+	// Owner is the registrar's own per-PE state (its keep-alive record),
+	// kept here so that it needs no index of its own. The handlespace never
+	// reads it; it is dropped with the element.
+	Owner any
+
 	user       transportHead // user transport without its addresses
 	asap       transportHead // ASAP transport without its addresses; typ 0 = absent
 	addr       [1]netip.Addr // the user address when there is exactly one

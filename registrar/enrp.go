@@ -168,10 +168,10 @@ func (l *loop) adopt(handle wire.PoolHandle, id uint32, now time.Time) {
 	if !ok || e.HomeServer != l.id {
 		return
 	}
-	o := l.owned[e]
+	o := owned(e)
 	if o == nil {
 		o = &ownedPE{e: e, idx: -1}
-		l.owned[e] = o
+		e.Owner = o
 	}
 	if o.c != nil {
 		// The PE is connected here: ask it to adopt us (H bit).
@@ -196,12 +196,13 @@ func (l *loop) disown(handle wire.PoolHandle, id uint32, now time.Time) {
 	if !ok {
 		return
 	}
-	o := l.owned[e]
+	o := owned(e)
 	if o == nil || e.HomeServer == l.id {
 		return
 	}
-	if o.c != nil && !o.c.gone && now.Sub(o.reasserted) >= l.cfg.Timers.KeepAliveInterval {
-		o.reasserted = now
+	since := max(now.Sub(l.epoch), 1) // 0 in o.reasserted means never
+	if o.c != nil && !o.c.gone && (o.reasserted == 0 || since-o.reasserted >= l.cfg.Timers.KeepAliveInterval) {
+		o.reasserted = since
 		l.hs.SetHome(handle, id, l.id)
 		l.hs.SetExpiry(handle, id, time.Time{})
 		l.log.Info("PE connected here claimed by a peer; reclaiming it", "pool", truncate(handle), "pe", peID(id))
@@ -220,7 +221,7 @@ func (l *loop) dropOwned(o *ownedPE) {
 	if o.idx >= 0 && int(o.idx) < len(l.timers) && l.timers[o.idx] == o {
 		heap.Remove(&l.timers, int(o.idx))
 	}
-	delete(l.owned, o.e)
+	o.e.Owner = nil
 }
 
 // enrpMessage feeds a received ENRP message to the node.

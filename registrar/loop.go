@@ -42,7 +42,13 @@ type ownedPE struct {
 	at         time.Duration // next timer (keep-alive send or ack deadline), since loop.epoch
 	idx        int32         // heap index, -1 when not in the heap
 	waiting    bool          // a keep-alive is outstanding
-	reasserted time.Time     // last time ENRP ownership was reclaimed (see disown)
+	reasserted time.Duration // last time ENRP ownership was reclaimed (see disown), since loop.epoch; 0 = never
+}
+
+// owned returns the monitoring state kept in e, or nil when e is not ours.
+func owned(e *handlespace.Element) *ownedPE {
+	o, _ := e.Owner.(*ownedPE)
+	return o
 }
 
 type timerHeap []*ownedPE
@@ -77,7 +83,6 @@ type loop struct {
 	onChange func(Change)
 
 	hs      *handlespace.Handlespace
-	owned   map[*handlespace.Element]*ownedPE // keyed by the handlespace entry
 	timers  timerHeap
 	auth    map[string]*poolAuth
 	allow   []netip.Prefix // default for pools without [[pool]]
@@ -98,7 +103,6 @@ func newLoop(id uint32, cfg Config, log *slog.Logger, m *metrics, onChange func(
 		m:        m,
 		onChange: onChange,
 		hs:       handlespace.New(handlespace.Options{}),
-		owned:    map[*handlespace.Element]*ownedPE{},
 		labels:   newPoolLabels(cfg.Limits.MetricPools, m.poolElements),
 		events:   make(chan any, 4096),
 		epoch:    time.Now(),
@@ -241,7 +245,7 @@ func (l *loop) ownedPE(handle wire.PoolHandle, id uint32) *ownedPE {
 	if !ok {
 		return nil
 	}
-	return l.owned[e]
+	return owned(e)
 }
 
 // schedule (re)arms the timer of o.
@@ -330,7 +334,7 @@ func (l *loop) remove(handle wire.PoolHandle, id uint32, reason string) bool {
 		if o.idx >= 0 && int(o.idx) < len(l.timers) && l.timers[o.idx] == o {
 			heap.Remove(&l.timers, int(o.idx))
 		}
-		delete(l.owned, o.e)
+		o.e.Owner = nil
 	}
 	e, ok := l.hs.Deregister(handle, id)
 	if !ok {

@@ -49,10 +49,10 @@ func (l *loop) register(c *conn, m *wire.Registration, now time.Time) {
 		l.rejectRegistration(c, handle, pe.ID, rj)
 		return
 	}
-	o := l.owned[e]
+	o := owned(e)
 	if o == nil {
 		o = &ownedPE{e: e, idx: -1}
-		l.owned[e] = o
+		e.Owner = o
 	}
 	l.attach(o, c)
 	o.waiting = false
