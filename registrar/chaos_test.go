@@ -3,12 +3,33 @@ package registrar
 import (
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rserpool/rserpool/wire"
 )
+
+// chaosConfig is enrpE2EConfig with 1 s keep-alives: a PE that a survivor
+// took over while the PE was already re-registering elsewhere has no
+// connection at its new home, which then drops it after one keep-alive
+// interval plus timeout; with 30 s that outlasts the convergence window.
+var chaosConfig = strings.Replace(strings.Replace(enrpE2EConfig,
+	`keepalive_interval = "30s"`, `keepalive_interval = "1s"`, 1),
+	`keepalive_timeout = "30s"`, `keepalive_timeout = "1s"`, 1)
+
+// startChaosProc is startENRPProc with chaosConfig.
+func startChaosProc(t *testing.T, peers ...string) *proc {
+	t.Helper()
+	args := []string{"-enrp", "tcp://127.0.0.1:0"}
+	for _, p := range peers {
+		args = append(args, "-peer", p)
+	}
+	p := startProc(t, chaosConfig, args...)
+	p.waitLog("serving ASAP", 20*time.Second)
+	return p
+}
 
 // TestE2EENRPChaos kills (SIGKILL) and restarts registrars and PEs at
 // random while a PU resolves continuously; a PE whose registrar died
@@ -20,8 +41,8 @@ func TestE2EENRPChaos(t *testing.T) {
 		t.Skip("chaos run skipped with -short")
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	stable := startENRPProc(t)
-	regs := []*proc{stable, startENRPProc(t, stable.enrp), startENRPProc(t, stable.enrp)}
+	stable := startChaosProc(t)
+	regs := []*proc{stable, startChaosProc(t, stable.enrp), startChaosProc(t, stable.enrp)}
 	type pe struct {
 		cl  *client
 		reg *proc
@@ -87,7 +108,7 @@ func TestE2EENRPChaos(t *testing.T) {
 					}
 				}
 			}
-			regs[i] = startENRPProc(t, stable.enrp)
+			regs[i] = startChaosProc(t, stable.enrp)
 		case 1: // a PE dies (its connection ends: removed at its home)
 			if len(pes) > 1 {
 				k := rng.IntN(len(pes))
@@ -104,6 +125,7 @@ func TestE2EENRPChaos(t *testing.T) {
 		t.Fatal("the PU got no answer within 5 s during the chaos run")
 	}
 	want := len(pes)
+	t.Logf("chaos: waiting for %d live PEs at every registrar", want)
 	took := waitSame(t, want, 10*time.Second, regs...)
 	d := ctlHandlespace(t, stable.enrp)
 	var ids []string
