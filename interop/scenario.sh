@@ -184,14 +184,14 @@ TOML
   # A third registrar, rspregistrar #3 (.103, 0x30000003): RSPLIB finishes a
   # takeover only when a peer acks its Init Takeover; with no other live
   # peer it lets the takeover expire ("Takeover of peer $00000101 has
-  # expired, 0 outstanding acknowledgements"). #3 is that peer. It never
-  # wins a takeover against the registrar under test (lower ID wins).
+  # expired, 0 outstanding acknowledgements"). #3 is that peer. It notices
+  # dead peers late (60 s), so it only acks the takeover under test.
   A2=http://127.0.0.1:9465
   PR2_OPTS="-identifier=0x20000002 -asap=$N.2:3863 -enrp=$N.2:9901 -peer=$N.101:9901 -peer=$N.103:9901 $PR_OPTS
    -peerheartbeatcycle=1000 -peermaxtimelastheard=3000 -peermaxtimenoresponse=2000 -takeoverexpiryinterval=3000"
   bg ours2 ./rserpool registrar -config "$OUT/registrar2.toml" -ready-file "$OUT/ours2.ready" -log-level debug
   bg pr3 rspregistrar -identifier=0x30000003 -asap=$N.103:3863 -enrp=$N.103:9901 -peer=$N.2:9901 -peer=$N.101:9901 \
-    $PR_OPTS -peerheartbeatcycle=1000 -peermaxtimelastheard=3000 -peermaxtimenoresponse=2000 -takeoverexpiryinterval=3000
+    $PR_OPTS -peerheartbeatcycle=1000 -peermaxtimelastheard=60000 -peermaxtimenoresponse=2000 -takeoverexpiryinterval=3000
   bg pr2 rspregistrar $PR2_OPTS
   waitfor 20 test -s "$OUT/ours2.ready" || fail 5 "registrar #2 not ready: $(tail -n 3 "$OUT/ours2.log")"
   bg pe111 rspserver -echo -poolhandle=EnrpPool -registrar=$N.2:3863 -local=$N.111 -identifier=0x111 $PE_OPTS
