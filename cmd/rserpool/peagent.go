@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	peagent "github.com/rserpool/rserpool/pe-agent"
@@ -61,12 +59,11 @@ func runPEAgent(args []string) int {
 		fmt.Fprintf(os.Stderr, "rserpool pe-agent: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintln(os.Stderr, "rserpool pe-agent: -log-level:", err)
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rserpool pe-agent:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
@@ -106,8 +103,7 @@ func runPEAgent(args []string) int {
 	}
 	cfg = cfg.Normalize()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	a, err := peagent.NewAgent(cfg, peagent.Options{Logger: log, Registerer: reg})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rserpool pe-agent:", err)
@@ -141,7 +137,7 @@ func runPEAgent(args []string) int {
 	}
 	log.Info("pe-agent started", "registrars", cfg.Registrars, "elements", len(cfg.Elements), "admin", adminAddr)
 	if *readyFile != "" {
-		if err := writePEAgentReadyFile(*readyFile, map[string]any{"admin": adminAddr, "pid": os.Getpid()}); err != nil {
+		if err := writeJSONFile(*readyFile, map[string]any{"admin": adminAddr, "pid": os.Getpid()}); err != nil {
 			log.Error("writing ready file", "err", err)
 		}
 	}
@@ -235,17 +231,4 @@ func peAgentAdmin(a *peagent.Agent, reg *prometheus.Registry) http.Handler {
 		_ = enc.Encode(out)
 	})
 	return mux
-}
-
-// writePEAgentReadyFile writes v as JSON to path atomically.
-func writePEAgentReadyFile(path string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -2,19 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rserpool/rserpool/registrar"
 )
@@ -22,12 +16,6 @@ import (
 func init() {
 	register(command{name: "registrar", summary: "run a pool registrar (ASAP server)", run: runRegistrar})
 }
-
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func runRegistrar(args []string) int {
 	fs := flag.NewFlagSet("registrar", flag.ContinueOnError)
@@ -51,12 +39,11 @@ func runRegistrar(args []string) int {
 		}
 		return 2
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintln(os.Stderr, "rserpool registrar: -log-level:", err)
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rserpool registrar:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -95,8 +82,7 @@ func runRegistrar(args []string) int {
 		fmt.Fprintln(os.Stderr, "rserpool registrar:", err)
 		return 2
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	r, err := registrar.New(cfg, registrar.Options{Logger: log, Registerer: reg})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rserpool registrar:", err)
@@ -147,19 +133,11 @@ func runRegistrar(args []string) int {
 
 // writeReadyFile writes {"id":..., "asap":[...], "admin":...} atomically.
 func writeReadyFile(path string, r *registrar.Registrar) error {
-	b, err := json.Marshal(struct {
+	return writeJSONFile(path, struct {
 		ID    string   `json:"id"`
 		ASAP  []string `json:"asap"`
 		Admin string   `json:"admin,omitempty"`
 		PID   int      `json:"pid"`
 		ENRP  []string `json:"enrp,omitempty"`
 	}{r.ID().String(), r.ASAPAddrs(), r.AdminAddr(), os.Getpid(), r.ENRPAddrs()})
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
