@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +31,16 @@ var (
 	binErr    error
 )
 
+// backendEnv makes the test binary a plain TCP server (accept and close) on
+// the address it names, instead of running tests: the namespace tests use it
+// as the backend behind their pe-agents.
+const backendEnv = "RSERPOOL_TEST_BACKEND"
+
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(backendEnv); addr != "" {
+		serveTestBackend(addr)
+		return
+	}
 	flag.Parse()
 	code := m.Run()
 	if binDir != "" {
@@ -385,4 +395,21 @@ func TestE2EBadConfig(t *testing.T) {
 		t.Fatalf("bad config: %v %q", err, stderr.String())
 	}
 	_ = io.Discard
+}
+
+// serveTestBackend accepts connections on addr and closes them, until the
+// process is killed.
+func serveTestBackend(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test backend:", err)
+		os.Exit(1)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		c.Close()
+	}
 }

@@ -210,13 +210,14 @@ func TestNetnsENRPMulticastPartition(t *testing.T) {
 		lab.start(i, "registrar"+a, "registrar", "-config", cfg, "-asap", "tcp://"+a+":3863",
 			"-enrp", "tcp://"+a+":9901", "-admin", a+":9464")
 	}
-	python, err := exec.LookPath("python3")
+	self, err := os.Executable()
 	if err != nil {
-		t.Skip("python3 (backend servers for the pe-agents) not installed")
+		t.Fatal(err)
 	}
 	agent := func(i, host int, port int) {
-		lab.startCmd(host, fmt.Sprintf("backend%d", port), python, "-m", "http.server", "--bind", lab.addr(host),
-			fmt.Sprint(port))
+		// The backend is this test binary in its backendEnv mode.
+		lab.startCmd(host, fmt.Sprintf("backend%d", port), "env",
+			fmt.Sprintf("%s=%s:%d", backendEnv, lab.addr(host), port), self)
 		lab.start(host, fmt.Sprintf("pe-agent%d", port), "pe-agent", "-registrar", "tcp://"+lab.addr(i)+":3863",
 			"-pool", "NetPool", "-backend", fmt.Sprintf("%s:%d", lab.addr(host), port))
 	}
