@@ -89,6 +89,14 @@
 //     answer): listeners are bound at Start, connections wait in the
 //     backlog, /healthz answers 503 until then (RFC 5353 §3.2). Without
 //     peers and without multicast the registrar serves at once.
+//   - Takeover over SCTP (RSPLIB behaviour): when a PE taken over, or
+//     owned and due for a keep-alive, has no connection here and its ASAP
+//     Transport is SCTP with a usable address and port, the registrar opens
+//     an association to that address (off the loop, at most one set-up per
+//     PE, at most 16 at once, 10 s each), serves it like an accepted ASAP
+//     connection, makes it the PE's connection and sends the Keep-Alive with
+//     H=1 and the PE Identifier there. A failed set-up changes nothing: the
+//     keep-alive timeout removes the PE as before.
 //   - Takeover over the TCP mapping (DESIGN.md's open question): a PE's
 //     only ASAP path is the connection it opened to its home, so the winner
 //     of a takeover cannot send it the Keep-Alive with H=1 unless the PE is
@@ -120,8 +128,11 @@
 //
 // # Limitations
 //
-// ENRP settings change only on restart; the takeover Keep-Alive with H=1
-// reaches only PEs connected to the winner (see ENRP). Dynamic handle
+// ENRP settings change only on restart; over the TCP mapping the takeover
+// Keep-Alive with H=1 reaches only PEs connected to the winner (see ENRP).
+// An SCTP association set-up to a PE is bounded by the kernel's INIT
+// retransmissions, not by the 10 s limit (transport.Dial checks the
+// context only at the start), and Shutdown waits for it. Dynamic handle
 // resolution updates (S flag) are not offered. Announces carry no TLS
 // transports. Listeners, TLS and announce settings change only on restart.
 package registrar

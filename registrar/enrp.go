@@ -158,8 +158,10 @@ func (l *loop) enrpOut(outs []enrp.Output, now time.Time) {
 }
 
 // adopt starts monitoring a PE this registrar took over from a dead peer.
-// Over the TCP mapping a registrar reaches a PE only over a connection the
-// PE opened to it, so the PE gets no Keep-Alive with H=1 here; it keeps
+// When the PE has no connection here and its ASAP Transport is SCTP, the
+// registrar opens an association to it and sends the Keep-Alive with H=1
+// there (reach). Over the TCP mapping a registrar reaches a PE only over a
+// connection the PE opened to it, so the PE gets no Keep-Alive here; it keeps
 // its entry (now ours) for one keep-alive interval plus timeout, within
 // which it re-registers on its own (here or at another registrar, which
 // then announces itself as the PE's home).
@@ -179,6 +181,10 @@ func (l *loop) adopt(handle wire.PoolHandle, id uint32, now time.Time) {
 		if l.sendMsg(o.c, ka) {
 			l.m.keepAlivesSent.Inc()
 		}
+	} else {
+		// Taken over with no connection here: over SCTP open one to the
+		// PE's ASAP Transport (RSPLIB behaviour) and send it there.
+		l.reach(o)
 	}
 	o.waiting = true
 	l.schedule(o, now.Add(l.cfg.Timers.KeepAliveInterval+l.cfg.Timers.KeepAliveTimeout))

@@ -94,6 +94,12 @@ type loop struct {
 	epoch  time.Time // origin of ownedPE.at (monotonic)
 
 	enrp *enrpSide // nil when ENRP is off; set before run starts
+
+	// dial starts an outgoing ASAP association set-up to a PE (see reach);
+	// nil in loop unit tests. dialing holds the PEs with one under way.
+	// whether the Keep-Alive to send on it carries the H bit.
+	dial    func(k peKey, addr string) bool
+	dialing map[peKey]struct{}
 }
 
 func newLoop(id uint32, cfg Config, log *slog.Logger, m *metrics, onChange func(Change)) *loop {
@@ -105,6 +111,7 @@ func newLoop(id uint32, cfg Config, log *slog.Logger, m *metrics, onChange func(
 		hs:       handlespace.New(handlespace.Options{}),
 		labels:   newPoolLabels(cfg.Limits.MetricPools, m.poolElements),
 		events:   make(chan any, 4096),
+		dialing:  map[peKey]struct{}{},
 		epoch:    time.Now(),
 	}
 	l.apply(cfg)
@@ -213,6 +220,8 @@ func (l *loop) handle(ev any, now time.Time) {
 		ev.reply <- l.snapshot()
 	case evFunc:
 		ev.fn(l)
+	case evDialed:
+		l.dialed(ev)
 	case evENRP:
 		if l.enrp != nil {
 			l.enrpMessage(ev, now)
@@ -280,6 +289,8 @@ func (l *loop) fire(now time.Time) {
 			if l.sendMsg(o.c, ka) {
 				l.m.keepAlivesSent.Inc()
 			}
+		} else {
+			l.reach(o)
 		}
 	}
 }

@@ -130,6 +130,7 @@ func New(cfg Config, opts Options) (*Registrar, error) {
 			user(c)
 		}
 	})
+	l.dial = r.dialPE
 	r.loop = l
 	r.ready = make(chan struct{})
 	r.tcfg = transport.Config{
