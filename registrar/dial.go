@@ -78,9 +78,7 @@ func (l *loop) dialed(ev evDialed) {
 	}
 	o := l.ownedPE(wire.PoolHandle(ev.key.pool), ev.key.id)
 	if o == nil || o.e.HomeServer != l.id || (o.c != nil && !o.c.gone) || ev.c.gone {
-		if o == nil || o.e.HomeServer != l.id {
-			ev.c.close()
-		}
+		ev.c.close() // no longer needed: the PE went, moved or reconnected
 		return
 	}
 	l.attach(o, ev.c)
