@@ -53,7 +53,7 @@ func refChecksum(pes []key) uint16 {
 }
 
 type key struct {
-	handle string
+	handle wire.PoolHandle
 	id     uint32
 }
 
@@ -75,7 +75,7 @@ func TestChecksumVectors(t *testing.T) {
 	}
 }
 
-func mustRegister(t testing.TB, h *Handlespace, handle string, pe wire.PoolElement) *Element {
+func mustRegister(t testing.TB, h *Handlespace, handle wire.PoolHandle, pe wire.PoolElement) *Element {
 	t.Helper()
 	e, _, err := h.Register(handle, pe, t0)
 	if err != nil {
@@ -89,7 +89,7 @@ func mustRegister(t testing.TB, h *Handlespace, handle string, pe wire.PoolEleme
 func TestInvariants(t *testing.T) {
 	rng := seeded(1)
 	h := New(Options{Rand: seeded(2)})
-	handles := []string{"a", "EchoPool", "Pool1", "odd-length", "\x00\xff\x01", "x234567890123456789012345678901y"}
+	handles := []wire.PoolHandle{"a", "EchoPool", "Pool1", "odd-length", "\x00\xff\x01", "x234567890123456789012345678901y"}
 	owners := []uint32{0, 1, 0xdeadbeef, 0x0a0b0c0d}
 	type mpe struct {
 		home   uint32
@@ -180,7 +180,7 @@ func TestInvariants(t *testing.T) {
 func checkModel(t *testing.T, op int, h *Handlespace, model map[key]uint32) {
 	t.Helper()
 	byOwner := map[uint32][]key{}
-	pools := map[string]int{}
+	pools := map[wire.PoolHandle]int{}
 	for k, home := range model {
 		byOwner[home] = append(byOwner[home], k)
 		pools[k.handle]++
@@ -216,8 +216,8 @@ func checkModel(t *testing.T, op int, h *Handlespace, model map[key]uint32) {
 		}
 	}
 	for handle, n := range pools {
-		if h.PoolLen(handle) != n {
-			t.Fatalf("op %d: PoolLen(%q) = %d, want %d", op, handle, h.PoolLen(handle), n)
+		if h.PoolLen(wire.PoolHandle(handle)) != n {
+			t.Fatalf("op %d: PoolLen(%q) = %d, want %d", op, handle, h.PoolLen(wire.PoolHandle(handle)), n)
 		}
 	}
 }
@@ -230,7 +230,7 @@ func TestConsistencyRules(t *testing.T) {
 		0x00, 0x01, 0x00, 0x08, 10, 0, 0, 1} // IPv4 10.0.0.1
 	for _, tc := range []struct {
 		name   string
-		handle string
+		handle wire.PoolHandle
 		pe     func(*wire.PoolElement)
 		code   wire.CauseCode
 		info   []byte
@@ -383,19 +383,19 @@ func TestResolve(t *testing.T) {
 
 func TestIterationAndDeregister(t *testing.T) {
 	h := New(Options{})
-	for _, handle := range []string{"c", "a", "b"} {
+	for _, handle := range []wire.PoolHandle{"c", "a", "b"} {
 		for _, id := range []uint32{30, 10, 20} {
 			mustRegister(t, h, handle, tcpPE(id, 1, wire.PolicyRandom))
 		}
 	}
-	var pools []string
-	h.Pools(func(handle string, typ wire.PolicyType) bool {
+	var pools []wire.PoolHandle
+	h.Pools(func(handle wire.PoolHandle, typ wire.PolicyType) bool {
 		pools = append(pools, handle)
 		return true
 	})
 	var ids []uint32
 	h.Elements("b", func(e *Element) bool { ids = append(ids, e.ID); return len(ids) < 2 })
-	if !slices.Equal(pools, []string{"a", "b", "c"}) || !slices.Equal(ids, []uint32{10, 20}) {
+	if !slices.Equal(pools, []wire.PoolHandle{"a", "b", "c"}) || !slices.Equal(ids, []uint32{10, 20}) {
 		t.Fatalf("Pools = %v, Elements = %v", pools, ids)
 	}
 	for _, id := range []uint32{30, 10, 20} {

@@ -131,7 +131,7 @@ func runCommand(h *Handlespace, cmd string) string {
 				now = at(uint32(n))
 			}
 		}
-		_, created, err := h.Register(f[1], pe, now)
+		_, created, err := h.Register(wire.PoolHandle(f[1]), pe, now)
 		var rej *RejectError
 		switch {
 		case errors.As(err, &rej):
@@ -144,10 +144,10 @@ func runCommand(h *Handlespace, cmd string) string {
 			b.WriteString("updated\n")
 		}
 	case "deregister":
-		_, ok := h.Deregister(f[1], num(2))
+		_, ok := h.Deregister(wire.PoolHandle(f[1]), num(2))
 		fmt.Fprintf(&b, "ok=%v\n", ok)
 	case "resolve":
-		pol, es, ok := h.Resolve(f[1], int(num(2)), nil)
+		pol, es, ok := h.Resolve(wire.PoolHandle(f[1]), int(num(2)), nil)
 		if !ok {
 			b.WriteString("unknown pool\n")
 			break
@@ -158,16 +158,16 @@ func runCommand(h *Handlespace, cmd string) string {
 		}
 		b.WriteString("\n")
 	case "sethome":
-		fmt.Fprintf(&b, "ok=%v\n", h.SetHome(f[1], num(2), num(3)))
+		fmt.Fprintf(&b, "ok=%v\n", h.SetHome(wire.PoolHandle(f[1]), num(2), num(3)))
 	case "setexpiry":
-		fmt.Fprintf(&b, "ok=%v\n", h.SetExpiry(f[1], num(2), at(num(3))))
+		fmt.Fprintf(&b, "ok=%v\n", h.SetExpiry(wire.PoolHandle(f[1]), num(2), at(num(3))))
 	case "expire":
 		for _, e := range h.Expired(at(num(1)), nil) {
 			fmt.Fprintf(&b, "expired %s/%d at %s\n", e.Pool, e.ID, e.Expiry.Sub(t0))
 			h.Deregister(e.Pool, e.ID)
 		}
 	case "unreachable":
-		n, ok := h.ReportUnreachable(f[1], num(2))
+		n, ok := h.ReportUnreachable(wire.PoolHandle(f[1]), num(2))
 		fmt.Fprintf(&b, "count=%d ok=%v\n", n, ok)
 	case "checksum":
 		fmt.Fprintf(&b, "0x%04x (%d PEs)\n", h.Checksum(num(1)), h.OwnedCount(num(1)))

@@ -11,7 +11,7 @@ import (
 // PoolSnapshot is one pool of a Snapshot, shaped for JSON (the registrar's
 // /handlespace endpoint and "rserpool ctl handlespace -json").
 type PoolSnapshot struct {
-	Handle     string            `json:"handle"`
+	Handle     wire.PoolHandle   `json:"handle"` // escaped form (wire.PoolHandle.String)
 	Policy     string            `json:"policy"` // policy.Name of the pool's policy type
 	PolicyType wire.PolicyType   `json:"policy_type"`
 	Elements   []ElementSnapshot `json:"elements"`

@@ -46,7 +46,7 @@ type member struct {
 
 // ElementStatus is the observable state of one agent element.
 type ElementStatus struct {
-	Pool    string
+	Pool    wire.PoolHandle
 	Backend string
 	ID      uint32
 	Healthy bool   // backend passes its health check (rise/fall applied)
@@ -78,8 +78,10 @@ func NewAgent(cfg AgentConfig, opts Options) (*Agent, error) {
 		AnnounceInterface: cfg.Announce.Interface,
 		AnnounceTTL:       cfg.Announce.TTL,
 	}, log, &sessionHooks{
-		registration: func(pool, result string) { m.registrations.WithLabelValues(pool, result).Inc() },
-		keepAlive:    func(pool string) { m.keepAlives.WithLabelValues(pool).Inc() },
+		registration: func(pool wire.PoolHandle, result string) {
+			m.registrations.WithLabelValues(pool.String(), result).Inc()
+		},
+		keepAlive: func(pool wire.PoolHandle) { m.keepAlives.WithLabelValues(pool.String()).Inc() },
 	})
 	if err != nil {
 		return nil, err
@@ -109,7 +111,7 @@ func (a *Agent) newMember(ec ElementConfig) (*member, error) {
 		tt = wire.TransportSCTP
 	}
 	mb := &member{cfg: ec, backend: bk, policy: pol}
-	pool := ec.Pool
+	pool := ec.Pool.String()    // metric label
 	onState := func(st State) { // called from the session loop only
 		mb.mu.Lock()
 		was := mb.reg
@@ -168,7 +170,7 @@ func (a *Agent) startMember(mb *member) {
 func (a *Agent) run(ctx context.Context, mb *member) {
 	defer close(mb.done)
 	ec := mb.cfg
-	pool := ec.Pool
+	pool := ec.Pool.String() // metric label
 	log := a.log.With("pool", pool, "backend", ec.Backend)
 	hs := newHealthState(ec.Health.Rise, ec.Health.Fall)
 	reader := loadReader{cfg: ec.Load, backend: mb.backend, timeout: ec.Health.Timeout}

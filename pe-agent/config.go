@@ -94,8 +94,11 @@ type AnnounceConfig struct {
 
 // ElementConfig is one backend registered into one pool.
 type ElementConfig struct {
-	// Pool is the pool handle. Required, 1-32 bytes recommended (RSPLIB limit).
-	Pool string
+	// Pool is the pool handle: any bytes, 1 to wire.MaxConfigPoolHandleLen of
+	// them (registrars have their own limit: RSPLIB's and ours by default
+	// is 32 bytes). In TOML and on the command line it is written in the
+	// escaped form of wire.PoolHandle.
+	Pool wire.PoolHandle
 	// Backend is the real server's "host:port"; a host name is resolved once
 	// when the element is built. Its address and port become the PE's user
 	// transport. Required.
@@ -199,16 +202,16 @@ type fileAdmin struct {
 }
 
 type fileElement struct {
-	Pool            string     `toml:"pool"`
-	Backend         string     `toml:"backend"`
-	Transport       string     `toml:"transport"`
-	Policy          string     `toml:"policy"`
-	Weight          uint32     `toml:"weight"`
-	Priority        uint32     `toml:"priority"`
-	LoadDegradation float64    `toml:"load_degradation"`
-	ID              uint32     `toml:"id"`
-	Health          fileHealth `toml:"health"`
-	Load            fileLoad   `toml:"load"`
+	Pool            wire.PoolHandle `toml:"pool"`
+	Backend         string          `toml:"backend"`
+	Transport       string          `toml:"transport"`
+	Policy          string          `toml:"policy"`
+	Weight          uint32          `toml:"weight"`
+	Priority        uint32          `toml:"priority"`
+	LoadDegradation float64         `toml:"load_degradation"`
+	ID              uint32          `toml:"id"`
+	Health          fileHealth      `toml:"health"`
+	Load            fileLoad        `toml:"load"`
 }
 
 type fileHealth struct {
@@ -388,12 +391,16 @@ func (c AgentConfig) Validate() error {
 	if len(c.Elements) == 0 {
 		bad("element: at least one [[element]] is required")
 	}
-	seen := map[string]int{}
+	type poolBackend struct {
+		pool    wire.PoolHandle
+		backend string
+	}
+	seen := map[poolBackend]int{}
 	for i, e := range c.Elements {
 		for _, err := range e.problems() {
 			bad("element[%d].%v", i, err)
 		}
-		k := e.Pool + "\x00" + e.Backend
+		k := poolBackend{e.Pool, e.Backend}
 		if j, dup := seen[k]; dup {
 			bad("element[%d]: pool %q backend %q repeats element[%d]", i, e.Pool, e.Backend, j)
 		}
@@ -425,8 +432,8 @@ func (e ElementConfig) problems() []error {
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if e.Pool == "" {
 		bad("pool: required")
-	} else if len(e.Pool) > 32 {
-		bad("pool: %d bytes, at most 32", len(e.Pool))
+	} else if len(e.Pool) > wire.MaxConfigPoolHandleLen {
+		bad("pool: %d bytes, at most %d", len(e.Pool), wire.MaxConfigPoolHandleLen)
 	}
 	if e.Backend == "" {
 		bad("backend: required")

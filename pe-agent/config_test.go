@@ -134,3 +134,16 @@ func TestPolicyFor(t *testing.T) {
 		}
 	}
 }
+
+func TestParseConfigPoolHandleEscapes(t *testing.T) {
+	cfg, err := ParseConfig([]byte("[[element]]\npool = 'a\\x00\\x7f\\\\'\nbackend = \"127.0.0.1:1\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Elements[0].Pool; got != "a\x00\x7f\\" {
+		t.Fatalf("pool = %x", string(got))
+	}
+	if _, err := ParseConfig([]byte("[[element]]\npool = 'a\\x0'\n")); err == nil || !strings.Contains(err.Error(), "bad escape") {
+		t.Fatalf("bad escape: %v", err)
+	}
+}

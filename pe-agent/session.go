@@ -34,8 +34,8 @@ type sessionConfig struct {
 // sessionHooks report protocol events (metrics); nil fields are skipped.
 // They are called from the session loop and must not block.
 type sessionHooks struct {
-	registration func(pool, result string) // result: accepted, rejected, timeout, error
-	keepAlive    func(pool string)
+	registration func(pool wire.PoolHandle, result string) // result: accepted, rejected, timeout, error
+	keepAlive    func(pool wire.PoolHandle)
 }
 
 // session owns one connection to the home registrar and the protocol state

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/rserpool/rserpool/wire"
 )
 
 // Duration is a time.Duration read from a TOML string such as "1s" or "250ms".
@@ -59,8 +61,9 @@ type ListenerConfig struct {
 	// Listen is "host:port" (TCP) or "sctp://host:port" (kernel SCTP).
 	// Required.
 	Listen string `toml:"listen"`
-	// Pool is the pool handle connections go to. Required.
-	Pool string `toml:"pool"`
+	// Pool is the pool handle connections go to, in the escaped text form
+	// of wire.PoolHandle. Required.
+	Pool wire.PoolHandle `toml:"pool"`
 	// Retries is how many other PEs are tried after the first one failed
 	// (per client connection). Zero means no retry; omitted means 3.
 	Retries *int `toml:"retries"`
@@ -196,8 +199,8 @@ func (c *FileConfig) Validate() error {
 		}
 		if l.Pool == "" {
 			bad("%s: required", key("pool"))
-		} else if len(l.Pool) > 1024 {
-			bad("%s: longer than 1024 bytes", key("pool"))
+		} else if len(l.Pool) > wire.MaxConfigPoolHandleLen {
+			bad("%s: longer than %d bytes", key("pool"), wire.MaxConfigPoolHandleLen)
 		}
 		if l.Retries != nil && (*l.Retries < 0 || *l.Retries > 100) {
 			bad("%s: %d not in 0..100", key("retries"), *l.Retries)

@@ -59,3 +59,17 @@ idle_timeout = "-1s"
 		}
 	}
 }
+
+func TestPoolHandleEscapes(t *testing.T) {
+	c, err := proxy.ParseConfig("registrars = []\n[[listener]]\nlisten = \"127.0.0.1:1\"\npool = 'nul\\x00\\xffx\\\\'\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Listeners[0].Pool; got != "nul\x00\xffx\\" {
+		t.Fatalf("pool = %x", string(got))
+	}
+	_, err = proxy.ParseConfig("registrars = []\n[[listener]]\nlisten = \"127.0.0.1:1\"\npool = 'bad\\q'\n")
+	if err == nil || !strings.Contains(err.Error(), "pool") || !strings.Contains(err.Error(), "bad escape") {
+		t.Fatalf("bad escape: %v", err)
+	}
+}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/rserpool/rserpool/pe-agent"
 	"github.com/rserpool/rserpool/pucache"
+	"github.com/rserpool/rserpool/wire"
 )
 
 const (
@@ -196,7 +197,7 @@ func startAgent(t *testing.T, registrars []string, pool, backend, policy string,
 	}
 	a, err := peagent.NewAgent(peagent.AgentConfig{
 		Registrars: registrars, Drain: -1, RetryInterval: 200 * time.Millisecond, ResponseTimeout: time.Second,
-		Elements: []peagent.ElementConfig{{Pool: pool, Backend: backend, Policy: policy, Weight: uint32(weight),
+		Elements: []peagent.ElementConfig{{Pool: wire.PoolHandle(pool), Backend: backend, Policy: policy, Weight: uint32(weight),
 			Health: peagent.HealthConfig{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 1}}},
 	}, peagent.Options{})
 	if err != nil {
@@ -220,7 +221,7 @@ func waitPool(t *testing.T, registrars []string, pool string, want int) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	p := c.Pool(pool)
+	p := c.Pool(wire.PoolHandle(pool))
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rserpool/rserpool/failover"
 	"github.com/rserpool/rserpool/pucache"
+	"github.com/rserpool/rserpool/wire"
 )
 
 // Options carries the injected dependencies of a Proxy.
@@ -38,7 +39,7 @@ type Proxy struct {
 	mu        sync.Mutex // guards the fields below
 	listeners map[string]*listener
 	conns     map[*relay]struct{}
-	pools     []string // pools of the current listeners
+	pools     []wire.PoolHandle // pools of the current listeners
 	started   bool
 	stopping  bool // Shutdown or Close called: no new listeners
 }
@@ -61,7 +62,7 @@ func New(listeners []ListenerConfig, opts Options) (*Proxy, error) {
 		cache: opts.Cache, log: log, m: m, ctx: ctx, abort: cancel,
 		listeners: map[string]*listener{}, conns: map[*relay]struct{}{},
 	}
-	seen := map[string]bool{}
+	seen := map[wire.PoolHandle]bool{}
 	for _, lc := range listeners {
 		l := p.newListener(lc)
 		p.listeners[lc.Listen] = l
@@ -161,7 +162,7 @@ func (p *Proxy) Reload(listeners []ListenerConfig) error {
 	}
 	// Pools no listener uses any more stop being refreshed (connections
 	// still relaying keep their PE).
-	inUse := map[string]bool{}
+	inUse := map[wire.PoolHandle]bool{}
 	for _, lc := range want {
 		inUse[lc.Pool] = true
 	}
@@ -246,7 +247,7 @@ type listener struct {
 // settings are what a connection needs from its listener's configuration;
 // replaced as a whole by Reload.
 type settings struct {
-	pool    string
+	pool    wire.PoolHandle
 	dialer  *failover.Dialer
 	max     int64
 	idle    time.Duration

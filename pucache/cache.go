@@ -101,14 +101,14 @@ type Cache struct {
 	wg      sync.WaitGroup // every goroutine the cache starts
 
 	mu    sync.Mutex // guards pools
-	pools map[string]*Pool
+	pools map[wire.PoolHandle]*Pool
 
 	regs    registrars
 	reports chan report // Endpoint Unreachable queue, drained by reportLoop
 }
 
 type report struct {
-	handle string
+	handle wire.PoolHandle
 	id     uint32
 }
 
@@ -132,7 +132,7 @@ func New(cfg Config, opts Options) (*Cache, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache{
 		cfg: d, log: log, metrics: m, ctx: ctx, cancel: cancel,
-		pools:   make(map[string]*Pool),
+		pools:   make(map[wire.PoolHandle]*Pool),
 		reports: make(chan report, 256),
 	}
 	c.regs.init(c, d.Registrars)
@@ -158,7 +158,7 @@ func (c *Cache) Close() error {
 // resolving) if needed. Holding the *Pool avoids a map lookup per selection;
 // the entry lives until Forget or Close and is refreshed in the background
 // once it has been resolved.
-func (c *Cache) Pool(handle string) *Pool {
+func (c *Cache) Pool(handle wire.PoolHandle) *Pool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.pools[handle]
@@ -170,7 +170,7 @@ func (c *Cache) Pool(handle string) *Pool {
 }
 
 // Forget drops the cache entry of a handle; it stops being refreshed.
-func (c *Cache) Forget(handle string) {
+func (c *Cache) Forget(handle wire.PoolHandle) {
 	c.mu.Lock()
 	delete(c.pools, handle)
 	c.mu.Unlock()
@@ -179,7 +179,7 @@ func (c *Cache) Forget(handle string) {
 // Resolve returns the current elements of a pool (sorted by ID; the caller
 // owns the slice), resolving at a registrar only when the cache has nothing
 // usable.
-func (c *Cache) Resolve(ctx context.Context, handle string) ([]Element, error) {
+func (c *Cache) Resolve(ctx context.Context, handle wire.PoolHandle) ([]Element, error) {
 	s, err := c.Pool(handle).usable(ctx)
 	if err != nil {
 		return nil, err
@@ -188,19 +188,19 @@ func (c *Cache) Resolve(ctx context.Context, handle string) ([]Element, error) {
 }
 
 // Select returns one element of the pool chosen by the pool's policy.
-func (c *Cache) Select(ctx context.Context, handle string) (Element, error) {
+func (c *Cache) Select(ctx context.Context, handle wire.PoolHandle) (Element, error) {
 	return c.Pool(handle).Pick(ctx, nil)
 }
 
 // ReportUnreachable removes the PE from the local cache at once and sends
 // ASAP Endpoint Unreachable to a registrar in the background.
-func (c *Cache) ReportUnreachable(handle string, id uint32) {
+func (c *Cache) ReportUnreachable(handle wire.PoolHandle, id uint32) {
 	c.Pool(handle).ReportUnreachable(id)
 }
 
 // Dial connects to an element of the pool, trying up to three elements in
 // policy order and reporting each one that refuses the connection.
-func (c *Cache) Dial(ctx context.Context, handle string) (net.Conn, error) {
+func (c *Cache) Dial(ctx context.Context, handle wire.PoolHandle) (net.Conn, error) {
 	p := c.Pool(handle)
 	var tried [3]uint32
 	var lastErr error
@@ -231,7 +231,7 @@ func (c *Cache) Dial(ctx context.Context, handle string) (net.Conn, error) {
 // concurrent use.
 type Pool struct {
 	c      *Cache
-	handle string
+	handle wire.PoolHandle
 	snap   atomic.Pointer[snapshot] // nil until the first successful resolution
 	rr     atomic.Uint64            // round-robin position; survives refreshes
 	// fetched is the wall-clock time (UnixNano) of the last successful
@@ -252,7 +252,7 @@ type call struct {
 }
 
 // Handle returns the pool handle.
-func (p *Pool) Handle() string { return p.handle }
+func (p *Pool) Handle() wire.PoolHandle { return p.handle }
 
 // Pick selects an element by the pool's policy, skipping the IDs in exclude.
 // It waits for a registrar only when the cache holds no element for the pool;

@@ -179,7 +179,7 @@ func (r *registrars) session(ctx context.Context) (*session, error) {
 			}
 			continue
 		}
-		s := &session{addr: addr, conn: conn, done: make(chan struct{}), pending: map[string][]chan *wire.HandleResolutionResponse{}}
+		s := &session{addr: addr, conn: conn, done: make(chan struct{}), pending: map[wire.PoolHandle][]chan *wire.HandleResolutionResponse{}}
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
@@ -234,7 +234,7 @@ func (r *registrars) attempts() int {
 
 // resolve sends a Handle Resolution and waits for the answer, moving to the
 // next registrar on a timeout or a broken connection.
-func (r *registrars) resolve(ctx context.Context, handle string) (*wire.HandleResolutionResponse, error) {
+func (r *registrars) resolve(ctx context.Context, handle wire.PoolHandle) (*wire.HandleResolutionResponse, error) {
 	var lastErr error
 	for range r.attempts() {
 		s, err := r.session(ctx)
@@ -304,7 +304,7 @@ type session struct {
 	done chan struct{} // closed when readLoop returns
 
 	mu      sync.Mutex // guards pending and err
-	pending map[string][]chan *wire.HandleResolutionResponse
+	pending map[wire.PoolHandle][]chan *wire.HandleResolutionResponse
 	err     error
 }
 
@@ -357,7 +357,7 @@ func (s *session) deliver(hr *wire.HandleResolutionResponse) {
 	}
 }
 
-func (s *session) forget(handle string, ch chan *wire.HandleResolutionResponse) {
+func (s *session) forget(handle wire.PoolHandle, ch chan *wire.HandleResolutionResponse) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := slices.DeleteFunc(s.pending[handle], func(x chan *wire.HandleResolutionResponse) bool { return x == ch })
@@ -368,7 +368,7 @@ func (s *session) forget(handle string, ch chan *wire.HandleResolutionResponse) 
 	}
 }
 
-func (s *session) roundTrip(ctx context.Context, handle string, items uint32, timeout time.Duration) (*wire.HandleResolutionResponse, error) {
+func (s *session) roundTrip(ctx context.Context, handle wire.PoolHandle, items uint32, timeout time.Duration) (*wire.HandleResolutionResponse, error) {
 	req := &wire.HandleResolution{PoolHandle: handle, HasItems: true, Items: items}
 	b, err := req.AppendBinary(nil)
 	if err != nil {

@@ -36,7 +36,7 @@ type PeerSnapshot struct {
 
 // PoolSnapshot is one pool.
 type PoolSnapshot struct {
-	Handle   string            `json:"handle"`
+	Handle   wire.PoolHandle   `json:"handle"` // escaped form (wire.PoolHandle.String)
 	Policy   string            `json:"policy"`
 	Elements []ElementSnapshot `json:"elements"`
 }

@@ -147,7 +147,7 @@ func regMsg(handle string, id uint32, port uint16, p wire.PolicyType) *wire.Regi
 	case wire.PolicyWeightedRoundRobin, wire.PolicyWeightedRandom:
 		pol.Weight = 1
 	}
-	return &wire.Registration{PoolHandle: handle, Element: wire.PoolElement{
+	return &wire.Registration{PoolHandle: wire.PoolHandle(handle), Element: wire.PoolElement{
 		ID: id, RegistrationLife: 30000,
 		User:   wire.Transport{Type: wire.TransportTCP, Port: port, Addrs: []netip.Addr{loopback}},
 		Policy: pol,
@@ -163,7 +163,7 @@ func (cl *client) register(r *wire.Registration) *wire.RegistrationResponse {
 
 func (cl *client) resolve(handle string, items uint32) *wire.HandleResolutionResponse {
 	cl.t.Helper()
-	cl.send(&wire.HandleResolution{PoolHandle: handle, HasItems: items != 0, Items: items})
+	cl.send(&wire.HandleResolution{PoolHandle: wire.PoolHandle(handle), HasItems: items != 0, Items: items})
 	return expect[*wire.HandleResolutionResponse](cl.t, cl)
 }
 

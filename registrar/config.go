@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/rserpool/rserpool/wire"
 )
 
 // ServerID is a registrar's ENRP server identifier. In TOML it is written as
@@ -243,7 +245,9 @@ type TLSConfig struct {
 
 // PoolConfig is the authorization and limits of one pool (RFC 5355).
 type PoolConfig struct {
-	Handle string `toml:"handle"`
+	// Handle is the pool handle, in the escaped text form of wire.PoolHandle
+	// (`\\xHH` for a byte that is not printable, `\\\\` for a backslash).
+	Handle wire.PoolHandle `toml:"handle"`
 	// Allow lists the source networks (CIDR) whose PEs may register; empty =
 	// any source.
 	Allow []string `toml:"allow"`
@@ -449,7 +453,7 @@ func (c *Config) Validate() error {
 	if l.MaxMessageSize < 512 || l.MaxMessageSize > 65519 {
 		bad("limits.max_message_size", "%d is outside 512..65519", l.MaxMessageSize)
 	}
-	seen := map[string]bool{}
+	seen := map[wire.PoolHandle]bool{}
 	for i, p := range c.Pools {
 		k := fmt.Sprintf("pool[%d]", i)
 		if p.Handle == "" {

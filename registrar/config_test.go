@@ -48,6 +48,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad listen", "[asap]\nlisten = [\"udp://x:1\"]\n", []string{"asap.listen[0]"}},
 		{"pool", "[[pool]]\nhandle=\"\"\nallow=[\"nope\"]\n", []string{"pool[0].handle", "pool[0].allow[0]"}},
 		{"announce", "[announce]\nenabled=true\ngroup=\"10.0.0.1:3863\"\n", []string{"announce.group"}},
+		{"bad handle escape", "[[pool]]\nhandle='x\\y'\n", []string{"pool", "handle", "bad escape"}},
+		{"handle too long once unescaped", "[[pool]]\nhandle='" + strings.Repeat(`\xff`, 33) + "'\n", []string{"pool[0].handle"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := LoadConfig(writeConfig(t, tc.toml))
@@ -60,6 +62,16 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestPoolHandleEscapesInConfig(t *testing.T) {
+	cfg, err := LoadConfig(writeConfig(t, "[[pool]]\nhandle = 'nul\\x00\\xff\\\\'\nallow = [\"127.0.0.0/8\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Pools[0].Handle; got != "nul\x00\xff\\" {
+		t.Fatalf("handle = %x", string(got))
 	}
 }
 

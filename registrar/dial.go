@@ -17,7 +17,7 @@ const maxPEDialTime = 10 * time.Second
 
 // peKey names a PE.
 type peKey struct {
-	pool string
+	pool wire.PoolHandle
 	id   uint32
 }
 
@@ -58,7 +58,7 @@ func (l *loop) reach(o *ownedPE) {
 	if !ok {
 		return
 	}
-	k := peKey{string(o.e.Pool), o.e.ID}
+	k := peKey{o.e.Pool, o.e.ID}
 	if _, busy := l.dialing[k]; busy || len(l.dialing) >= maxPEDials {
 		return
 	}

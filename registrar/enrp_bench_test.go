@@ -20,7 +20,7 @@ func fillOwned(b testing.TB, h *harness, n int) {
 			pe := wire.PoolElement{ID: uint32(i + 1), HomeServer: l.id, RegistrationLife: 30000,
 				User:   wire.Transport{Type: wire.TransportTCP, Port: uint16(1024 + i%50000), Addrs: []netip.Addr{loopback}},
 				Policy: wire.Policy{Type: wire.PolicyRoundRobin}}
-			if _, _, err := l.hs.Register(fmt.Sprintf("pool%d", i%100), pe, now); err != nil {
+			if _, _, err := l.hs.Register(wire.PoolHandle(fmt.Sprintf("pool%d", i%100)), pe, now); err != nil {
 				panic(err)
 			}
 		}

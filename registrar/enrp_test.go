@@ -57,7 +57,7 @@ func waitSnap(t testing.TB, h *harness, d time.Duration, what string, cond func(
 	}
 }
 
-func findPE(s Snapshot, pool string, id uint32) *ElementSnapshot {
+func findPE(s Snapshot, pool wire.PoolHandle, id uint32) *ElementSnapshot {
 	for _, p := range s.Pools {
 		if p.Handle != pool {
 			continue

@@ -84,7 +84,7 @@ type loop struct {
 
 	hs      *handlespace.Handlespace
 	timers  timerHeap
-	auth    map[string]*poolAuth
+	auth    map[wire.PoolHandle]*poolAuth
 	allow   []netip.Prefix // default for pools without [[pool]]
 	labels  *poolLabels
 	sel     []*handlespace.Element
@@ -123,7 +123,7 @@ func (l *loop) apply(cfg Config) {
 	l.cfg = cfg
 	l.labels.max = cfg.Limits.MetricPools
 	l.allow = parsePrefixes(cfg.Registration.Allow)
-	l.auth = make(map[string]*poolAuth, len(cfg.Pools))
+	l.auth = make(map[wire.PoolHandle]*poolAuth, len(cfg.Pools))
 	for _, p := range cfg.Pools {
 		a := &poolAuth{allow: parsePrefixes(p.Allow), max: p.MaxElements}
 		if len(p.TLSIdentities) > 0 {

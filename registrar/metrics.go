@@ -2,6 +2,8 @@ package registrar
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rserpool/rserpool/wire"
 )
 
 // otherPool is the pool label shared by pools beyond Limits.MetricPools.
@@ -131,25 +133,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // poolLabels assigns bounded label values to pools. Owned by the loop.
 type poolLabels struct {
 	max    int
-	named  map[string]bool // pools that have their own label
+	named  map[wire.PoolHandle]bool // pools that have their own label
 	gauge  *prometheus.GaugeVec
 	others int // pools counted under _other
 }
 
 func newPoolLabels(max int, g *prometheus.GaugeVec) *poolLabels {
-	return &poolLabels{max: max, named: map[string]bool{}, gauge: g}
+	return &poolLabels{max: max, named: map[wire.PoolHandle]bool{}, gauge: g}
 }
 
 // label returns the label of handle, assigning one when the pool is new.
-func (p *poolLabels) label(handle string) string {
+func (p *poolLabels) label(handle wire.PoolHandle) string {
 	if p.named[handle] {
-		return handle
+		return handle.String()
 	}
 	return otherPool
 }
 
 // added records one PE added to handle; created says whether the pool is new.
-func (p *poolLabels) added(handle string, created bool) {
+func (p *poolLabels) added(handle wire.PoolHandle, created bool) {
 	if created && len(p.named) < p.max && !p.named[handle] {
 		p.named[handle] = true
 	}
@@ -157,11 +159,11 @@ func (p *poolLabels) added(handle string, created bool) {
 }
 
 // removed records one PE removed from handle; gone says the pool vanished.
-func (p *poolLabels) removed(handle string, gone bool) {
+func (p *poolLabels) removed(handle wire.PoolHandle, gone bool) {
 	l := p.label(handle)
 	if gone && p.named[handle] {
 		delete(p.named, handle)
-		p.gauge.DeleteLabelValues(handle)
+		p.gauge.DeleteLabelValues(handle.String())
 		return
 	}
 	p.gauge.WithLabelValues(l).Dec()

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/rserpool/rserpool/handlespace"
@@ -332,12 +333,13 @@ func poolHandleTLV(h wire.PoolHandle) []byte {
 	return append(b, h...)
 }
 
-// truncate shortens a hostile pool handle for logs.
+// truncate returns the escaped form of a pool handle for logs, shortened
+// to its first 64 bytes and the total length when it is longer.
 func truncate(h wire.PoolHandle) string {
 	if len(h) > 64 {
-		return h[:64] + "…"
+		return h[:64].String() + "…(" + strconv.Itoa(len(h)) + " bytes)"
 	}
-	return h
+	return h.String()
 }
 
 func causeName(c wire.CauseCode) string {

@@ -195,7 +195,7 @@ func (d *decoder) poolHandle(c *cursor) (PoolHandle, error) {
 	if err != nil {
 		return "", err
 	}
-	return d.s[t.val():t.end], nil
+	return PoolHandle(d.s[t.val():t.end]), nil
 }
 
 func (d *decoder) fixed(t tlv, n int) error {

@@ -152,7 +152,7 @@ func (d *decoder) poolEntries(c *cursor, x *HandleTableResponse) error {
 			return perr(c.pos, uint16(ParamPoolElement), ErrMissingParameter)
 		}
 		x.Pools = append(x.Pools, PoolEntry{
-			PoolHandle: d.s[h.val():h.end],
+			PoolHandle: PoolHandle(d.s[h.val():h.end]),
 			Elements:   slab[start:len(slab):len(slab)],
 		})
 	}

@@ -75,7 +75,7 @@ func TestEncodeErrors(t *testing.T) {
 			Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")}}}}, ErrBadTransport},
 		{"zero address", &ServerAnnounce{Transports: []Transport{{Type: TransportUDP, Port: 1, Addrs: []netip.Addr{{}}}}}, ErrBadAddress},
 		{"empty operation error", &ASAPError{}, ErrNoCause},
-		{"handle too long", &HandleResolution{PoolHandle: strings.Repeat("x", 70000)}, ErrTooLong},
+		{"handle too long", &HandleResolution{PoolHandle: PoolHandle(strings.Repeat("x", 70000))}, ErrTooLong},
 		{"message too long", &HandleResolutionResponse{PoolHandle: "P", Elements: func() []PoolElement {
 			pes := make([]PoolElement, 2000)
 			for i := range pes {

@@ -305,10 +305,10 @@ func TestChecksum(t *testing.T) {
 	pes = append(pes, pe{"\xff\xff", 0xffffffff}, pe{"\x00", 0})
 	var inc ChecksumSum
 	for _, p := range pes {
-		inc = inc.Add(PEChecksumPart(p.h, p.id))
+		inc = inc.Add(PEChecksumPart(PoolHandle(p.h), p.id))
 	}
 	for i := 0; i < len(pes); i += 2 {
-		inc = inc.Sub(PEChecksumPart(pes[i].h, pes[i].id))
+		inc = inc.Sub(PEChecksumPart(PoolHandle(pes[i].h), pes[i].id))
 	}
 	// From scratch: the RFC 1071 sum over all remaining blocks.
 	var sum uint64
@@ -328,7 +328,7 @@ func TestChecksum(t *testing.T) {
 	}
 	// Removing everything gives the empty checksum again.
 	for i := 1; i < len(pes); i += 2 {
-		inc = inc.Sub(PEChecksumPart(pes[i].h, pes[i].id))
+		inc = inc.Sub(PEChecksumPart(PoolHandle(pes[i].h), pes[i].id))
 	}
 	if got := inc.Checksum(); got != 0xffff {
 		t.Errorf("after removing all: %#04x", got)
@@ -389,7 +389,7 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: %v, want cause %v", tc.name, err, tc.cause)
 		}
 	}
-	if ValidatePoolHandle("") == nil || ValidatePoolHandle(string(make([]byte, 33))) == nil || ValidatePoolHandle("EchoPool") != nil {
+	if ValidatePoolHandle("") == nil || ValidatePoolHandle(PoolHandle(string(make([]byte, 33)))) == nil || ValidatePoolHandle("EchoPool") != nil {
 		t.Error("ValidatePoolHandle")
 	}
 }

@@ -38,10 +38,6 @@ type Message interface {
 	AppendBinary(b []byte) ([]byte, error)
 }
 
-// PoolHandle is a pool's name: an opaque byte string (RFC 5354 §3.9), held in
-// a Go string so that it is comparable and usable as a map key.
-type PoolHandle = string
-
 // TransportType is the parameter type of a transport parameter.
 type TransportType uint16
 

@@ -2,6 +2,12 @@ package wire
 
 import "strconv"
 
+// MaxConfigPoolHandleLen is the longest pool handle the clients of this
+// project (pe-agent, proxy) accept in their configuration: far above any
+// registrar's limit, which decides (RSPLIB's and our registrar's default
+// is MaxPoolHandleLen; ours is limits.max_handle_length).
+const MaxConfigPoolHandleLen = 1024
+
 // MaxPoolHandleLen is the longest pool handle accepted by Validate helpers;
 // RSPLIB's registrar aborts on longer ones (MAX_POOLHANDLESIZE).
 const MaxPoolHandleLen = 32

@@ -219,6 +219,9 @@ func printValue(w io.Writer, indent, name string, v reflect.Value) {
 		return
 	case v.Type() == reflect.TypeFor[wire.Transport]() && v.Field(0).Uint() == 0:
 		return
+	case v.Type() == reflect.TypeFor[wire.PoolHandle]():
+		fmt.Fprintf(w, "%s%s: %q (%d bytes)\n", indent, name, v.Interface(), v.Len())
+		return
 	case v.Type().Implements(stringerType) && v.Kind() != reflect.Struct:
 		fmt.Fprintf(w, "%s%s: %s (0x%x)\n", indent, name, v.Interface(), v.Uint())
 		return

@@ -34,9 +34,9 @@ type hsDump struct {
 }
 
 type hsPool struct {
-	Handle   string       `json:"handle"`
-	Policy   string       `json:"policy"`
-	Elements []resolvedPE `json:"elements"`
+	Handle   wire.PoolHandle `json:"handle"`
+	Policy   string          `json:"policy"`
+	Elements []resolvedPE    `json:"elements"`
 }
 
 type hsOwnerCsum struct {
@@ -97,8 +97,8 @@ func fetchHandlespace(addr string, timeout time.Duration) (*hsDump, error) {
 		id = binary.BigEndian.Uint32(b[:])
 	}
 	d := &hsDump{Pools: []hsPool{}, Checksums: []hsOwnerCsum{}}
-	pools := map[string]int{}
-	seen := map[string]map[uint32]bool{}
+	pools := map[wire.PoolHandle]int{}
+	seen := map[wire.PoolHandle]map[uint32]bool{}
 	sums := map[uint32]wire.ChecksumSum{}
 	counts := map[uint32]int{}
 	const maxChunks = 1 << 20 // bounds a registrar that never clears M
@@ -196,7 +196,7 @@ func fetchHandlespace(addr string, timeout time.Duration) (*hsDump, error) {
 		d.Checksums = append(d.Checksums, hsOwnerCsum{Owner: fmt.Sprintf("0x%08x", o),
 			Elements: counts[o], Checksum: fmt.Sprintf("0x%04x", sums[o].Checksum())})
 	}
-	slices.SortFunc(d.Pools, func(a, b hsPool) int { return strings.Compare(a.Handle, b.Handle) })
+	slices.SortFunc(d.Pools, func(a, b hsPool) int { return strings.Compare(string(a.Handle), string(b.Handle)) })
 	for _, p := range d.Pools {
 		slices.SortFunc(p.Elements, func(a, b resolvedPE) int { return strings.Compare(a.ID, b.ID) })
 	}

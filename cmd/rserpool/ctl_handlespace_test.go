@@ -41,7 +41,7 @@ func TestCtlHandlespaceChunks(t *testing.T) {
 	defer c.Close()
 	const n = 7
 	for i := range n {
-		reg := &wire.Registration{PoolHandle: []string{"A", "B"}[i%2], Element: wire.PoolElement{
+		reg := &wire.Registration{PoolHandle: []wire.PoolHandle{"A", "B"}[i%2], Element: wire.PoolElement{
 			ID: uint32(i + 1), RegistrationLife: 30000,
 			User:   wire.Transport{Type: wire.TransportTCP, Port: uint16(7000 + i), Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}},
 			Policy: wire.Policy{Type: wire.PolicyRoundRobin}}}

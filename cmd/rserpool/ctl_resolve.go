@@ -41,6 +41,7 @@ func runCtlResolve(args []string) int {
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: rserpool ctl resolve -registrar ADDR [-json] [-items N] HANDLE")
+		fmt.Fprintln(fs.Output(), `HANDLE is the pool handle; \xHH stands for a byte, \\ for a backslash.`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -53,7 +54,12 @@ func runCtlResolve(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	resp, err := resolveOnce(*addr, fs.Arg(0), uint32(*items), *timeout)
+	handle, err := wire.ParsePoolHandle(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rserpool ctl resolve: HANDLE:", err)
+		return 2
+	}
+	resp, err := resolveOnce(*addr, handle, uint32(*items), *timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rserpool ctl resolve:", err)
 		return 1
@@ -69,7 +75,7 @@ func runCtlResolve(args []string) int {
 }
 
 // resolveOnce sends one ASAP_HANDLE_RESOLUTION and waits for its response.
-func resolveOnce(addr, handle string, items uint32, timeout time.Duration) (*wire.HandleResolutionResponse, error) {
+func resolveOnce(addr string, handle wire.PoolHandle, items uint32, timeout time.Duration) (*wire.HandleResolutionResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c, err := transport.Dial(ctx, addr, &transport.Config{})
@@ -136,10 +142,10 @@ func printResolution(w io.Writer, r *wire.HandleResolutionResponse, asJSON bool)
 	}
 	if asJSON {
 		out := struct {
-			Handle   string       `json:"handle"`
-			Policy   string       `json:"policy,omitempty"`
-			Error    string       `json:"error,omitempty"`
-			Elements []resolvedPE `json:"elements"`
+			Handle   wire.PoolHandle `json:"handle"`
+			Policy   string          `json:"policy,omitempty"`
+			Error    string          `json:"error,omitempty"`
+			Elements []resolvedPE    `json:"elements"`
 		}{Handle: r.PoolHandle, Elements: pes}
 		if r.Policy != nil {
 			out.Policy = r.Policy.Type.Name()

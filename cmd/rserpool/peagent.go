@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	peagent "github.com/rserpool/rserpool/pe-agent"
+	"github.com/rserpool/rserpool/wire"
 )
 
 func init() {
@@ -35,7 +36,7 @@ func runPEAgent(args []string) int {
 	var (
 		configPath = fs.String("config", "", "TOML config `file`")
 		registrars addrList
-		pool       = fs.String("pool", "", "pool `handle` of the element given by -backend")
+		pool       wire.PoolHandle
 		backend    = fs.String("backend", "", "backend `host:port` to register into -pool")
 		policy     = fs.String("policy", "", "policy `name` of that element (default round-robin)")
 		weight     = fs.Uint("weight", 0, "policy weight of that element (default 1)")
@@ -45,6 +46,7 @@ func runPEAgent(args []string) int {
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
 	)
 	fs.Var(&registrars, "registrar", "registrar `addr` (tcp://, sctp://, tls://); repeatable")
+	fs.TextVar(&pool, "pool", wire.PoolHandle(""), "pool `handle` of the element given by -backend (\\xHH for a byte, \\\\ for a backslash)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: rserpool pe-agent [-config F] [-registrar ADDR]... -pool HANDLE -backend ADDR [-policy NAME] [-weight N] [-admin ADDR]")
 		fs.PrintDefaults()
@@ -85,11 +87,11 @@ func runPEAgent(args []string) int {
 			cfg.Drain = *drain
 		}
 		if set["pool"] || set["backend"] {
-			if *pool == "" || *backend == "" {
+			if pool == "" || *backend == "" {
 				return cfg, errors.New("-pool and -backend go together")
 			}
 			cfg.Elements = append(cfg.Elements, peagent.ElementConfig{
-				Pool: *pool, Backend: *backend, Policy: *policy, Weight: uint32(*weight),
+				Pool: pool, Backend: *backend, Policy: *policy, Weight: uint32(*weight),
 			})
 		} else if set["policy"] || set["weight"] {
 			return cfg, errors.New("-policy and -weight need -pool and -backend")
@@ -203,15 +205,15 @@ func peAgentAdmin(a *peagent.Agent, reg *prometheus.Registry) http.Handler {
 	})
 	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
 		type status struct {
-			Pool       string `json:"pool"`
-			Backend    string `json:"backend"`
-			ID         string `json:"id"`
-			Healthy    bool   `json:"healthy"`
-			Registered bool   `json:"registered"`
-			Load       uint32 `json:"load"`
-			Home       string `json:"home,omitempty"`
-			HomeAddr   string `json:"home_addr,omitempty"`
-			LastError  string `json:"last_error,omitempty"`
+			Pool       wire.PoolHandle `json:"pool"`
+			Backend    string          `json:"backend"`
+			ID         string          `json:"id"`
+			Healthy    bool            `json:"healthy"`
+			Registered bool            `json:"registered"`
+			Load       uint32          `json:"load"`
+			Home       string          `json:"home,omitempty"`
+			HomeAddr   string          `json:"home_addr,omitempty"`
+			LastError  string          `json:"last_error,omitempty"`
 		}
 		out := []status{}
 		for _, s := range a.Status() {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/rserpool/rserpool/proxy"
 	"github.com/rserpool/rserpool/pucache"
+	"github.com/rserpool/rserpool/wire"
 )
 
 func init() {
@@ -40,7 +41,7 @@ func runProxy(args []string) int {
 		configPath = fs.String("config", "", "TOML config `file` (see configs/proxy.toml)")
 		registrars proxyFlagList
 		listen     = fs.String("listen", "", "listen `addr` of a single listener (replaces the file's listeners)")
-		pool       = fs.String("pool", "", "pool `handle` of the -listen listener")
+		pool       wire.PoolHandle
 		admin      = fs.String("admin", "", "admin HTTP `addr` (/metrics, /healthz, /debug/pprof/)")
 		drain      = fs.Duration("drain-timeout", 0, "how long SIGTERM waits for connections (0: file or 30s)")
 		readyFile  = fs.String("ready-file", "", "write the bound addresses as JSON to `path` once serving")
@@ -48,6 +49,7 @@ func runProxy(args []string) int {
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
 	)
 	fs.Var(&registrars, "registrar", "registrar ASAP `addr` (tcp://, sctp://, tls://); repeatable")
+	fs.TextVar(&pool, "pool", wire.PoolHandle(""), "pool `handle` of the -listen listener (\\xHH for a byte, \\\\ for a backslash)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -74,10 +76,10 @@ func runProxy(args []string) int {
 			cfg.Registrars = registrars
 		}
 		if set["listen"] || set["pool"] {
-			if *listen == "" || *pool == "" {
+			if *listen == "" || pool == "" {
 				return nil, errors.New("-listen and -pool go together")
 			}
-			cfg.Listeners = []proxy.ListenerConfig{{Listen: *listen, Pool: *pool}}
+			cfg.Listeners = []proxy.ListenerConfig{{Listen: *listen, Pool: pool}}
 		}
 		if set["admin"] {
 			cfg.Admin = *admin

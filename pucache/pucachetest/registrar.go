@@ -20,11 +20,11 @@ type Registrar struct {
 	wg sync.WaitGroup
 
 	mu          sync.Mutex // guards the fields below
-	pools       map[string]pool
+	pools       map[wire.PoolHandle]pool
 	delay       time.Duration
 	silent      bool
 	conns       map[transport.Conn]struct{}
-	resolutions map[string]int
+	resolutions map[wire.PoolHandle]int
 	reports     []wire.EndpointUnreachable
 	changed     chan struct{} // closed and replaced on every recorded event
 }
@@ -41,8 +41,8 @@ func Start(t testing.TB) *Registrar {
 	if err != nil {
 		t.Fatalf("pucachetest: listen: %v", err)
 	}
-	r := &Registrar{ln: ln, pools: map[string]pool{}, conns: map[transport.Conn]struct{}{},
-		resolutions: map[string]int{}, changed: make(chan struct{})}
+	r := &Registrar{ln: ln, pools: map[wire.PoolHandle]pool{}, conns: map[transport.Conn]struct{}{},
+		resolutions: map[wire.PoolHandle]int{}, changed: make(chan struct{})}
 	r.wg.Add(1)
 	go r.serve()
 	t.Cleanup(r.Stop)
@@ -75,7 +75,7 @@ func PE(id uint32, addr netip.AddrPort, policy wire.PolicyType, weight uint32) w
 }
 
 // SetPool sets (or, with no elements, removes) a pool.
-func (r *Registrar) SetPool(handle string, policy wire.PolicyType, elems ...wire.PoolElement) {
+func (r *Registrar) SetPool(handle wire.PoolHandle, policy wire.PolicyType, elems ...wire.PoolElement) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(elems) == 0 {
@@ -92,7 +92,7 @@ func (r *Registrar) SetDelay(d time.Duration) { r.mu.Lock(); r.delay = d; r.mu.U
 func (r *Registrar) SetSilent(s bool) { r.mu.Lock(); r.silent = s; r.mu.Unlock() }
 
 // Resolutions returns how many Handle Resolutions arrived for handle.
-func (r *Registrar) Resolutions(handle string) int {
+func (r *Registrar) Resolutions(handle wire.PoolHandle) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.resolutions[handle]

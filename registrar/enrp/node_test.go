@@ -159,7 +159,7 @@ func TestTableChunkBytes(t *testing.T) {
 			pe := simElement(i, n.ID())
 			pe.ASAP = wire.Transport{Type: wire.TransportSCTP, Port: 3863, Addrs: []netip.Addr{netip.MustParseAddr("10.1.1.1"), netip.MustParseAddr("fd00::1")}}
 			pe.Policy = wire.Policy{Type: wire.PolicyLeastUsedDegradation, Load: 7}
-			hs.Register(string(rune('a'+i%7)), pe, t0)
+			hs.Register(wire.PoolHandle(rune('a'+i%7)), pe, t0)
 		}
 		seen := map[peKey]bool{}
 		for i := 0; ; i++ {

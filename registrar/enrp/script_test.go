@@ -173,14 +173,14 @@ func (s *script) exec(cmd string) []string {
 		pe := simElement(id, s.n.ID())
 		action := wire.ActionAddPE
 		if f[0] == "register" {
-			if _, _, err := s.hs.Register(a["pool"], pe, s.now); err != nil {
+			if _, _, err := s.hs.Register(wire.PoolHandle(a["pool"]), pe, s.now); err != nil {
 				s.t.Fatal(err)
 			}
 		} else {
-			s.hs.Deregister(a["pool"], id)
+			s.hs.Deregister(wire.PoolHandle(a["pool"]), id)
 			action = wire.ActionDelPE
 		}
-		outs = s.n.LocalChange(s.now, action, a["pool"], pe)
+		outs = s.n.LocalChange(s.now, action, wire.PoolHandle(a["pool"]), pe)
 	case "connlost":
 		outs = s.n.PeerConnLost(s.now, f[1])
 	case "hs":
@@ -261,7 +261,7 @@ func (s *script) parseMsg(f []string) wire.Message {
 		if a["home"] != "" {
 			home = s.num(a["home"])
 		}
-		return &wire.HandleUpdate{Sender: snd, Receiver: rcv, Action: act, PoolHandle: a["pool"], Element: simElement(s.num(a["pe"]), home)}
+		return &wire.HandleUpdate{Sender: snd, Receiver: rcv, Action: act, PoolHandle: wire.PoolHandle(a["pool"]), Element: simElement(s.num(a["pe"]), home)}
 	case "htreq":
 		return &wire.HandleTableRequest{OwnChildrenOnly: has("W"), Sender: snd, Receiver: rcv}
 	case "htresp":
@@ -272,7 +272,7 @@ func (s *script) parseMsg(f []string) wire.Message {
 		}
 		if a["pool"] != "" {
 			h, ids, _ := strings.Cut(a["pool"], ":")
-			pe := wire.PoolEntry{PoolHandle: h}
+			pe := wire.PoolEntry{PoolHandle: wire.PoolHandle(h)}
 			for _, id := range strings.Split(ids, ",") {
 				pe.Elements = append(pe.Elements, simElement(s.num(id), home))
 			}
@@ -344,7 +344,7 @@ func formatMsg(m wire.Message) string {
 			for _, e := range p.Elements {
 				ids = append(ids, fmt.Sprintf("%d@%#x", e.ID, e.HomeServer))
 			}
-			ps = append(ps, p.PoolHandle+":"+strings.Join(ids, ","))
+			ps = append(ps, string(p.PoolHandle)+":"+strings.Join(ids, ","))
 		}
 		return fmt.Sprintf("htresp%s%s %s", flag(m.Reject, "R"), flag(m.More, "M"), strings.Join(ps, " "))
 	case *wire.ListRequest:

@@ -53,7 +53,7 @@ type simNode struct {
 }
 
 type simPE struct {
-	handle string
+	handle wire.PoolHandle
 	id     uint32
 	host   int // node whose side of the network the PE lives on
 	home   int // registrar the PE believes is its home
@@ -231,7 +231,7 @@ func (s *sim) process(i int, outs []Output) {
 	}
 }
 
-func (s *sim) findPE(h string, id uint32) *simPE {
+func (s *sim) findPE(h wire.PoolHandle, id uint32) *simPE {
 	for _, pe := range s.pes {
 		if pe.handle == h && pe.id == id {
 			return pe
@@ -256,15 +256,15 @@ func (s *sim) register(i int, pe *simPE) {
 	}
 	pe.home = i
 	el := simElement(pe.id, nd.id)
-	if _, _, err := nd.hs.Register(pe.handle, el, s.now); err != nil {
+	if _, _, err := nd.hs.Register(wire.PoolHandle(pe.handle), el, s.now); err != nil {
 		s.t.Fatalf("register: %v", err)
 	}
-	nd.hs.SetExpiry(pe.handle, pe.id, time.Time{})
-	s.process(i, nd.n.LocalChange(s.now, wire.ActionAddPE, pe.handle, el))
+	nd.hs.SetExpiry(wire.PoolHandle(pe.handle), pe.id, time.Time{})
+	s.process(i, nd.n.LocalChange(s.now, wire.ActionAddPE, wire.PoolHandle(pe.handle), el))
 }
 
 // addPE creates a PE living next to node i and registers it there.
-func (s *sim) addPE(i int, handle string, id uint32) *simPE {
+func (s *sim) addPE(i int, handle wire.PoolHandle, id uint32) *simPE {
 	pe := &simPE{handle: handle, id: id, host: i, home: -1, alive: true}
 	s.pes = append(s.pes, pe)
 	s.register(i, pe)
@@ -281,13 +281,13 @@ func (s *sim) removePE(pe *simPE) {
 
 func (s *sim) unown(i int, pe *simPE) {
 	nd := s.nodes[i]
-	e, ok := nd.hs.Get(pe.handle, pe.id)
+	e, ok := nd.hs.Get(wire.PoolHandle(pe.handle), pe.id)
 	if !ok || e.HomeServer != nd.id {
 		return
 	}
 	el := e.PoolElement()
-	nd.hs.Deregister(pe.handle, pe.id)
-	s.process(i, nd.n.LocalChange(s.now, wire.ActionDelPE, pe.handle, el))
+	nd.hs.Deregister(wire.PoolHandle(pe.handle), pe.id)
+	s.process(i, nd.n.LocalChange(s.now, wire.ActionDelPE, wire.PoolHandle(pe.handle), el))
 }
 
 func (s *sim) reregister() {
@@ -416,7 +416,7 @@ func (s *sim) checkConverged(group []int) {
 		if got := nd.hs.NumElements(); got != live {
 			s.t.Errorf("node %d (%#x) holds %d PEs, want %d", i, nd.id, got, live)
 			for _, pe := range s.pes {
-				if e, ok := nd.hs.Get(pe.handle, pe.id); ok && !pe.alive {
+				if e, ok := nd.hs.Get(wire.PoolHandle(pe.handle), pe.id); ok && !pe.alive {
 					s.t.Errorf("  removed PE %s/%d still there, home %#x, expiry %v", pe.handle, pe.id, e.HomeServer, e.Expiry.Sub(s.now))
 				}
 			}
@@ -425,7 +425,7 @@ func (s *sim) checkConverged(group []int) {
 			if !pe.alive {
 				continue
 			}
-			e, ok := nd.hs.Get(pe.handle, pe.id)
+			e, ok := nd.hs.Get(wire.PoolHandle(pe.handle), pe.id)
 			if !ok {
 				s.t.Errorf("node %d lost PE %s/%d", i, pe.handle, pe.id)
 				continue
@@ -460,7 +460,7 @@ func TestSimStartupAndConverge(t *testing.T) {
 		}
 	}
 	for k := uint32(1); k <= 30; k++ {
-		s.addPE(int(k%3), fmt.Sprintf("pool-%d", k%4), k)
+		s.addPE(int(k%3), wire.PoolHandle(fmt.Sprintf("pool-%d", k%4)), k)
 	}
 	s.run(100 * time.Millisecond)
 	s.checkConverged([]int{0, 1, 2})
@@ -504,7 +504,7 @@ func TestSimLateJoinerMentorSync(t *testing.T) {
 	s.kill(2)
 	s.run(3 * time.Second)
 	for k := uint32(1); k <= 500; k++ {
-		s.addPE(int(k%2), fmt.Sprintf("pool-%d", k%7), k)
+		s.addPE(int(k%2), wire.PoolHandle(fmt.Sprintf("pool-%d", k%7)), k)
 	}
 	s.run(time.Second)
 	s.start(2)
@@ -576,7 +576,7 @@ func TestSimPartitionHeal(t *testing.T) {
 	s := newSim(t, simTimers, 3)
 	s.run(3 * time.Second)
 	for k := uint32(1); k <= 30; k++ {
-		s.addPE(int(k%3), fmt.Sprintf("pool-%d", k%3), k)
+		s.addPE(int(k%3), wire.PoolHandle(fmt.Sprintf("pool-%d", k%3)), k)
 	}
 	s.run(100 * time.Millisecond)
 	s.partition([]int{0}, []int{1, 2}, true)
@@ -597,7 +597,7 @@ func TestSimDuplicatedAndReordered(t *testing.T) {
 	s.dup = true
 	s.run(3 * time.Second)
 	for k := uint32(1); k <= 60; k++ {
-		s.addPE(int(k%3), fmt.Sprintf("pool-%d", k%5), k)
+		s.addPE(int(k%3), wire.PoolHandle(fmt.Sprintf("pool-%d", k%5)), k)
 	}
 	s.run(50 * time.Millisecond)
 	for _, pe := range s.pes[:20] {
@@ -673,7 +673,7 @@ func syncSetup(tb testing.TB, pes int, chunkBytes int) (*sim, int) {
 	nd := s.nodes[0]
 	for k := 0; k < pes; k++ {
 		h := fmt.Sprintf("pool-%d", k%100)
-		if _, _, err := nd.hs.Register(h, simElement(uint32(k+1), nd.id), s.now); err != nil {
+		if _, _, err := nd.hs.Register(wire.PoolHandle(h), simElement(uint32(k+1), nd.id), s.now); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -704,7 +704,7 @@ func BenchmarkMentorSync(b *testing.B) {
 				s.run(3 * time.Second)
 				nd := s.nodes[0]
 				for k := 0; k < pes; k++ {
-					nd.hs.Register(fmt.Sprintf("pool-%d", k%100), simElement(uint32(k+1), nd.id), s.now)
+					nd.hs.Register(wire.PoolHandle(fmt.Sprintf("pool-%d", k%100)), simElement(uint32(k+1), nd.id), s.now)
 				}
 				s.nextReg = s.now.Add(time.Hour)
 				b.StartTimer()
@@ -774,7 +774,7 @@ func TestSimChaos(t *testing.T) {
 				case r < 70:
 					i := rng.IntN(4)
 					if s.nodes[i].up && s.nodes[i].ready {
-						s.addPE(i, fmt.Sprintf("pool-%d", rng.IntN(5)), nextPE)
+						s.addPE(i, wire.PoolHandle(fmt.Sprintf("pool-%d", rng.IntN(5))), nextPE)
 						nextPE++
 						adds++
 					}
