@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/rserpool/rserpool/internal/ratelog"
 )
 
 // stringList is a repeatable string flag.
@@ -18,13 +20,17 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // newLogger returns the daemons' text logger on stderr at the named level
-// (debug, info, warn or error).
+// (debug, info, warn or error). Lines at info and above pass at most once a
+// second per message (ratelog), so that a flood of connections or
+// messages cannot flood the log; the next line that passes says how many
+// were held back.
 func newLogger(level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("-log-level: %w", err)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	h := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})
+	return slog.New(ratelog.New(h, ratelog.Options{})), nil
 }
 
 // newRegistry returns a metrics registry with the Go runtime and process
