@@ -1,7 +1,6 @@
 package registrar
 
 import (
-	"container/heap"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -137,11 +136,15 @@ func (l *loop) enrpOut(outs []enrp.Output, now time.Time) {
 				l.log.Info("ENRP start-up synchronisation done; serving ASAP", "elements", l.hs.NumElements())
 			}
 		case enrp.KeepAliveHome:
-			l.adopt(o.Handle, o.PEID, now)
+			l.carry(l.core.Adopt(now, o.Handle, o.PEID), now)
 		case enrp.OwnershipLost:
-			l.disown(o.Handle, o.PEID, now)
+			l.carry(l.core.Disown(now, o.Handle, o.PEID), now)
 		case enrp.PeerUp, enrp.PeerDown:
-			l.log.Info("ENRP peer "+strings.TrimPrefix(o.Kind.String(), "peer-"), "peer", ServerID(o.PeerID), "addr", o.To)
+			msg := "ENRP peer up"
+			if o.Kind == enrp.PeerDown {
+				msg = "ENRP peer down"
+			}
+			l.log.Info(msg, "peer", ServerID(o.PeerID), "addr", o.To)
 			n := 0
 			for _, p := range es.node.Peers() {
 				if p.ID != 0 && (p.State == enrp.PeerActive || p.State == enrp.PeerProbing) {
@@ -154,77 +157,10 @@ func (l *loop) enrpOut(outs []enrp.Output, now time.Time) {
 	l.gauges()
 }
 
-// adopt starts monitoring a PE this registrar took over from a dead peer.
-// When the PE has no connection here and its ASAP Transport is SCTP, the
-// registrar opens an association to it and sends the Keep-Alive with H=1
-// there (reach). Over the TCP mapping a registrar reaches a PE only over a
-// connection the PE opened to it, so the PE gets no Keep-Alive here; it keeps
-// its entry (now ours) for one keep-alive interval plus timeout, within
-// which it re-registers on its own (here or at another registrar, which
-// then announces itself as the PE's home).
+// adopt starts monitoring a PE this registrar took over from a dead peer
+// (see asap.Core.Adopt).
 func (l *loop) adopt(handle wire.PoolHandle, id uint32, now time.Time) {
-	e, ok := l.hs.Get(handle, id)
-	if !ok || e.HomeServer != l.id {
-		return
-	}
-	o := owned(e)
-	if o == nil {
-		o = &ownedPE{e: e, idx: -1}
-		e.Owner = o
-	}
-	if o.c != nil {
-		// The PE is connected here: ask it to adopt us (H bit).
-		ka := &wire.EndpointKeepAlive{ServerID: l.id, PoolHandle: handle, HasID: true, ID: id, Home: true}
-		if l.sendMsg(o.c, ka) {
-			l.m.keepAlivesSent.Inc()
-		}
-	} else {
-		// Taken over with no connection here: over SCTP open one to the
-		// PE's ASAP Transport (RSPLIB behaviour) and send it there.
-		l.reach(o)
-	}
-	o.waiting = true
-	l.schedule(o, now.Add(l.cfg.Timers.KeepAliveInterval+l.cfg.Timers.KeepAliveTimeout))
-}
-
-// disown handles a peer's claim to be the home of a PE we own. Normally
-// the PE re-registered there and we stop monitoring it. But a PE still
-// registered over a live connection to us is ours whatever a peer says (a
-// registrar on the other side of a healed partition took it over): we
-// reclaim it and announce that with a Handle Update, at most once per
-// keep-alive interval per PE so that a PE registered at two registrars at
-// once cannot make them argue without end.
-func (l *loop) disown(handle wire.PoolHandle, id uint32, now time.Time) {
-	e, ok := l.hs.Get(handle, id)
-	if !ok {
-		return
-	}
-	o := owned(e)
-	if o == nil || e.HomeServer == l.id {
-		return
-	}
-	since := max(now.Sub(l.epoch), 1) // 0 in o.reasserted means never
-	if o.c != nil && !o.c.gone && (o.reasserted == 0 || since-o.reasserted >= l.cfg.Timers.KeepAliveInterval) {
-		o.reasserted = since
-		l.hs.SetHome(handle, id, l.id)
-		l.hs.SetExpiry(handle, id, time.Time{})
-		l.log.Info("PE connected here claimed by a peer; reclaiming it", "pool", truncate(handle), "pe", peID(id))
-		if l.onChange != nil {
-			l.onChange(Change{Action: wire.ActionAddPE, Pool: handle, Element: e.PoolElement()})
-		}
-		return
-	}
-	l.dropOwned(o)
-}
-
-// dropOwned forgets the monitoring state of o without touching the
-// handlespace.
-func (l *loop) dropOwned(o *ownedPE) {
-	l.detach(o)
-	if o.idx >= 0 && int(o.idx) < len(l.timers) && l.timers[o.idx] == o {
-		heap.Remove(&l.timers, int(o.idx))
-	}
-	o.e.Owner = nil
+	l.carry(l.core.Adopt(now, handle, id), now)
 }
 
 // enrpMessage feeds a received ENRP message to the node.

@@ -480,7 +480,7 @@ func (r *Registrar) Reload(cfg Config) error {
 	lim := cfg.Limits
 	r.limits.Store(&lim)
 	if !started {
-		r.loop.apply(cfg)
+		r.loop.apply(cfg, time.Now())
 		return nil
 	}
 	done := make(chan struct{})
