@@ -30,7 +30,8 @@ type conn struct {
 	// pipelining client cannot fill the loop's queue ahead of the others.
 	slots  chan struct{}
 	once   sync.Once
-	remote []netip.Addr // peer addresses (all SCTP paths, or the TCP peer)
+	wg     *sync.WaitGroup // tracks the background Close of tc; nil: Close inline
+	remote []netip.Addr    // peer addresses (all SCTP paths, or the TCP peer)
 	asap   wire.Transport
 	// tlsIDs is set by the reader once the first message has arrived (the
 	// TLS handshake is complete by then) and read by the loop afterwards.
@@ -41,13 +42,18 @@ type conn struct {
 	lastLog   atomic.Int64
 	suppessed atomic.Int64
 
+	// src is the source address counted against
+	// limits.max_source_connections; invalid for dialed associations.
+	// Set before the reader starts; read under Registrar.mu.
+	src netip.Addr
+
 	// Owned by the loop.
 	cid  asap.ConnID // the core's identifier; 0 until the first message
 	gone bool        // the reader ended (evClosed)
 }
 
-func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queueBytes int, log *slog.Logger) *conn {
-	c := &conn{id: id, tc: tc, done: make(chan struct{}), slots: make(chan struct{}, maxInflight)}
+func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queueBytes int, log *slog.Logger, wg *sync.WaitGroup) *conn {
+	c := &conn{id: id, tc: tc, wg: wg, done: make(chan struct{}), slots: make(chan struct{}, maxInflight)}
 	c.q.init(queueBytes, func(b []byte) error {
 		err := tc.WriteMessage(transport.Message{PPID: wire.PPIDASAP, Data: b})
 		if err != nil {
@@ -245,11 +251,19 @@ func (s *sendQueue) waitRoom(closed <-chan struct{}) bool {
 	}
 }
 
+// close ends the connection without blocking: the transport's Close,
+// which waits up to its close timeout for the peer, runs in the background
+// (a client that does not read must not hold up the loop).
 func (c *conn) close() {
 	c.once.Do(func() {
 		close(c.done)
-		if c.tc != nil {
+		switch {
+		case c.tc == nil:
+		case c.wg == nil:
 			c.tc.Close()
+		default:
+			c.wg.Add(1)
+			go func() { defer c.wg.Done(); c.tc.Close() }()
 		}
 	})
 }
@@ -352,6 +366,11 @@ func (r *Registrar) connDone(c *conn) {
 	}
 	r.mu.Lock()
 	delete(r.conns, c)
+	if c.src.IsValid() {
+		if r.perSource[c.src]--; r.perSource[c.src] <= 0 {
+			delete(r.perSource, c.src)
+		}
+	}
 	r.mu.Unlock()
 	r.nconns.Add(-1)
 	r.m.connections.Dec()

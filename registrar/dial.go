@@ -98,7 +98,7 @@ func (r *Registrar) dialConn(addr string) *conn {
 	}
 	if n := r.nconns.Add(1); n > int64(r.limits.Load().MaxConnections) {
 		r.nconns.Add(-1)
-		tc.Close()
+		r.closeRefused(tc)
 		r.m.limitRejections.WithLabelValues(limitConnections).Inc()
 		return nil
 	}
@@ -106,11 +106,11 @@ func (r *Registrar) dialConn(addr string) *conn {
 	if r.closed {
 		r.mu.Unlock()
 		r.nconns.Add(-1)
-		tc.Close()
+		r.closeRefused(tc)
 		return nil
 	}
 	r.nextConn++
-	c := newConn(r.nextConn, tc, transport.SchemeSCTP, r.limits.Load().SendQueueBytes, r.log)
+	c := newConn(r.nextConn, tc, transport.SchemeSCTP, r.limits.Load().SendQueueBytes, r.log, &r.wg)
 	r.conns[c] = struct{}{}
 	r.wg.Add(1)
 	r.mu.Unlock()

@@ -97,6 +97,7 @@ func asapConfig(id uint32, cfg Config) asap.Config {
 		MaxPoolElements:        lim.MaxPoolElements,
 		MaxPools:               lim.MaxPools,
 		MaxHandleLength:        lim.MaxHandleLength,
+		MaxSourceElements:      lim.MaxSourceElements,
 		MaxMessageSize:         lim.MaxMessageSize,
 		MaxDials:               maxPEDials,
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -60,6 +61,7 @@ type Registrar struct {
 	listeners []transport.Listener
 	asapAddrs []string
 	conns     map[*conn]struct{}
+	perSource map[netip.Addr]int // accepted ASAP connections per source address
 	admin     *http.Server
 	adminAddr string
 	announce  *announcer
@@ -67,6 +69,7 @@ type Registrar struct {
 
 	nconns  atomic.Int64
 	serving atomic.Bool
+	closers chan struct{} // one token per background closeRefused
 
 	ready     chan struct{} // closed when ASAP may be served (ENRP start-up done)
 	enrpLns   []transport.Listener
@@ -108,14 +111,16 @@ func New(cfg Config, opts Options) (*Registrar, error) {
 		return nil, fmt.Errorf("registrar: metrics: %w", err)
 	}
 	r := &Registrar{
-		id:       cfg.ID,
-		log:      log.With("registrar", cfg.ID.String()),
-		m:        m,
-		gatherer: gath,
-		cfg:      cfg,
-		stop:     make(chan struct{}),
-		loopDone: make(chan struct{}),
-		conns:    map[*conn]struct{}{},
+		id:        cfg.ID,
+		log:       log.With("registrar", cfg.ID.String()),
+		m:         m,
+		gatherer:  gath,
+		cfg:       cfg,
+		stop:      make(chan struct{}),
+		loopDone:  make(chan struct{}),
+		conns:     map[*conn]struct{}{},
+		perSource: map[netip.Addr]int{},
+		closers:   make(chan struct{}, maxClosers),
 	}
 	lim := cfg.Limits
 	r.limits.Store(&lim)
@@ -418,23 +423,32 @@ func (r *Registrar) acceptLoop(ln transport.Listener, scheme transport.Scheme) {
 			}
 			continue
 		}
-		if n := r.nconns.Add(1); n > int64(r.limits.Load().MaxConnections) {
+		lim := r.limits.Load()
+		src := remoteIP(tc.RemoteAddr())
+		if n := r.nconns.Add(1); n > int64(lim.MaxConnections) {
 			r.nconns.Add(-1)
-			tc.Close()
-			r.m.connectionsTotal.WithLabelValues("refused").Inc()
-			r.m.limitRejections.WithLabelValues(limitConnections).Inc()
-			r.log.Warn("connection refused: max_connections reached", "peer", tc.RemoteAddr().String())
+			r.refuse(tc, limitConnections, "connection refused: max_connections reached")
 			continue
 		}
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
 			r.nconns.Add(-1)
-			tc.Close()
+			r.closeRefused(tc)
 			return
 		}
+		if src.IsValid() && r.perSource[src] >= lim.MaxSourceConnections {
+			r.mu.Unlock()
+			r.nconns.Add(-1)
+			r.refuse(tc, limitSourceConnections, "connection refused: max_source_connections reached")
+			continue
+		}
+		if src.IsValid() {
+			r.perSource[src]++
+		}
 		r.nextConn++
-		c := newConn(r.nextConn, tc, scheme, r.limits.Load().SendQueueBytes, r.log)
+		c := newConn(r.nextConn, tc, scheme, lim.SendQueueBytes, r.log, &r.wg)
+		c.src = src
 		r.conns[c] = struct{}{}
 		r.wg.Add(1)
 		r.mu.Unlock()
@@ -442,6 +456,48 @@ func (r *Registrar) acceptLoop(ln transport.Listener, scheme transport.Scheme) {
 		r.m.connectionsTotal.WithLabelValues("accepted").Inc()
 		go r.serveConn(c)
 	}
+}
+
+// refuse closes an accepted connection that a limit turns away, counts it
+// and logs it (one line per message text and second with the daemons'
+// handler).
+func (r *Registrar) refuse(tc transport.Conn, limit, msg string) {
+	peer := tc.RemoteAddr().String()
+	r.closeRefused(tc)
+	r.m.connectionsTotal.WithLabelValues("refused").Inc()
+	r.m.limitRejections.WithLabelValues(limit).Inc()
+	r.log.Warn(msg, "peer", peer)
+}
+
+// maxClosers bounds the refused connections being closed in the
+// background at once.
+const maxClosers = 256
+
+// closeRefused closes tc without holding up the caller (an accept loop):
+// the transport's Close waits up to its close timeout (2 s) for the peer's
+// end of stream, which a flooding peer never sends. At most maxClosers run
+// in the background; beyond that the caller closes inline, which slows
+// accepting down instead of piling up goroutines.
+func (r *Registrar) closeRefused(tc transport.Conn) {
+	select {
+	case r.closers <- struct{}{}:
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			tc.Close()
+			<-r.closers
+		}()
+	default:
+		tc.Close()
+	}
+}
+
+// remoteIP returns the IP address of a remote address, unmapped.
+func remoteIP(a net.Addr) netip.Addr {
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
 }
 
 // ASAPAddrs returns the bound ASAP addresses with their scheme, for example
