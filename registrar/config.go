@@ -13,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rserpool/rserpool/registrar/asap"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -95,6 +96,13 @@ type ENRPConfig struct {
 	// 60000) for a faster mentor sync over the TCP mapping.
 	TableChunkPEs   int `toml:"table_chunk_pes"`
 	TableChunkBytes int `toml:"table_chunk_bytes"`
+	// Allow lists the networks (CIDR) ENRP peers may be in: accepted ENRP
+	// connections from other sources are closed, dialed peers outside
+	// them are dropped, and multicast Presences from them are ignored.
+	// Empty = any source (the default, so that RSPLIB registrars, which
+	// have no TLS, interoperate; a warning at start says so when ENRP
+	// listens without TLS).
+	Allow []string `toml:"allow"`
 	// PeerIdentities, when not empty, restricts tls:// peers (incoming and
 	// outgoing) to certificates whose common name or a SAN is listed;
 	// certificates are verified against tls.client_ca_file.
@@ -355,9 +363,17 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("enrp.listen[%d]", i), "%v", err)
 		}
 	}
+	enrpAllow := parsePrefixes(c.ENRP.Allow)
+	for i, s := range c.ENRP.Allow {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			bad(fmt.Sprintf("enrp.allow[%d]", i), "%v", err)
+		}
+	}
 	for i, a := range c.ENRP.Peers {
 		if err := checkAddr(a); err != nil {
 			bad(fmt.Sprintf("enrp.peers[%d]", i), "%v", err)
+		} else if ip, ok := addrIP(a); ok && len(enrpAllow) > 0 && !asap.Contains(enrpAllow, ip) {
+			bad(fmt.Sprintf("enrp.peers[%d]", i), "%q is outside enrp.allow", a)
 		}
 	}
 	for _, d := range []struct {
@@ -500,6 +516,20 @@ func (c *Config) Validate() error {
 		bad("tls", "cert_file and key_file go together")
 	}
 	return errors.Join(errs...)
+}
+
+// addrIP returns the IP address of a transport address whose host is an
+// IP literal.
+func addrIP(a string) (netip.Addr, bool) {
+	_, hp, ok := strings.Cut(a, "://")
+	if !ok {
+		hp = a
+	}
+	ap, err := netip.ParseAddrPort(hp)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
 }
 
 func checkAddr(a string) error {

@@ -12,10 +12,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rserpool/rserpool/registrar/asap"
 	"github.com/rserpool/rserpool/registrar/enrp"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
+
+// errNotAllowed is a peer address outside enrp.allow.
+var errNotAllowed = errors.New("outside enrp.allow")
 
 // peerQueueLen bounds the ENRP messages queued for one peer connection. A
 // peer that does not read fills it; further messages are dropped (the audit
@@ -188,6 +192,11 @@ type peerMgr struct {
 	tlsOnly bool
 	ctx     context.Context // cancelled by closeAll: aborts dials
 	cancel  context.CancelFunc
+	// allow is enrp.allow: the networks peers may be in; empty = any.
+	allow []netip.Prefix
+	// closeRefused closes a connection in the background (Registrar.closeRefused).
+	closeRefused func(transport.Conn)
+	m            *metrics
 
 	mu     sync.Mutex
 	closed bool
@@ -195,6 +204,7 @@ type peerMgr struct {
 }
 
 type peerConn struct {
+	wg     *sync.WaitGroup // tracks the background Close of tc
 	addr   string
 	lostAs string // address reported to the node when the connection fails
 	out    chan []byte
@@ -205,15 +215,23 @@ type peerConn struct {
 	dialed bool
 }
 
+// close ends the connection without blocking (the transport's Close waits
+// for the peer up to its close timeout); the caller may hold peerMgr.mu.
 func (pc *peerConn) close() {
 	pc.once.Do(func() {
 		close(pc.done)
 		pc.mu.Lock()
-		if pc.tc != nil {
-			pc.tc.Close()
+		if tc := pc.tc; tc != nil {
+			pc.wg.Add(1)
+			go func() { defer pc.wg.Done(); tc.Close() }()
 		}
 		pc.mu.Unlock()
 	})
+}
+
+// allowed reports whether an ENRP peer at a may be talked to (enrp.allow).
+func (pm *peerMgr) allowed(a netip.Addr) bool {
+	return len(pm.allow) == 0 || (a.IsValid() && asap.Contains(pm.allow, a.Unmap()))
 }
 
 // send queues b for addr, dialing it when no connection exists. It never
@@ -237,7 +255,7 @@ func (pm *peerMgr) send(addr string, b []byte) bool {
 			pm.mu.Unlock()
 			return false
 		}
-		pc = &peerConn{addr: addr, lostAs: lostAs, out: make(chan []byte, peerQueueLen), done: make(chan struct{}), dialed: true}
+		pc = &peerConn{wg: pm.wg, addr: addr, lostAs: lostAs, out: make(chan []byte, peerQueueLen), done: make(chan struct{}), dialed: true}
 		pm.conns[addr] = pc
 		pm.wg.Add(1)
 		go pm.runDialed(pc)
@@ -282,12 +300,25 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 			pm.log.Warn("ENRP peer uses tls:// but tls.cert_file is not configured", "addr", pc.addr)
 		}
 	}
-	tc, err := transport.Dial(ctx, pc.addr, &tcfg)
+	var tc transport.Conn
+	err := errNotAllowed
+	if ip, ok := addrIP(pc.addr); !ok || pm.allowed(ip) {
+		tc, err = transport.Dial(ctx, pc.addr, &tcfg)
+		if err == nil && !pm.allowed(remoteIP(tc.RemoteAddr())) {
+			pm.closeRefused(tc)
+			err = errNotAllowed
+		}
+	}
 	cancel()
 	if err != nil {
 		pm.forget(pc)
 		pc.close()
-		pm.log.Debug("ENRP dial failed", "addr", pc.addr, "err", err)
+		if err == errNotAllowed {
+			pm.m.limitRejections.WithLabelValues(limitENRPAllow).Inc()
+			pm.log.Warn("ENRP peer outside enrp.allow; not connecting", "addr", pc.addr)
+		} else {
+			pm.log.Debug("ENRP dial failed", "addr", pc.addr, "err", err)
+		}
 		pm.post(evPeerLost{pc.lostAs})
 		return
 	}
@@ -339,7 +370,7 @@ func (pm *peerMgr) read(pc *peerConn, tc transport.Conn) {
 			return
 		}
 		if !checked {
-			if !pm.allowed(tc) {
+			if !pm.identified(tc) {
 				pm.log.Warn("ENRP peer certificate not in enrp.peer_identities; closing", "addr", pc.addr)
 				return
 			}
@@ -368,7 +399,9 @@ func (pm *peerMgr) read(pc *peerConn, tc transport.Conn) {
 	}
 }
 
-func (pm *peerMgr) allowed(tc transport.Conn) bool {
+// identified reports whether tc's client certificate is one of
+// enrp.peer_identities.
+func (pm *peerMgr) identified(tc transport.Conn) bool {
 	for _, id := range tlsIdentities(tc) {
 		if pm.ids[id] {
 			return true
@@ -394,16 +427,22 @@ func (pm *peerMgr) accept(ln transport.Listener, scheme transport.Scheme) {
 			continue
 		}
 		addr := transport.FormatAddr(scheme, tc.RemoteAddr())
-		pc := &peerConn{addr: addr, out: make(chan []byte, peerQueueLen), done: make(chan struct{})}
+		if !pm.allowed(remoteIP(tc.RemoteAddr())) {
+			pm.closeRefused(tc)
+			pm.m.limitRejections.WithLabelValues(limitENRPAllow).Inc()
+			pm.log.Warn("ENRP connection refused: source not in enrp.allow", "peer", addr)
+			continue
+		}
+		pc := &peerConn{wg: pm.wg, addr: addr, out: make(chan []byte, peerQueueLen), done: make(chan struct{})}
 		pm.mu.Lock()
 		if pm.closed {
 			pm.mu.Unlock()
-			tc.Close()
+			pm.closeRefused(tc)
 			return
 		}
 		if len(pm.conns) >= maxENRPConns {
 			pm.mu.Unlock()
-			tc.Close()
+			pm.closeRefused(tc)
 			pm.log.Warn("ENRP connection refused: too many connections", "peer", addr, "max", maxENRPConns)
 			continue
 		}
@@ -454,6 +493,11 @@ func (pm *peerMgr) receiveMulticast(rc *transport.MulticastReceiver) {
 		}
 		if _, ok := m.(*wire.Presence); !ok {
 			continue // only Presence travels by multicast
+		}
+		if !pm.allowed(src.Addr()) {
+			pm.m.limitRejections.WithLabelValues(limitENRPAllow).Inc()
+			pm.log.Debug("ENRP multicast Presence from outside enrp.allow ignored", "src", src.String())
+			continue
 		}
 		if !pm.post(evENRP{src: enrp.Source{Addr: "udp://" + src.String(), Multicast: true}, m: m}) {
 			return

@@ -313,11 +313,18 @@ func (r *Registrar) startENRP(cfg Config) error {
 	pm := &peerMgr{
 		log: r.log, tcfg: tcfg, tlsCli: cli, events: r.loop.events, stop: r.stop, wg: &r.wg,
 		dialTO: 3 * time.Second, conns: map[string]*peerConn{},
+		allow: parsePrefixes(cfg.ENRP.Allow), closeRefused: r.closeRefused, m: r.m,
 	}
 	pm.ctx, pm.cancel = context.WithCancel(context.Background())
 	pm.tlsOnly = len(cfg.ENRP.Listen) > 0 && !slices.ContainsFunc(cfg.ENRP.Listen, func(a string) bool {
 		return !strings.HasPrefix(a, "tls://")
 	})
+	// Peers that reach us (listeners) or that we learn of by multicast
+	// are unauthenticated unless every ENRP connection is TLS.
+	if len(pm.allow) == 0 && !pm.tlsOnly && (len(cfg.ENRP.Listen) > 0 || cfg.ENRP.Multicast.Enabled) {
+		r.log.Warn("ENRP accepts unauthenticated peers from any source; set enrp.allow or use tls://",
+			"listen", strings.Join(cfg.ENRP.Listen, ","), "multicast", cfg.ENRP.Multicast.Enabled)
+	}
 	if len(cfg.ENRP.PeerIdentities) > 0 {
 		pm.ids = map[string]bool{}
 		for _, id := range cfg.ENRP.PeerIdentities {

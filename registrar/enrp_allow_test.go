@@ -1,0 +1,119 @@
+package registrar
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// enrpAllowWarning is the start-up warning for ENRP open to any source.
+const enrpAllowWarning = "ENRP accepts unauthenticated peers from any source; set enrp.allow or use tls://"
+
+func TestNewLimitKeysValidated(t *testing.T) {
+	for _, tc := range []struct {
+		name, toml string
+		want       []string
+	}{
+		{"source caps", "[limits]\nmax_source_connections = 0\nmax_source_elements = -1\n",
+			[]string{"limits.max_source_connections", "limits.max_source_elements"}},
+		{"enrp allow", "[enrp]\nallow = [\"10.0.0.0/33\"]\n", []string{"enrp.allow[0]"}},
+		{"enrp peer outside allow", "[enrp]\nallow = [\"10.0.0.0/8\"]\npeers = [\"tcp://192.0.2.1:9901\"]\n",
+			[]string{"enrp.peers[0]", "outside enrp.allow"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadConfig(writeConfig(t, tc.toml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+		})
+	}
+	cfg := DefaultConfig()
+	cfg.ENRP.Allow = []string{"10.0.0.0/8"}
+	cfg.ENRP.Peers = []string{"tcp://10.1.2.3:9901", "tcp://peer.example:9901"} // names are checked at dial time
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestENRPAllowWarning: ENRP listening without TLS and without enrp.allow
+// warns at start; with enrp.allow it does not.
+func TestENRPAllowWarning(t *testing.T) {
+	for _, allow := range [][]string{nil, {"127.0.0.0/8"}} {
+		var logs syncBuffer
+		cfg := enrpTestConfig()
+		cfg.ENRP.Allow = allow
+		r, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		warned := strings.Contains(logs.String(), "level=WARN msg=\""+enrpAllowWarning+"\"")
+		if warned != (allow == nil) {
+			t.Errorf("allow %v: warned %v:\n%s", allow, warned, logs.String())
+		}
+	}
+}
+
+// TestENRPAllowRefusesOtherSources: a registrar whose enrp.allow does not
+// hold 127.0.0.1 closes the ENRP connection of a peer there, counts it,
+// and never hears of that peer; with 127.0.0.0/8 allowed the two peer.
+func TestENRPAllowRefusesOtherSources(t *testing.T) {
+	cfg := enrpTestConfig()
+	cfg.ENRP.Allow = []string{"127.0.0.2/32"}
+	a := startReady(t, cfg)
+	b := startReady(t, enrpTestConfig(a.r.ENRPAddrs()[0]))
+	refused := func() float64 { return testutil.ToFloat64(a.r.m.limitRejections.WithLabelValues(limitENRPAllow)) }
+	deadline := time.Now().Add(10 * time.Second)
+	for refused() < 2 { // b dials again after each failure
+		if time.Now().After(deadline) {
+			t.Fatalf("enrp_allow refusals = %v", refused())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s := waitSnap(t, a, time.Second, "snapshot", func(Snapshot) bool { return true })
+	if len(s.Peers) != 0 {
+		t.Errorf("registrar with enrp.allow = 127.0.0.2/32 knows peers %+v", s.Peers)
+	}
+	if v := testutil.ToFloat64(b.r.m.peers); v != 0 {
+		t.Errorf("refused registrar has %v live peers", v)
+	}
+
+	cfg = enrpTestConfig()
+	cfg.ENRP.Allow = []string{"127.0.0.0/8"}
+	c := startReady(t, cfg)
+	d := startReady(t, enrpTestConfig(c.r.ENRPAddrs()[0]))
+	waitSnap(t, c, 10*time.Second, "peer allowed by enrp.allow", func(s Snapshot) bool {
+		return len(s.Peers) == 1 && s.Peers[0].ID == d.r.ID().String()
+	})
+}
+
+// TestENRPAllowAppliesToDialedPeers: a peer given by name that resolves
+// outside enrp.allow is not talked to.
+func TestENRPAllowAppliesToDialedPeers(t *testing.T) {
+	b := startReady(t, enrpTestConfig())
+	_, port, _ := strings.Cut(strings.TrimPrefix(b.r.ENRPAddrs()[0], "tcp://127.0.0.1"), ":")
+	cfg := enrpTestConfig("tcp://localhost:" + port)
+	cfg.ENRP.Allow = []string{"127.0.0.2/32", "::2/128"}
+	a := start(t, cfg)
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(a.r.m.limitRejections.WithLabelValues(limitENRPAllow)) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("dial to a peer outside enrp.allow not refused")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if v := testutil.ToFloat64(b.r.m.peers); v != 0 {
+		t.Errorf("peer reached despite enrp.allow: %v live peers", v)
+	}
+}
