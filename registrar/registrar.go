@@ -215,11 +215,11 @@ func (r *Registrar) Start() (err error) {
 			return fmt.Errorf("registrar: admin.listen %q: %w", cfg.Admin.Listen, err)
 		}
 		r.adminAddr = ln.Addr().String()
-		r.admin = &http.Server{Handler: r.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		r.admin = newAdminServer(r.adminHandler())
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			if err := r.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := r.admin.Serve(limitListener(ln, maxAdminConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				r.log.Error("admin server failed", "err", err)
 			}
 		}()
