@@ -97,9 +97,6 @@ func (c *Core) Apply(now time.Time, cfg Config) {
 	}
 }
 
-// Handlespace returns the handlespace the core works on.
-func (c *Core) Handlespace() *handlespace.Handlespace { return c.hs }
-
 // Open makes connection id known with what admission needs. Opening an
 // id that is already open changes nothing.
 func (c *Core) Open(id ConnID, info ConnInfo) {
@@ -188,9 +185,6 @@ func (c *Core) Tick(now time.Time) []Output {
 	return c.flush()
 }
 
-// Conns returns the number of open connections.
-func (c *Core) Conns() int { return len(c.conns) }
-
 // Dialing returns the number of association set-ups (Reach) under way.
 func (c *Core) Dialing() int { return len(c.dialing) }
 
@@ -209,7 +203,12 @@ func (c *Core) flush() []Output {
 	return out
 }
 
-func (c *Core) emit(o Output) { c.out = append(c.out, o) }
+func (c *Core) emit(o Output) {
+	if c.out == nil {
+		c.out = make([]Output, 0, 4) // a registration makes 3
+	}
+	c.out = append(c.out, o)
+}
 
 // send encodes m for connection cn.
 func (c *Core) send(id ConnID, m wire.Message) {

@@ -66,8 +66,18 @@ func (c *Core) register(now time.Time, cn *conn, m *wire.Registration) {
 func (c *Core) reject(cn *conn, handle wire.PoolHandle, id uint32, rj *rejection) {
 	c.emit(Output{Kind: Rejected, Conn: cn.id, Handle: handle, PEID: id, Result: rj.result, Limit: rj.limit,
 		Cause: rj.code, Detail: rj.msg})
+	info := rj.info
+	if limit := c.cfg.MaxMessageSize; limit > 0 {
+		// Header, Pool Handle, PE Identifier, Operation Error and cause
+		// headers; the cause information (a copy of the long handle, say)
+		// gets what is left, so that the response fits the connection.
+		room := limit - (4 + 4 + (len(handle)+3)&^3 + 8 + 4 + 4)
+		if len(info) > room {
+			info = info[:max(room, 0)&^3]
+		}
+	}
 	c.send(cn.id, &wire.RegistrationResponse{Reject: true, PoolHandle: handle, ID: id,
-		Error: &wire.OperationError{Causes: []wire.ErrorCause{{Code: rj.code, Info: rj.info}}}})
+		Error: &wire.OperationError{Causes: []wire.ErrorCause{{Code: rj.code, Info: info}}}})
 }
 
 // source returns the address the per-source cap counts for cn.
@@ -191,6 +201,9 @@ func (c *Core) userTransport(cn *conn, t wire.Transport) (wire.Transport, *rejec
 		}
 		if t.Type != wire.TransportSCTP && len(out) > 1 {
 			out = out[:1]
+		}
+		if len(out) == 0 {
+			return invalid("unspecified user transport address, and the connection's address is unknown")
 		}
 		t.Addrs = out
 	}
