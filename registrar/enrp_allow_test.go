@@ -12,32 +12,11 @@ import (
 // enrpAllowWarning is the start-up warning for ENRP open to any source.
 const enrpAllowWarning = "ENRP accepts unauthenticated peers from any source; set enrp.allow or use tls://"
 
-func TestNewLimitKeysValidated(t *testing.T) {
-	for _, tc := range []struct {
-		name, toml string
-		want       []string
-	}{
-		{"source caps", "[limits]\nmax_source_connections = 0\nmax_source_elements = -1\n",
-			[]string{"limits.max_source_connections", "limits.max_source_elements"}},
-		{"enrp allow", "[enrp]\nallow = [\"10.0.0.0/33\"]\n", []string{"enrp.allow[0]"}},
-		{"enrp peer outside allow", "[enrp]\nallow = [\"10.0.0.0/8\"]\npeers = [\"tcp://192.0.2.1:9901\"]\n",
-			[]string{"enrp.peers[0]", "outside enrp.allow"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := LoadConfig(writeConfig(t, tc.toml))
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not name %q", err, w)
-				}
-			}
-		})
-	}
+// TestENRPAllowValidated: peers given by name are checked when dialed.
+func TestENRPAllowValidated(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.ENRP.Allow = []string{"10.0.0.0/8"}
-	cfg.ENRP.Peers = []string{"tcp://10.1.2.3:9901", "tcp://peer.example:9901"} // names are checked at dial time
+	cfg.ENRP.Peers = []string{"tcp://10.1.2.3:9901", "tcp://peer.example:9901"}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -115,5 +94,41 @@ func TestENRPAllowAppliesToDialedPeers(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(b.r.m.peers); v != 0 {
 		t.Errorf("peer reached despite enrp.allow: %v live peers", v)
+	}
+}
+
+// TestE2EENRPAllow: the daemon warns when ENRP listens without TLS and
+// without enrp.allow, and with enrp.allow closes ENRP connections from
+// other sources and counts them.
+func TestE2EENRPAllow(t *testing.T) {
+	open := startProc(t, "", "-enrp", "tcp://127.0.0.1:0")
+	open.waitLog(enrpAllowWarning, 10*time.Second)
+	if code := open.stop(); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+
+	p := startProc(t, "[enrp]\nallow = [\"127.0.0.2/32\"]\n", "-enrp", "tcp://127.0.0.1:0")
+	for done := false; !done; {
+		select {
+		case l := <-p.lines:
+			if strings.Contains(l, enrpAllowWarning) {
+				t.Errorf("warned with enrp.allow set: %s", l)
+			}
+		default:
+			done = true
+		}
+	}
+	refused := rawDial(t, "127.0.0.1", p.enrp)
+	if !refused.waitClosedByPeer(10 * time.Second) {
+		t.Fatal("ENRP connection from outside enrp.allow not closed")
+	}
+	waitMetric(t, p.admin, `rserpool_registrar_limit_rejections_total{limit="enrp_allow"}`, 1, 10*time.Second)
+	allowed := rawDial(t, "127.0.0.2", p.enrp)
+	allowed.init()
+	if allowed.waitClosedByPeer(500 * time.Millisecond) {
+		t.Fatal("ENRP connection from inside enrp.allow closed")
+	}
+	if code := p.stop(); code != 0 {
+		t.Errorf("exit code %d", code)
 	}
 }
