@@ -62,18 +62,7 @@ func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queueBytes i
 		return err
 	})
 	var port uint16
-	for _, a := range tc.PeerAddrs() {
-		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-			c.remote = append(c.remote, ap.Addr().Unmap())
-			port = ap.Port()
-		}
-	}
-	if len(c.remote) == 0 {
-		if ap, err := netip.ParseAddrPort(tc.RemoteAddr().String()); err == nil {
-			c.remote = append(c.remote, ap.Addr().Unmap())
-			port = ap.Port()
-		}
-	}
+	c.remote, port = peerAddrs(tc)
 	c.asap = wire.Transport{Type: wire.TransportTCP, Port: port, Addrs: c.remote}
 	if scheme == transport.SchemeSCTP {
 		c.asap.Type = wire.TransportSCTP
@@ -82,6 +71,29 @@ func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queueBytes i
 	}
 	c.log = log.With("conn", id, "peer", tc.RemoteAddr().String())
 	return c
+}
+
+// peerAddrs returns the peer's addresses, unmapped (every SCTP path, or
+// the TCP peer), and its port. The first address is the connection's
+// source for the per-source caps.
+func peerAddrs(tc transport.Conn) ([]netip.Addr, uint16) {
+	var addrs []netip.Addr
+	var port uint16
+	for _, a := range tc.PeerAddrs() {
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			addrs = append(addrs, ap.Addr().Unmap())
+			port = ap.Port()
+		}
+	}
+	if len(addrs) == 0 {
+		// A multi-homed SCTP RemoteAddr prints as "a/b:port"; PeerAddrs
+		// has them one by one.
+		if ap, err := netip.ParseAddrPort(tc.RemoteAddr().String()); err == nil {
+			addrs = append(addrs, ap.Addr().Unmap())
+			port = ap.Port()
+		}
+	}
+	return addrs, port
 }
 
 // tlsIdentities returns the verified client certificate's common name and

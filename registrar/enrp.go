@@ -234,6 +234,21 @@ func (pm *peerMgr) allowed(a netip.Addr) bool {
 	return len(pm.allow) == 0 || (a.IsValid() && asap.Contains(pm.allow, a.Unmap()))
 }
 
+// allowedConn reports whether every address of tc's peer (every path of
+// an SCTP association) is in enrp.allow.
+func (pm *peerMgr) allowedConn(tc transport.Conn) bool {
+	if len(pm.allow) == 0 {
+		return true
+	}
+	addrs, _ := peerAddrs(tc)
+	for _, a := range addrs {
+		if !pm.allowed(a) {
+			return false
+		}
+	}
+	return len(addrs) > 0
+}
+
 // send queues b for addr, dialing it when no connection exists. It never
 // blocks; false means the message was dropped.
 func (pm *peerMgr) send(addr string, b []byte) bool {
@@ -304,7 +319,7 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 	err := errNotAllowed
 	if ip, ok := addrIP(pc.addr); !ok || pm.allowed(ip) {
 		tc, err = transport.Dial(ctx, pc.addr, &tcfg)
-		if err == nil && !pm.allowed(remoteIP(tc.RemoteAddr())) {
+		if err == nil && !pm.allowedConn(tc) {
 			pm.closeRefused(tc)
 			err = errNotAllowed
 		}
@@ -427,7 +442,7 @@ func (pm *peerMgr) accept(ln transport.Listener, scheme transport.Scheme) {
 			continue
 		}
 		addr := transport.FormatAddr(scheme, tc.RemoteAddr())
-		if !pm.allowed(remoteIP(tc.RemoteAddr())) {
+		if !pm.allowedConn(tc) {
 			pm.closeRefused(tc)
 			pm.m.limitRejections.WithLabelValues(limitENRPAllow).Inc()
 			pm.log.Warn("ENRP connection refused: source not in enrp.allow", "peer", addr)

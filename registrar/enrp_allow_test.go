@@ -2,11 +2,14 @@ package registrar
 
 import (
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/rserpool/rserpool/transport"
 )
 
 // enrpAllowWarning is the start-up warning for ENRP open to any source.
@@ -130,5 +133,50 @@ func TestE2EENRPAllow(t *testing.T) {
 	}
 	if code := p.stop(); code != 0 {
 		t.Errorf("exit code %d", code)
+	}
+}
+
+// multiHomed is the address view of a multi-homed SCTP association (no
+// SCTP on the build machines): RemoteAddr prints every path, "a/b:port",
+// and PeerAddrs lists them one by one.
+type multiHomed struct {
+	transport.Conn
+	paths []string
+}
+
+type textAddr string
+
+func (a textAddr) Network() string { return "sctp" }
+func (a textAddr) String() string  { return string(a) }
+
+func (m multiHomed) RemoteAddr() net.Addr { return textAddr(strings.Join(m.paths, "/") + ":9901") }
+func (m multiHomed) PeerAddrs() []net.Addr {
+	var out []net.Addr
+	for _, p := range m.paths {
+		out = append(out, textAddr(p+":9901"))
+	}
+	return out
+}
+
+// TestENRPAllowMultiHomed: every path of an association must be in
+// enrp.allow; its first address is its source.
+func TestENRPAllowMultiHomed(t *testing.T) {
+	tc := multiHomed{paths: []string{"10.0.0.1", "10.0.1.1"}}
+	if addrs, port := peerAddrs(tc); len(addrs) != 2 || addrs[0].String() != "10.0.0.1" || port != 9901 {
+		t.Fatalf("peerAddrs = %v, %d", addrs, port)
+	}
+	for _, tc2 := range []struct {
+		allow []string
+		want  bool
+	}{
+		{nil, true},
+		{[]string{"10.0.0.0/16"}, true},
+		{[]string{"10.0.0.0/24"}, false},
+		{[]string{"10.0.0.0/24", "10.0.1.0/24"}, true},
+	} {
+		pm := &peerMgr{allow: parsePrefixes(tc2.allow)}
+		if got := pm.allowedConn(tc); got != tc2.want {
+			t.Errorf("allow %v: allowedConn = %v, want %v", tc2.allow, got, tc2.want)
+		}
 	}
 }

@@ -431,7 +431,10 @@ func (r *Registrar) acceptLoop(ln transport.Listener, scheme transport.Scheme) {
 			continue
 		}
 		lim := r.limits.Load()
-		src := remoteIP(tc.RemoteAddr())
+		var src netip.Addr
+		if addrs, _ := peerAddrs(tc); len(addrs) > 0 {
+			src = addrs[0]
+		}
 		if n := r.nconns.Add(1); n > int64(lim.MaxConnections) {
 			r.nconns.Add(-1)
 			r.refuse(tc, limitConnections, "connection refused: max_connections reached")
@@ -497,14 +500,6 @@ func (r *Registrar) closeRefused(tc transport.Conn) {
 	default:
 		tc.Close()
 	}
-}
-
-// remoteIP returns the IP address of a remote address, unmapped.
-func remoteIP(a net.Addr) netip.Addr {
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
 }
 
 // ASAPAddrs returns the bound ASAP addresses with their scheme, for example
