@@ -22,7 +22,7 @@ func benchCore(b *testing.B) *Core {
 // with the encoding of the response, no I/O).
 func BenchmarkCoreRegister(b *testing.B) {
 	c := benchCore(b)
-	m := &wire.Registration{PoolHandle: "BenchPool", Element: wire.PoolElement{RegistrationLife: 30000,
+	m := &wire.Registration{PoolHandle: "Bench", Element: wire.PoolElement{RegistrationLife: 30000,
 		User: wire.Transport{Type: wire.TransportTCP, Port: 7000, Addrs: addrs("127.0.0.1")}, Policy: wire.Policy{Type: wire.PolicyRoundRobin}}}
 	b.ReportAllocs()
 	id := uint32(0)
