@@ -22,6 +22,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -93,6 +94,17 @@ func Run(t *testing.T, file string, exec func(cmd string) []string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// Num parses a script's number (decimal, 0x hexadecimal) of at most 32
+// bits, failing the test otherwise.
+func Num(t testing.TB, v string) uint32 {
+	t.Helper()
+	x, err := strconv.ParseUint(v, 0, 32)
+	if err != nil {
+		t.Fatalf("bad number %q", v)
+	}
+	return uint32(x)
 }
 
 // KV splits key=value arguments into a map (a bare word maps to "").

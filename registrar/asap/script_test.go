@@ -83,13 +83,7 @@ func (sc *script) reset(a map[string]string) {
 	sc.s.record = func(o Output) { sc.out = append(sc.out, formatOutput(o)) }
 }
 
-func (sc *script) num(v string) int {
-	x, err := strconv.ParseUint(v, 0, 32)
-	if err != nil {
-		sc.t.Fatalf("bad number %q", v)
-	}
-	return int(x)
-}
+func (sc *script) num(v string) int { return int(scripttest.Num(sc.t, v)) }
 
 func (sc *script) exec(cmd string) []string {
 	f := strings.Fields(cmd)

@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,13 +44,7 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-func (s *script) num(v string) uint32 {
-	x, err := strconv.ParseUint(v, 0, 32)
-	if err != nil {
-		s.t.Fatalf("bad number %q", v)
-	}
-	return uint32(x)
-}
+func (s *script) num(v string) uint32 { return scripttest.Num(s.t, v) }
 
 func (s *script) exec(cmd string) []string {
 	f := strings.Fields(cmd)
