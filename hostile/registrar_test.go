@@ -294,16 +294,11 @@ func connFlood(t *testing.T, addr string, n int, hold time.Duration, first []byt
 	time.Sleep(hold) // the connections are held open for this long; nothing to wait for
 	var answered, refused []net.Conn
 	for _, c := range conns {
-		c.SetReadDeadline(time.Now().Add(time.Millisecond))
-		buf := make([]byte, 1)
-		_, err := c.Read(buf)
-		var ne net.Error
-		switch {
-		case err == nil:
-			answered = append(answered, c)
-		case errors.As(err, &ne) && ne.Timeout():
-		default:
+		switch got, closed := drain(c); {
+		case closed:
 			refused = append(refused, c)
+		case got > len(chunkINIT)+8: // more than the daemon's INIT and an ACK: an answer
+			answered = append(answered, c)
 		}
 	}
 	out := fmt.Sprintf("%d connections: %d answered, %d closed by the daemon, %d open without an answer",
@@ -355,22 +350,27 @@ func dialMany(t *testing.T, addr string, n int, first func(net.Conn)) []net.Conn
 // countOpen returns how many of conns the peer has not closed.
 func countOpen(conns []net.Conn) int {
 	open := 0
-	buf := make([]byte, 4096)
 	for _, c := range conns {
-		for {
-			c.SetReadDeadline(time.Now().Add(time.Millisecond))
-			_, err := c.Read(buf)
-			var ne net.Error
-			if err == nil {
-				continue // an answer: read on
-			}
-			if errors.As(err, &ne) && ne.Timeout() {
-				open++
-			}
-			break
+		if _, closed := drain(c); !closed {
+			open++
 		}
 	}
 	return open
+}
+
+// drain reads what c has received so far and reports how many bytes that
+// was and whether the peer has closed c.
+func drain(c net.Conn) (got int, closed bool) {
+	buf := make([]byte, 4096)
+	for {
+		c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		n, err := c.Read(buf)
+		got += n
+		if err != nil {
+			var ne net.Error
+			return got, !(errors.As(err, &ne) && ne.Timeout())
+		}
+	}
 }
 
 func closeAll(conns []net.Conn) {
