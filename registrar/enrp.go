@@ -466,8 +466,9 @@ func (pm *peerMgr) accept(ln transport.Listener, scheme transport.Scheme) {
 			return
 		}
 		if len(pm.conns) >= maxENRPConns {
+			pm.wg.Add(1) // Close waits for the peer's end of stream: not in this loop
 			pm.mu.Unlock()
-			tc.Close()
+			go func() { defer pm.wg.Done(); tc.Close() }()
 			pm.log.Warn("ENRP connection refused: too many connections", "peer", addr, "max", maxENRPConns)
 			continue
 		}

@@ -420,7 +420,11 @@ func (r *Registrar) acceptLoop(ln transport.Listener, scheme transport.Scheme) {
 		}
 		if n := r.nconns.Add(1); n > int64(r.limits.Load().MaxConnections) {
 			r.nconns.Add(-1)
-			tc.Close()
+			// Close waits up to the transport's CloseTimeout for the
+			// peer's end of stream; a flooder never sends it, so closing
+			// here would stall this loop for every refused connection.
+			r.wg.Add(1)
+			go func() { defer r.wg.Done(); tc.Close() }()
 			r.m.connectionsTotal.WithLabelValues("refused").Inc()
 			r.m.limitRejections.WithLabelValues(limitConnections).Inc()
 			r.log.Warn("connection refused: max_connections reached", "peer", tc.RemoteAddr().String())
