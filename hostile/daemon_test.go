@@ -244,6 +244,7 @@ type registrarProc struct {
 	*daemon
 	asap []string // with scheme
 	enrp []string
+	id   uint32 // ENRP server identifier
 }
 
 // asapAddr returns the first ASAP address with the given scheme.
@@ -269,6 +270,7 @@ func startRegistrar(t *testing.T, toml string) *registrarProc {
 	ready := filepath.Join(dir, "ready.json")
 	d := startDaemon(t, "registrar", "registrar", "-config", cfg, "-ready-file", ready)
 	var r struct {
+		ID    string   `json:"id"`
 		ASAP  []string `json:"asap"`
 		ENRP  []string `json:"enrp"`
 		Admin string   `json:"admin"`
@@ -276,6 +278,11 @@ func startRegistrar(t *testing.T, toml string) *registrarProc {
 	d.readyFile(t, ready, &r)
 	d.admin = r.Admin
 	rp := &registrarProc{daemon: d}
+	id, err := strconv.ParseUint(strings.TrimPrefix(r.ID, "0x"), 16, 32)
+	if err != nil {
+		t.Fatalf("registrar id %q: %v", r.ID, err)
+	}
+	rp.id = uint32(id)
 	for _, a := range r.ASAP {
 		if !strings.Contains(a, "://") {
 			a = "tcp://" + a
