@@ -14,6 +14,14 @@ import (
 	"github.com/rserpool/rserpool/wire"
 )
 
+// Admin server bounds: at most adminMaxConns connections at once (more wait
+// in the kernel's backlog), and a keep-alive connection idle for
+// adminIdleTimeout is closed, so that idle clients cannot hold the slots.
+const (
+	adminMaxConns    = 256
+	adminIdleTimeout = 30 * time.Second
+)
+
 // Snapshot is the JSON form of the handlespace served at /handlespace.
 type Snapshot struct {
 	ServerID  string          `json:"server_id"`

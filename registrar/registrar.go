@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
 	"github.com/rserpool/rserpool/registrar/enrp"
 	"github.com/rserpool/rserpool/transport"
@@ -210,7 +211,10 @@ func (r *Registrar) Start() (err error) {
 			return fmt.Errorf("registrar: admin.listen %q: %w", cfg.Admin.Listen, err)
 		}
 		r.adminAddr = ln.Addr().String()
-		r.admin = &http.Server{Handler: r.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		// A cap on admin connections, so that a flood of them cannot take
+		// the descriptors the protocol ports need; idle ones are dropped.
+		ln = netutil.LimitListener(ln, adminMaxConns)
+		r.admin = &http.Server{Handler: r.adminHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: adminIdleTimeout}
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
