@@ -79,7 +79,7 @@ func TestAnnounceFlood(t *testing.T) {
 	agentProbe := func() error { return resolvesTo(w.pu, agentPool, agentID) }
 
 	const perDatagram = 1000 // fake registrar addresses per announce
-	datagrams := max(1, sc.Announces/25)
+	datagrams := max(1, sc.Announces/10)
 	next := 0 // fake addresses used so far: every flood announces new ones
 	flood := func(t *testing.T, d *daemon) (int64, string) {
 		before := d.rssKB(t)
@@ -105,7 +105,7 @@ func TestAnnounceFlood(t *testing.T) {
 		}
 		time.Sleep(time.Second) // let the receivers take in what is queued before measuring
 		grew := d.rssKB(t) - before
-		if grew > 8*1024 {
+		if grew > 12*1024 {
 			t.Errorf("%s RSS grew by %d KiB while %d fake registrars were announced: the learned list is not bounded", d.name, grew, sent*perDatagram)
 		}
 		return sent, fmt.Sprintf("%d distinct fake registrars announced; RSS grew by %d KiB; the configured registrar kept serving", sent*perDatagram, grew)
