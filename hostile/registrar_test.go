@@ -6,6 +6,8 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
+	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -440,4 +442,74 @@ func registrationFlood(t *testing.T, w *world, n int) (int64, string) {
 		return nil
 	})
 	return sent, fmt.Sprintf("%d accepted, %d rejected (causes %v), %v in the pool before the connection closed; all removed with it", accepted.Load(), rejected.Load(), causes, elements)
+}
+
+// TestRegistrarImpostors plays the RFC 5355 §3 threats that ASAP itself
+// carries: another client deregisters or re-registers a PE it does not own,
+// and a pool user reports a PE unreachable until it is removed.
+func TestRegistrarImpostors(t *testing.T) {
+	w := newWorld(t, registrarTOML(1000, ""))
+	const victim, victimID = wire.PoolHandle("Victim"), 0x0dead001
+	registerPE(t, w.asap, nil, victim, victimID, w.echo.port())
+	w.runAttack(t, attack{name: "impostor deregisters another connection's PE", unit: "messages", target: w.reg.daemon,
+		run: func(t *testing.T) (int64, string) {
+			cl, err := dialASAP(w.asap, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.close()
+			m, err := cl.call(&wire.Deregistration{PoolHandle: w.pool, ID: w.peID}, 5*time.Second)
+			r, _ := m.(*wire.DeregistrationResponse)
+			if r != nil && r.Error == nil {
+				t.Errorf("the registrar let another connection deregister PE %08x", w.peID)
+			}
+			return 1, "deregistration " + answer(r != nil && r.Error == nil, err)
+		}})
+	w.runAttack(t, attack{name: "malicious PU reports a PE unreachable", unit: "messages", target: w.reg.daemon,
+		run: func(t *testing.T) (int64, string) {
+			cl, err := dialASAP(w.asap, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.close()
+			for range 3 {
+				cl.send(&wire.EndpointUnreachable{PoolHandle: victim, ID: victimID})
+			}
+			var ids []uint32
+			for range 20 { // the reports are one-way: poll the resolution for their effect
+				if ids, err = resolveIDs(cl, victim); err != nil || !slices.Contains(ids, victimID) {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return 3, fmt.Sprintf("3 reports from one PU removed the PE from its pool: %v (unreachable_threshold; by design, as RSPLIB)", !slices.Contains(ids, victimID))
+		}})
+	t.Run("impostor re-registers another connection's PE", func(t *testing.T) {
+		if os.Getenv("RSERPOOL_HOSTILE_KNOWN") == "" {
+			t.Skip("known defect: a Registration with an existing PE ID from another connection (same source address) " +
+				"is accepted and moves the PE to that connection and its transport; when that connection closes the PE " +
+				"is removed although its owner is still connected and answers keep-alives (registrar ASAP handling; " +
+				"RSERPOOL_HOSTILE_KNOWN=1 runs the case)")
+		}
+		cl, err := dialASAP(w.asap, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := cl.call(registration(w.pool, w.peID, 9), 5*time.Second)
+		cl.close()
+		if rr, ok := m.(*wire.RegistrationResponse); ok && !rr.Reject {
+			t.Errorf("the registrar let another connection re-register PE %08x with port 9", w.peID)
+		}
+		w.intact(t)
+	})
+}
+
+func answer(accepted bool, err error) string {
+	switch {
+	case err != nil:
+		return "not answered (" + err.Error() + ")"
+	case accepted:
+		return "accepted"
+	}
+	return "refused"
 }
