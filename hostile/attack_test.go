@@ -162,7 +162,7 @@ type attack struct {
 // the world is intact afterwards.
 func (w *world) runAttack(t *testing.T, a attack) {
 	t.Helper()
-	t.Run(a.name, func(t *testing.T) {
+	t.Run(a.target.name+" "+a.name, func(t *testing.T) {
 		probe := a.probe
 		if probe == nil {
 			probe = w.resolveProbe

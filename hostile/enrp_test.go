@@ -21,26 +21,26 @@ func TestRegistrarENRP(t *testing.T) {
 	addr := hostport(w.reg.enrp[0])
 	spray := sprayer{addr: addr, workers: 4, batch: 8}
 
-	w.runAttack(t, attack{name: "every message type out of order, every PPID", unit: "messages", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ENRP: every message type out of order, every PPID", unit: "messages", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			sent, err := spray.spray(misdirected(vs))
 			return sent, outcome(err, "answered, refused or ignored")
 		}})
-	w.runAttack(t, attack{name: "mutated RSPLIB vectors", unit: "messages", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ENRP: mutated RSPLIB vectors", unit: "messages", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			sent, err := spray.spray(mutatedFrames(vs, sc.Mutations, 2, wire.PPIDENRP))
 			return sent, outcome(err, "each refused with an ENRP error or ignored")
 		}})
-	w.runAttack(t, attack{name: "bad TCP-mapping chunk framing", unit: "connections", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ENRP: bad TCP-mapping chunk framing", unit: "connections", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			sent, err := sprayer{addr: addr, workers: 4, batch: 1, noInit: true}.spray(badFraming(20))
 			return sent, outcome(err, "each connection closed or its chunk skipped")
 		}})
-	w.runAttack(t, attack{name: "unknown peer without TLS (today's posture)", unit: "messages", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ENRP: unknown peer without TLS (today's posture)", unit: "messages", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) { return enrpImpostor(t, w) }})
-	w.runAttack(t, attack{name: "Presence flood from distinct fake server IDs", unit: "messages", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ENRP: Presence flood from distinct fake server IDs", unit: "messages", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) { return presenceFlood(t, w, sc.PresenceFlood) }})
-	w.runAttack(t, attack{name: "slowloris: half a chunk header", unit: "connections", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ENRP: slowloris: half a chunk header", unit: "connections", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			return slowloris(t, addr, sc.Slowloris, sc.Hold, append(append([]byte(nil), chunkINIT...), 0, 0))
 		}})

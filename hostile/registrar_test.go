@@ -25,33 +25,33 @@ func TestRegistrarASAP(t *testing.T) {
 	addr := hostport(w.asap)
 	spray := sprayer{addr: addr, workers: 4, batch: 8}
 
-	w.runAttack(t, attack{name: "every message type out of order, every PPID", unit: "messages", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ASAP: every message type out of order, every PPID", unit: "messages", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			sent, err := spray.spray(misdirected(vs))
 			return sent, outcome(err, "answered or dropped; connection closed after max_errors")
 		}})
-	w.runAttack(t, attack{name: "mutated RSPLIB vectors", unit: "messages", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ASAP: mutated RSPLIB vectors", unit: "messages", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			sent, err := spray.spray(mutatedFrames(vs, sc.Mutations, 1, 0))
 			return sent, outcome(err, "each refused with an error or ignored")
 		}})
-	w.runAttack(t, attack{name: "random-byte pool handles, lengths 0..70000", unit: "registrations", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ASAP: random-byte pool handles, lengths 0..70000", unit: "registrations", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) { return handleLengths(t, w, sc) }})
-	w.runAttack(t, attack{name: "bad TCP-mapping chunk framing", unit: "connections", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ASAP: bad TCP-mapping chunk framing", unit: "connections", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			sent, err := sprayer{addr: addr, workers: 4, batch: 1, noInit: true}.spray(badFraming(20))
 			return sent, outcome(err, "each connection closed or its chunk skipped")
 		}})
-	w.runAttack(t, attack{name: "slowloris: half a chunk header", unit: "connections", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ASAP: slowloris: half a chunk header", unit: "connections", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			return slowloris(t, addr, sc.Slowloris, sc.Hold, append(append([]byte(nil), chunkINIT...), 0, 0))
 		}})
-	w.runAttack(t, attack{name: "connection flood past max_connections", unit: "connections", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ASAP: connection flood past max_connections", unit: "connections", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			hr, _ := (&wire.HandleResolution{PoolHandle: w.pool}).AppendBinary(nil)
 			return connFlood(t, addr, sc.ConnFlood, sc.Hold, appendDATA(append([]byte(nil), chunkINIT...), 0, wire.PPIDASAP, hr), sc.MaxConns, w.freshResolve)
 		}})
-	w.runAttack(t, attack{name: "registration flood from one source", unit: "registrations", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ASAP: registration flood from one source", unit: "registrations", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) { return registrationFlood(t, w, sc.RegFlood) }})
 }
 
@@ -451,7 +451,7 @@ func TestRegistrarImpostors(t *testing.T) {
 	w := newWorld(t, registrarTOML(1000, ""))
 	const victim, victimID = wire.PoolHandle("Victim"), 0x0dead001
 	registerPE(t, w.asap, nil, victim, victimID, w.echo.port())
-	w.runAttack(t, attack{name: "impostor deregisters another connection's PE", unit: "messages", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ASAP: impostor deregisters another connection's PE", unit: "messages", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			cl, err := dialASAP(w.asap, nil)
 			if err != nil {
@@ -465,7 +465,7 @@ func TestRegistrarImpostors(t *testing.T) {
 			}
 			return 1, "deregistration " + answer(r != nil && r.Error == nil, err)
 		}})
-	w.runAttack(t, attack{name: "malicious PU reports a PE unreachable", unit: "messages", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "ASAP: malicious PU reports a PE unreachable", unit: "messages", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			cl, err := dialASAP(w.asap, nil)
 			if err != nil {

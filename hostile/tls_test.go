@@ -133,23 +133,23 @@ client_ca_file = %q
 	}
 	vs := loadVectors(t)
 
-	w.runAttack(t, attack{name: "plaintext TCP mapping on the TLS ports", unit: "messages", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "TLS: plaintext TCP mapping on the TLS ports", unit: "messages", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			frames := misdirected(vs)
 			a, err1 := sprayer{addr: asapTLS, workers: 4, batch: 8}.spray(frames)
 			e, err2 := sprayer{addr: enrpTLS, workers: 4, batch: 8}.spray(frames)
 			return a + e, outcome(errOr(err1, err2), "every connection failed its TLS handshake and was closed")
 		}})
-	w.runAttack(t, attack{name: "mutated RSPLIB vectors over TLS (ASAP)", unit: "messages", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "TLS: mutated RSPLIB vectors over TLS (ASAP)", unit: "messages", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			sent, err := sprayer{addr: asapTLS, tls: client(peer), workers: 4, batch: 16}.spray(mutatedFrames(vs, sc.Mutations, 5, 0))
 			return sent, outcome(err, "each refused with an error or ignored")
 		}})
-	w.runAttack(t, attack{name: "slowloris: half a TLS ClientHello", unit: "connections", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "TLS: slowloris: half a TLS ClientHello", unit: "connections", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			return slowloris(t, asapTLS, sc.Slowloris, sc.Hold, []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00})
 		}})
-	w.runAttack(t, attack{name: "ENRP peers with a forged, a missing and an unlisted certificate", unit: "connections", target: w.reg.daemon,
+	w.runAttack(t, attack{name: "TLS: ENRP peers with a forged, a missing and an unlisted certificate", unit: "connections", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
 			var sent int64
 			res := map[string]string{}
