@@ -78,6 +78,21 @@ func startDaemon(t *testing.T, name string, args ...string) *daemon {
 	return d
 }
 
+// startConfigured runs `rserpool name` with the configuration toml and
+// decodes its ready file into ready.
+func startConfigured(t *testing.T, name, toml string, ready any) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, name+".toml")
+	if err := os.WriteFile(cfg, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rf := filepath.Join(dir, "ready.json")
+	d := startDaemon(t, name, name, "-config", cfg, "-ready-file", rf)
+	d.readyFile(t, rf, ready)
+	return d
+}
+
 // readyFile waits for the daemon's ready file and decodes it into v.
 func (d *daemon) readyFile(t *testing.T, path string, v any) {
 	t.Helper()
@@ -262,20 +277,13 @@ func (r *registrarProc) addr(list []string, scheme string) string {
 // replace whole sections.
 func startRegistrar(t *testing.T, toml string) *registrarProc {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "registrar.toml")
-	if err := os.WriteFile(cfg, []byte(toml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ready := filepath.Join(dir, "ready.json")
-	d := startDaemon(t, "registrar", "registrar", "-config", cfg, "-ready-file", ready)
 	var r struct {
 		ID    string   `json:"id"`
 		ASAP  []string `json:"asap"`
 		ENRP  []string `json:"enrp"`
 		Admin string   `json:"admin"`
 	}
-	d.readyFile(t, ready, &r)
+	d := startConfigured(t, "registrar", toml, &r)
 	d.admin = r.Admin
 	rp := &registrarProc{daemon: d}
 	id, err := strconv.ParseUint(strings.TrimPrefix(r.ID, "0x"), 16, 32)
@@ -324,8 +332,6 @@ max_connections = %d
 // registrar; extra TOML is appended to its configuration.
 func startPEAgent(t *testing.T, registrar, pool, backend, extra string) *daemon {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "pe-agent.toml")
 	toml := fmt.Sprintf(`registrars = [%q]
 reregistration_interval = "2s"
 response_timeout = "2s"
@@ -342,15 +348,10 @@ backend = %q
 interval = "500ms"
 timeout = "500ms"
 `, registrar, extra, pool, backend)
-	if err := os.WriteFile(cfg, []byte(toml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ready := filepath.Join(dir, "ready.json")
-	d := startDaemon(t, "pe-agent", "pe-agent", "-config", cfg, "-ready-file", ready)
 	var r struct {
 		Admin string `json:"admin"`
 	}
-	d.readyFile(t, ready, &r)
+	d := startConfigured(t, "pe-agent", toml, &r)
 	d.admin = r.Admin
 	return d
 }
@@ -365,8 +366,6 @@ type proxyProc struct {
 // the top level (before the tables).
 func startProxy(t *testing.T, registrar, pool string, maxConns int, extra string) *proxyProc {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "proxy.toml")
 	toml := fmt.Sprintf(`registrars = [%q]
 admin = "127.0.0.1:0"
 drain_timeout = "1s"
@@ -384,16 +383,11 @@ connect_timeout = "1s"
 max_connections = %d
 idle_timeout = "30s"
 `, registrar, extra, pool, maxConns)
-	if err := os.WriteFile(cfg, []byte(toml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ready := filepath.Join(dir, "ready.json")
-	d := startDaemon(t, "proxy", "proxy", "-config", cfg, "-ready-file", ready)
 	var r struct {
 		Listeners map[string]string `json:"listeners"`
 		Admin     string            `json:"admin"`
 	}
-	d.readyFile(t, ready, &r)
+	d := startConfigured(t, "proxy", toml, &r)
 	d.admin = r.Admin
 	p := &proxyProc{daemon: d}
 	for _, a := range r.Listeners {

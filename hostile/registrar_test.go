@@ -457,11 +457,7 @@ func TestRegistrarImpostors(t *testing.T) {
 	registerPE(t, w.asap, nil, victim, victimID, w.echo.port())
 	w.runAttack(t, attack{name: "ASAP: impostor deregisters another connection's PE", unit: "messages", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
-			cl, err := dialASAP(w.asap, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.close()
+			cl := mustDialASAP(t, w.asap)
 			m, err := cl.call(&wire.Deregistration{PoolHandle: w.pool, ID: w.peID}, 5*time.Second)
 			r, _ := m.(*wire.DeregistrationResponse)
 			if r != nil && r.Error == nil {
@@ -471,16 +467,13 @@ func TestRegistrarImpostors(t *testing.T) {
 		}})
 	w.runAttack(t, attack{name: "ASAP: malicious PU reports a PE unreachable", unit: "messages", target: w.reg.daemon,
 		run: func(t *testing.T) (int64, string) {
-			cl, err := dialASAP(w.asap, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cl.close()
+			cl := mustDialASAP(t, w.asap)
 			for range 3 {
 				cl.send(&wire.EndpointUnreachable{PoolHandle: victim, ID: victimID})
 			}
 			var ids []uint32
 			for range 20 { // the reports are one-way: poll the resolution for their effect
+				var err error
 				if ids, err = resolveIDs(cl, victim); err != nil || !slices.Contains(ids, victimID) {
 					break
 				}
@@ -495,11 +488,8 @@ func TestRegistrarImpostors(t *testing.T) {
 				"is removed although its owner is still connected and answers keep-alives (registrar ASAP handling; " +
 				"RSERPOOL_HOSTILE_KNOWN=1 runs the case)")
 		}
-		cl, err := dialASAP(w.asap, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := cl.call(registration(w.pool, w.peID, 9), 5*time.Second)
+		cl := mustDialASAP(t, w.asap)
+		m, _ := cl.call(registration(w.pool, w.peID, 9), 5*time.Second)
 		cl.close()
 		if rr, ok := m.(*wire.RegistrationResponse); ok && !rr.Reject {
 			t.Errorf("the registrar let another connection re-register PE %08x with port 9", w.peID)
@@ -516,4 +506,15 @@ func answer(accepted bool, err error) string {
 		return "accepted"
 	}
 	return "refused"
+}
+
+// mustDialASAP connects a client that the test's cleanup closes.
+func mustDialASAP(t *testing.T, addr string) *asapClient {
+	t.Helper()
+	cl, err := dialASAP(addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.close)
+	return cl
 }
