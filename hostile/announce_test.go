@@ -117,8 +117,9 @@ func TestAnnounceFlood(t *testing.T) {
 
 	garbage := func(t *testing.T) (int64, string) {
 		r := mrand.New(mrand.NewPCG(11, 12))
+		vs := loadVectors(t)
 		var seeds [][]byte
-		for _, v := range loadVectors(t) {
+		for _, v := range vs {
 			if strings.HasPrefix(v.name, "asap-server-announce") {
 				seeds = append(seeds, v.data)
 			}
@@ -127,8 +128,10 @@ func TestAnnounceFlood(t *testing.T) {
 		for i := range sc.Announces {
 			var b []byte
 			switch i % 4 {
-			case 0, 1:
+			case 0:
 				b = mutate(r, seeds[r.IntN(len(seeds))])
+			case 1: // every ASAP and ENRP message type, on the wrong port
+				b = vs[i/4%len(vs)].data
 			case 2:
 				b = make([]byte, 1+r.IntN(1400))
 				for j := range b {
@@ -147,6 +150,6 @@ func TestAnnounceFlood(t *testing.T) {
 		}
 		return sent, "ignored"
 	}
-	w.runAttack(t, attack{name: "announce group: mutated, random and giant datagrams", unit: "datagrams", target: w.agent, probe: agentProbe, run: garbage})
-	w.runAttack(t, attack{name: "announce group: mutated, random and giant datagrams", unit: "datagrams", target: w.proxy.daemon, probe: w.proxyProbe, run: garbage})
+	w.runAttack(t, attack{name: "announce group: every message type, mutated, random and giant datagrams", unit: "datagrams", target: w.agent, probe: agentProbe, run: garbage})
+	w.runAttack(t, attack{name: "announce group: every message type, mutated, random and giant datagrams", unit: "datagrams", target: w.proxy.daemon, probe: w.proxyProbe, run: garbage})
 }
