@@ -153,9 +153,11 @@ func httpGarbage(t *testing.T, d *daemon, paths []string, n int) (int64, string)
 		},
 		func() []byte { return []byte("\r\n\r\n\r\nGET /../../../etc/passwd HTTP/1.0\r\n\r\n") },
 	}
-	reqs := make([][]byte, n)
-	for i := range reqs {
-		reqs[i] = kinds[i%len(kinds)]()
+	var rmu sync.Mutex // guards r while requests are built
+	request := func(i int64) []byte {
+		rmu.Lock()
+		defer rmu.Unlock()
+		return kinds[i%int64(len(kinds))]()
 	}
 	var (
 		mu       sync.Mutex
@@ -169,10 +171,10 @@ func httpGarbage(t *testing.T, d *daemon, paths []string, n int) (int64, string)
 			defer wg.Done()
 			for {
 				i := next.Add(1) - 1
-				if i >= int64(len(reqs)) {
+				if i >= int64(n) {
 					return
 				}
-				s := httpOnce(d.admin, reqs[i])
+				s := httpOnce(d.admin, request(i)) // built here: 10% of them are 2 MiB
 				mu.Lock()
 				statuses[s]++
 				mu.Unlock()
