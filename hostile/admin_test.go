@@ -70,15 +70,15 @@ func TestAdminHTTP(t *testing.T) {
 	for _, tg := range targets {
 		w.runAttack(t, attack{name: "admin: slowloris, half an HTTP request", unit: "connections", target: tg.d, probe: tg.probe,
 			run: func(t *testing.T) (int64, string) {
-				return httpHold(t, tg.d, sc.Slowloris, sc.Hold, "GET /healthz HTTP/1.1\r\nHost: admin\r\nX-Slow: ")
+				return httpHold(t, tg.d, sc.Slowloris/2, sc.Hold, "GET /healthz HTTP/1.1\r\nHost: admin\r\nX-Slow: ")
 			}})
 		w.runAttack(t, attack{name: "admin: slow request bodies", unit: "connections", target: tg.d, probe: tg.probe,
 			run: func(t *testing.T) (int64, string) {
-				return httpHold(t, tg.d, sc.Slowloris, sc.Hold, "POST /healthz HTTP/1.1\r\nHost: admin\r\nContent-Length: 1000000\r\n\r\nslow")
+				return httpHold(t, tg.d, sc.Slowloris/2, sc.Hold, "POST /healthz HTTP/1.1\r\nHost: admin\r\nContent-Length: 1000000\r\n\r\nslow")
 			}})
 		w.runAttack(t, attack{name: "admin: idle keep-alive connections", unit: "connections", target: tg.d, probe: tg.probe,
 			run: func(t *testing.T) (int64, string) {
-				return httpHold(t, tg.d, sc.Slowloris, sc.Hold, "GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n")
+				return httpHold(t, tg.d, sc.Slowloris/2, sc.Hold, "GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n")
 			}})
 		w.runAttack(t, attack{name: "admin: garbage, oversized and misdirected requests", unit: "requests", target: tg.d, probe: tg.probe,
 			run: func(t *testing.T) (int64, string) {

@@ -128,11 +128,11 @@ func enrpImpostor(t *testing.T, w *world) (int64, string) {
 	var facts []string
 
 	send(&wire.Presence{ReplyRequired: true, Sender: fake, Info: info})
-	p := await[*wire.Presence](e, 3*time.Second)
+	p := await[*wire.Presence](e, time.Second)
 	facts = append(facts, fmt.Sprintf("Presence answered: %v", p != nil))
 
 	send(&wire.HandleTableRequest{Sender: fake, Receiver: w.reg.id})
-	tr := await[*wire.HandleTableResponse](e, 3*time.Second)
+	tr := await[*wire.HandleTableResponse](e, 2*time.Second)
 	leaked := tr != nil && !tr.Reject && len(tr.Pools) > 0
 	facts = append(facts, fmt.Sprintf("handlespace sent to it: %v", leaked))
 

@@ -116,7 +116,7 @@ func currentScale() scale {
 			HandleAll: 70000, HandleStep: 1, Announces: 50000, PresenceFlood: 50000, HTTPRequests: 5000, Hold: 10 * time.Second}
 	}
 	return scale{Slowloris: 2000, ConnFlood: 1500, MaxConns: 500, RegFlood: 10000, Mutations: 25,
-		HandleAll: 600, HandleStep: 997, Announces: 5000, PresenceFlood: 5000, HTTPRequests: 500, Hold: 2 * time.Second}
+		HandleAll: 600, HandleStep: 997, Announces: 5000, PresenceFlood: 5000, HTTPRequests: 200, Hold: time.Second}
 }
 
 // record holds the figures of one attack on one daemon.
