@@ -125,7 +125,7 @@ func enrpImpostor(t *testing.T, w *world) (int64, string) {
 	var sent int64
 	send := func(m wire.Message) { e.send(t, m); sent++ }
 	info := &wire.ServerInfo{ServerID: fake, Transport: wire.Transport{Type: wire.TransportTCP, Port: 9, Addrs: []netip.Addr{loopback}}}
-	var facts []string
+	facts := []string{fmt.Sprintf("peers known before: %v", w.reg.metric(t, "rserpool_registrar_peers"))}
 
 	send(&wire.Presence{ReplyRequired: true, Sender: fake, Info: info})
 	p := await[*wire.Presence](e, time.Second)
