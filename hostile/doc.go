@@ -11,8 +11,8 @@
 //
 // # Usage
 //
-//	go test ./hostile/                                      # short mode (CI), under 3 minutes
-//	RSERPOOL_HOSTILE=long go test -timeout 80m ./hostile/ # long mode, about 11 minutes
+//	go test ./hostile/                                       # short mode (CI), under 3 minutes
+//	RSERPOOL_HOSTILE=long go test -timeout 80m ./hostile/    # long mode, about 11 minutes
 //	go test ./hostile/ -args -hostile.report=/tmp/hostile.md # figures as markdown (else JSON)
 //
 // docs/security.md holds the threat model and the figures of a run.
