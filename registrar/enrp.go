@@ -26,6 +26,48 @@ var errNotAllowed = errors.New("outside enrp.allow")
 // repairs what a dropped Handle Update missed).
 const peerQueueLen = 16384
 
+// peerQueue is an ENRP connection's FIFO of at most peerQueueLen messages. It
+// grows as messages come, so that an idle connection costs nothing: a
+// channel of peerQueueLen allocates its whole buffer (384 KiB) up front,
+// and maxENRPConns connections that send nothing held 400 MiB.
+type peerQueue struct {
+	mu   sync.Mutex // guards q
+	q    [][]byte
+	wake chan struct{} // capacity 1: q may have become non-empty
+}
+
+func newPeerQueue() *peerQueue { return &peerQueue{wake: make(chan struct{}, 1)} }
+
+// push queues b unless the queue is full.
+func (s *peerQueue) push(b []byte) bool {
+	s.mu.Lock()
+	if len(s.q) >= peerQueueLen {
+		s.mu.Unlock()
+		return false
+	}
+	s.q = append(s.q, b)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// pop takes the oldest message, if any.
+func (s *peerQueue) pop() ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.q) == 0 {
+		s.q = nil // let an emptied queue's backing array go
+		return nil, false
+	}
+	b := s.q[0]
+	s.q[0] = nil
+	s.q = s.q[1:]
+	return b, true
+}
+
 // maxENRPConns caps ENRP connections (dialed and accepted): far above any
 // registrar set, low enough that a flood of connections cannot exhaust
 // memory.
@@ -207,7 +249,7 @@ type peerConn struct {
 	wg     *sync.WaitGroup // tracks the background Close of tc
 	addr   string
 	lostAs string // address reported to the node when the connection fails
-	out    chan []byte
+	out    *peerQueue
 	done   chan struct{}
 	once   sync.Once
 	mu     sync.Mutex
@@ -270,18 +312,13 @@ func (pm *peerMgr) send(addr string, b []byte) bool {
 			pm.mu.Unlock()
 			return false
 		}
-		pc = &peerConn{wg: pm.wg, addr: addr, lostAs: lostAs, out: make(chan []byte, peerQueueLen), done: make(chan struct{}), dialed: true}
+		pc = &peerConn{wg: pm.wg, addr: addr, lostAs: lostAs, out: newPeerQueue(), done: make(chan struct{}), dialed: true}
 		pm.conns[addr] = pc
 		pm.wg.Add(1)
 		go pm.runDialed(pc)
 	}
 	pm.mu.Unlock()
-	select {
-	case pc.out <- b:
-		return true
-	default:
-		return false
-	}
+	return pc.out.push(b)
 }
 
 // post hands an event to the loop, giving up when the registrar stops.
@@ -366,10 +403,12 @@ func (pm *peerMgr) serve(pc *peerConn, tc transport.Conn) {
 			return
 		case <-pc.done:
 			return
-		case b := <-pc.out:
-			if err := tc.WriteMessage(transport.Message{PPID: wire.PPIDENRP, Data: b}); err != nil {
-				pm.log.Debug("ENRP write failed", "addr", pc.addr, "err", err)
-				return
+		case <-pc.out.wake:
+			for b, ok := pc.out.pop(); ok; b, ok = pc.out.pop() {
+				if err := tc.WriteMessage(transport.Message{PPID: wire.PPIDENRP, Data: b}); err != nil {
+					pm.log.Debug("ENRP write failed", "addr", pc.addr, "err", err)
+					return
+				}
 			}
 		}
 	}
@@ -399,10 +438,7 @@ func (pm *peerMgr) read(pc *peerConn, tc transport.Conn) {
 		if err != nil {
 			if em := enrp.ErrorFor(raw, err); em != nil {
 				if b, err := em.AppendBinary(nil); err == nil {
-					select {
-					case pc.out <- b:
-					default:
-					}
+					pc.out.push(b)
 				}
 			}
 			pm.log.Debug("malformed ENRP message", "addr", pc.addr, "err", err)
@@ -448,7 +484,7 @@ func (pm *peerMgr) accept(ln transport.Listener, scheme transport.Scheme) {
 			pm.log.Warn("ENRP connection refused: source not in enrp.allow", "peer", addr)
 			continue
 		}
-		pc := &peerConn{wg: pm.wg, addr: addr, out: make(chan []byte, peerQueueLen), done: make(chan struct{})}
+		pc := &peerConn{wg: pm.wg, addr: addr, out: newPeerQueue(), done: make(chan struct{})}
 		pm.mu.Lock()
 		if pm.closed {
 			pm.mu.Unlock()
@@ -456,6 +492,7 @@ func (pm *peerMgr) accept(ln transport.Listener, scheme transport.Scheme) {
 			return
 		}
 		if len(pm.conns) >= maxENRPConns {
+			pm.wg.Add(1) // Close waits for the peer's end of stream: not in this loop
 			pm.mu.Unlock()
 			pm.closeRefused(tc)
 			pm.log.Warn("ENRP connection refused: too many connections", "peer", addr, "max", maxENRPConns)
