@@ -253,7 +253,8 @@ type LimitsConfig struct {
 	// connection; an idle connection holds none of it).
 	SendQueueBytes int `toml:"send_queue_bytes"`
 	// MetricPools caps distinct pool label values of
-	// rserpool_registrar_pool_elements; further pools share pool="_other".
+	// rserpool_registrar_pool_elements: the first MetricPools pools in
+	// handle order have their own; further pools share pool="_other".
 	// Default 100.
 	MetricPools int `toml:"metric_pools"`
 }

@@ -114,6 +114,11 @@ func TestENRPMetrics(t *testing.T) {
 		sent := testutil.ToFloat64(a.r.m.updatesSent)
 		recv := testutil.ToFloat64(b.r.m.updatesReceived)
 		if pa == 1 && pb == 1 && sent >= 1 && recv >= 1 {
+			// One registration, one peer: one Handle Update (a change was
+			// once handed to the ENRP node twice).
+			if sent != 1 {
+				t.Fatalf("%v Handle Updates sent for one registration to one peer", sent)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -170,5 +175,37 @@ func TestENRPBadInput(t *testing.T) {
 		t.Fatal(err)
 	} else if _, ok := msg.(*wire.HandleTableResponse); !ok {
 		t.Fatalf("want a Handle Table Response, got %T", msg)
+	}
+}
+
+// The pool_elements gauge counts every PE of the handlespace, those learned
+// from peers included, and stays right when a learned PE is removed here
+// (it once ignored learned PEs and went negative on such removals).
+func TestPoolElementsGaugeCountsLearnedPEs(t *testing.T) {
+	a := startReady(t, enrpTestConfig())
+	b := startReady(t, enrpTestConfig(a.r.ENRPAddrs()[0]))
+	pe := dial(t, a.addr)
+	pe.autoAck.Store(true)
+	for id := uint32(1); id <= 2; id++ {
+		if r := pe.register(regMsg("G", id, 7000+uint16(id), wire.PolicyRoundRobin)); r.Reject {
+			t.Fatalf("register: %+v", r.Error)
+		}
+	}
+	waitSnap(t, b, 2*time.Second, "replicated", func(s Snapshot) bool { return s.Elements == 2 })
+	gauge := func(h *harness) float64 {
+		testutil.CollectAndCount(h.r.m.poolGauge)
+		return testutil.ToFloat64(h.r.m.poolElements.WithLabelValues("G"))
+	}
+	if ga, gb := gauge(a), gauge(b); ga != 2 || gb != 2 {
+		t.Fatalf("pool_elements{pool=G}: owner %v, peer %v; want 2 and 2", ga, gb)
+	}
+	// Unreachable reports at b remove PE 1 there (RSPLIB's threshold of 3).
+	pu := dial(t, b.addr)
+	for range 3 {
+		pu.send(&wire.EndpointUnreachable{PoolHandle: "G", ID: 1})
+	}
+	waitSnap(t, b, 2*time.Second, "PE 1 removed at b", func(s Snapshot) bool { return findPE(s, "G", 1) == nil })
+	if gb := gauge(b); gb != 1 {
+		t.Fatalf("pool_elements{pool=G} at the peer after removing a learned PE: %v, want 1", gb)
 	}
 }

@@ -51,7 +51,6 @@ type loop struct {
 	core   *asap.Core
 	conns  map[asap.ConnID]*conn // the connections the core knows
 	lastID asap.ConnID
-	labels *poolLabels
 
 	events chan any
 
@@ -71,7 +70,6 @@ func newLoop(id uint32, cfg Config, log *slog.Logger, m *metrics, onChange func(
 		onChange: onChange,
 		hs:       handlespace.New(handlespace.Options{}),
 		conns:    map[asap.ConnID]*conn{},
-		labels:   newPoolLabels(cfg.Limits.MetricPools, m.poolElements),
 		events:   make(chan any, 4096),
 	}
 	l.core = asap.New(asapConfig(id, cfg), l.hs, time.Now())
@@ -111,7 +109,6 @@ func asapConfig(id uint32, cfg Config) asap.Config {
 // apply installs the parts of cfg that may change at run time.
 func (l *loop) apply(cfg Config, now time.Time) {
 	l.cfg = cfg
-	l.labels.max = cfg.Limits.MetricPools
 	l.core.Apply(now, asapConfig(l.id, cfg))
 }
 
@@ -241,9 +238,6 @@ func (l *loop) carry(outs []asap.Output, now time.Time) {
 		case asap.Reach:
 			l.reach(o, now)
 		case asap.Registered:
-			if o.Created {
-				l.labels.added(o.Handle, o.PoolCreated)
-			}
 			l.m.registrations.WithLabelValues(asap.ResultOK.String()).Inc()
 			if l.log.Enabled(context.Background(), slog.LevelDebug) {
 				l.log.Debug("registered", "pool", truncate(o.Handle), "pe", peID(o.PEID), "new", o.Created,
@@ -277,7 +271,6 @@ func (l *loop) carry(outs []asap.Output, now time.Time) {
 			l.m.unreachable.Inc()
 		case asap.Removed:
 			l.m.removals.WithLabelValues(o.Reason.String()).Inc()
-			l.labels.removed(o.Handle, o.PoolGone)
 			switch o.Reason {
 			case asap.ReasonKeepAlive:
 				l.log.Info("keep-alive timeout, removing PE", "pool", truncate(o.Handle), "pe", peID(o.PEID))

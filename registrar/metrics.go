@@ -3,6 +3,7 @@ package registrar
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rserpool/rserpool/handlespace"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -10,9 +11,10 @@ import (
 const otherPool = "_other"
 
 // metrics holds every registrar metric. Label sets are bounded: results,
-// reasons and limits are fixed lists, pools are capped by poolLabels.
+// reasons and limits are fixed lists, pools are capped by Limits.MetricPools (poolGauge).
 type metrics struct {
-	poolElements     *prometheus.GaugeVec   // pool
+	poolElements     *prometheus.GaugeVec   // pool; filled at scrape time through poolGauge
+	poolGauge        *poolGauge             // the collector registered for poolElements
 	elements         prometheus.Gauge       //
 	pools            prometheus.Gauge       //
 	registrations    *prometheus.CounterVec // result
@@ -70,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns, sub = "rserpool", "registrar"
 	m := &metrics{
 		poolElements: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
-			Name: "pool_elements", Help: "PEs per pool (pools beyond the label cap are summed under pool=\"_other\")."}, []string{"pool"}),
+			Name: "pool_elements", Help: "PEs per pool in the handlespace, owned or learned from peers (the first limits.metric_pools pools in handle order have their own label, the rest are summed under pool=\"_other\")."}, []string{"pool"}),
 		elements: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "elements", Help: "PEs in the handlespace."}),
 		pools: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
@@ -116,7 +118,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		enrpDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "enrp_messages_dropped_total", Help: "ENRP messages dropped because a peer's send queue was full or its connection failed."}),
 	}
-	for _, c := range []prometheus.Collector{m.poolElements, m.elements, m.pools, m.registrations,
+	m.poolGauge = &poolGauge{vec: m.poolElements}
+	for _, c := range []prometheus.Collector{m.poolGauge, m.elements, m.pools, m.registrations,
 		m.deregistrations, m.resolutions, m.resolutionMisses, m.peers, m.removals, m.keepAlivesSent,
 		m.keepAliveAcks, m.unreachable, m.limitRejections, m.connections, m.connectionsTotal,
 		m.malformed, m.errorsSent, m.announces,
@@ -134,41 +137,40 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// poolLabels assigns bounded label values to pools. Owned by the loop.
-type poolLabels struct {
-	max    int
-	named  map[wire.PoolHandle]bool // pools that have their own label
-	gauge  *prometheus.GaugeVec
-	others int // pools counted under _other
+// poolGauge is the collector of rserpool_registrar_pool_elements: at each
+// scrape it asks the loop for the size of every pool (owned or learned over
+// ENRP), so that the gauge cannot drift from the handlespace. The first
+// Limits.MetricPools pools in handle order have a label of their own; the
+// others are summed under pool="_other".
+type poolGauge struct {
+	vec     *prometheus.GaugeVec
+	refresh func() // fills vec on the loop; nil = nothing to refresh (loop unit tests)
 }
 
-func newPoolLabels(max int, g *prometheus.GaugeVec) *poolLabels {
-	return &poolLabels{max: max, named: map[wire.PoolHandle]bool{}, gauge: g}
-}
+func (g *poolGauge) Describe(ch chan<- *prometheus.Desc) { g.vec.Describe(ch) }
 
-// label returns the label of handle, assigning one when the pool is new.
-func (p *poolLabels) label(handle wire.PoolHandle) string {
-	if p.named[handle] {
-		return handle.String()
+func (g *poolGauge) Collect(ch chan<- prometheus.Metric) {
+	if g.refresh != nil {
+		g.refresh()
 	}
-	return otherPool
+	g.vec.Collect(ch)
 }
 
-// added records one PE added to handle; created says whether the pool is new.
-func (p *poolLabels) added(handle wire.PoolHandle, created bool) {
-	if created && len(p.named) < p.max && !p.named[handle] {
-		p.named[handle] = true
+// poolSizes sets vec to the pool sizes of hs, with at most max named pools.
+// It runs on the loop goroutine. O(pools).
+func poolSizes(hs *handlespace.Handlespace, vec *prometheus.GaugeVec, max int) {
+	vec.Reset()
+	named, other := 0, 0
+	hs.Pools(func(h wire.PoolHandle, _ wire.PolicyType) bool {
+		if named < max {
+			vec.WithLabelValues(h.String()).Set(float64(hs.PoolLen(h)))
+			named++
+		} else {
+			other += hs.PoolLen(h)
+		}
+		return true
+	})
+	if other > 0 {
+		vec.WithLabelValues(otherPool).Set(float64(other))
 	}
-	p.gauge.WithLabelValues(p.label(handle)).Inc()
-}
-
-// removed records one PE removed from handle; gone says the pool vanished.
-func (p *poolLabels) removed(handle wire.PoolHandle, gone bool) {
-	l := p.label(handle)
-	if gone && p.named[handle] {
-		delete(p.named, handle)
-		p.gauge.DeleteLabelValues(handle.String())
-		return
-	}
-	p.gauge.WithLabelValues(l).Dec()
 }

@@ -124,19 +124,14 @@ func New(cfg Config, opts Options) (*Registrar, error) {
 	}
 	lim := cfg.Limits
 	r.limits.Store(&lim)
-	user := opts.OnChange
-	var l *loop
-	l = newLoop(uint32(cfg.ID), cfg, r.log, m, func(c Change) {
-		if l.enrp != nil {
-			now := time.Now()
-			l.enrpOut(l.enrp.node.LocalChange(now, c.Action, c.Pool, c.Element), now)
-		}
-		if user != nil {
-			user(c)
-		}
-	})
+	// The loop hands each change of an owned PE to the ENRP node itself,
+	// then to opts.OnChange.
+	l := newLoop(uint32(cfg.ID), cfg, r.log, m, opts.OnChange)
 	l.dial = r.dialPE
 	r.loop = l
+	m.poolGauge.refresh = func() {
+		r.do(func(l *loop) { poolSizes(l.hs, m.poolElements, l.cfg.Limits.MetricPools) })
+	}
 	r.ready = make(chan struct{})
 	r.tcfg = transport.Config{
 		HeartbeatInterval:  cfg.Timers.ConnHeartbeatInterval,

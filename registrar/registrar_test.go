@@ -472,7 +472,7 @@ func TestPoolLabelCap(t *testing.T) {
 	for _, p := range []string{"a", "b", "c", "d"} {
 		pe.register(regMsg(p, 1, 7000, wire.PolicyRoundRobin))
 	}
-	if n := testutil.CollectAndCount(h.r.m.poolElements); n != 3 {
+	if n := testutil.CollectAndCount(h.r.m.poolGauge); n != 3 {
 		t.Errorf("%d pool label values, want 2 + _other", n)
 	}
 	if v := testutil.ToFloat64(h.r.m.poolElements.WithLabelValues(otherPool)); v != 2 {
