@@ -17,32 +17,21 @@ const DefaultAnnounceTTL = 5 * time.Second
 // TCP transports become "tcp://", SCTP ones "sctp://"; others are skipped.
 // An announce without transports means SCTP at the datagram's source
 // address and the ASAP port (RFC 5352 §3.6).
-func announceAddrs(sa *wire.ServerAnnounce, src netip.AddrPort) []string {
+func announceAddrs(sa *wire.ServerAnnounce, src netip.AddrPort) []transport.Addr {
 	if len(sa.Transports) == 0 {
 		if !src.Addr().IsValid() {
 			return nil
 		}
-		return []string{"sctp://" + netip.AddrPortFrom(src.Addr().Unmap(), wire.PortASAP).String()}
+		return []transport.Addr{transport.AddrFrom(transport.SchemeSCTP, netip.AddrPortFrom(src.Addr(), wire.PortASAP))}
 	}
-	var out []string
+	var out []transport.Addr
 	for _, t := range sa.Transports {
-		scheme := ""
-		switch t.Type {
-		case wire.TransportTCP:
-			scheme = "tcp://"
-		case wire.TransportSCTP:
-			scheme = "sctp://"
-		default:
-			continue
-		}
-		if t.Port == 0 {
-			continue
-		}
-		for _, a := range t.Addrs {
-			if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {
-				continue
+		for _, ip := range t.Addrs {
+			one := t
+			one.Addrs = []netip.Addr{ip}
+			if a, err := transport.AddrFromTransport(one); err == nil {
+				out = append(out, a)
 			}
-			out = append(out, scheme+netip.AddrPortFrom(a.Unmap(), t.Port).String())
 		}
 	}
 	return out

@@ -33,7 +33,11 @@ func TestAnnounceAddrs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if d := cmp.Diff(tt.want, announceAddrs(&tt.sa, src)); d != "" {
+			var got []string
+			for _, a := range announceAddrs(&tt.sa, src) {
+				got = append(got, a.String())
+			}
+			if d := cmp.Diff(tt.want, got); d != "" {
 				t.Errorf("(-want +got)\n%s", d)
 			}
 		})
@@ -44,7 +48,7 @@ func TestAnnounceAddrs(t *testing.T) {
 // element registers at an address learned from an announce.
 func TestElementHuntsLearnedRegistrar(t *testing.T) {
 	f := newFakeRegistrar(t)
-	el, err := NewElement(testPEConfig("tcp://"+closedPort(t)), Options{})
+	el, err := NewElement(testPEConfig(transport.MustParseAddr(closedPort(t))), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,14 +96,14 @@ func TestElementHearsAnnounces(t *testing.T) {
 	}
 
 	f := newFakeRegistrar(t)
-	cfg := testPEConfig("tcp://" + closedPort(t))
+	cfg := testPEConfig(transport.MustParseAddr(closedPort(t)))
 	cfg.AnnounceGroup = group
 	el, err := NewElement(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeEl(t, el)
-	ap := netip.MustParseAddrPort(strings.TrimPrefix(f.addr, "tcp://"))
+	ap := netip.MustParseAddrPort(f.addr.HostPort())
 	msg, err := (&wire.ServerAnnounce{ServerID: 7, Transports: []wire.Transport{
 		{Type: wire.TransportTCP, Port: ap.Port(), Addrs: []netip.Addr{ap.Addr()}}}}).AppendBinary(nil)
 	if err != nil {

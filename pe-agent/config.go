@@ -12,6 +12,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -54,7 +55,7 @@ type AgentConfig struct {
 	// Registrars is the static registrar list ("tcp://h:p", "sctp://h:p",
 	// "tls://h:p", or "h:p" for tcp), tried in order during a server hunt.
 	// Required unless Announce.Group is set.
-	Registrars []string `toml:"registrars"`
+	Registrars []transport.Addr `toml:"registrars"`
 	// Announce configures listening for ASAP Server Announces; off unless
 	// Group is set. Announced registrars are tried after the static list.
 	Announce AnnounceConfig `toml:"-"`
@@ -180,15 +181,15 @@ type LoadConfig struct {
 
 // fileConfig mirrors the TOML file layout.
 type fileConfig struct {
-	Registrars             []string      `toml:"registrars"`
-	ReregistrationInterval Duration      `toml:"reregistration_interval"`
-	ResponseTimeout        Duration      `toml:"response_timeout"`
-	ConnectTimeout         Duration      `toml:"connect_timeout"`
-	RetryInterval          Duration      `toml:"retry_interval"`
-	Drain                  Duration      `toml:"drain"`
-	Admin                  fileAdmin     `toml:"admin"`
-	Announce               fileAnnounce  `toml:"announce"`
-	Element                []fileElement `toml:"element"`
+	Registrars             []transport.Addr `toml:"registrars"`
+	ReregistrationInterval Duration         `toml:"reregistration_interval"`
+	ResponseTimeout        Duration         `toml:"response_timeout"`
+	ConnectTimeout         Duration         `toml:"connect_timeout"`
+	RetryInterval          Duration         `toml:"retry_interval"`
+	Drain                  Duration         `toml:"drain"`
+	Admin                  fileAdmin        `toml:"admin"`
+	Announce               fileAnnounce     `toml:"announce"`
+	Element                []fileElement    `toml:"element"`
 }
 
 type fileAnnounce struct {
@@ -368,8 +369,8 @@ func (c AgentConfig) Validate() error {
 		bad("announce.ttl: must be positive, got %v", c.Announce.TTL)
 	}
 	for i, r := range c.Registrars {
-		if err := checkRegistrarAddr(r); err != nil {
-			bad("registrars[%d]: %v", i, err)
+		if r.IsZero() {
+			bad("registrars[%d]: empty address", i)
 		}
 	}
 	for name, d := range map[string]time.Duration{
@@ -407,22 +408,6 @@ func (c AgentConfig) Validate() error {
 		seen[k] = i
 	}
 	return errors.Join(errs...)
-}
-
-func checkRegistrarAddr(a string) error {
-	rest := a
-	if i := strings.Index(a, "://"); i >= 0 {
-		switch a[:i] {
-		case "tcp", "sctp", "tls":
-		default:
-			return fmt.Errorf("unknown scheme %q in %q (tcp, sctp, tls)", a[:i], a)
-		}
-		rest = a[i+3:]
-	}
-	if _, _, err := net.SplitHostPort(rest); err != nil {
-		return fmt.Errorf("%q: %v", a, err)
-	}
-	return nil
 }
 
 // problems lists the errors of one normalized element, each starting with its key.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -46,7 +47,7 @@ value = 25
 		t.Fatal(err)
 	}
 	want := AgentConfig{
-		Registrars:             []string{"tcp://127.0.0.1:3863"},
+		Registrars:             []transport.Addr{transport.MustParseAddr("tcp://127.0.0.1:3863")},
 		ReregistrationInterval: 2 * time.Second,
 		Drain:                  time.Second,
 		Admin:                  "127.0.0.1:0",
@@ -71,6 +72,8 @@ value = 25
 func TestParseConfigStrict(t *testing.T) {
 	tests := []struct{ name, text, want string }{
 		{"unknown top key", `registrar = ["x"]`, "registrar"},
+		{"bad registrar scheme", `registrars = ["udp://127.0.0.1:1"]`, `registrars`},
+		{"registrar without port", `registrars = ["nohostport"]`, `missing port`},
 		{"unknown element key", "[[element]]\npool = \"P\"\nbakend = \"x\"", "element.bakend"},
 		{"unknown health key", "[[element]]\n[element.health]\nintervall = \"1s\"", "element.health.intervall"},
 		{"bad duration", "[[element]]\n[element.health]\ninterval = \"soon\"", "interval"},
@@ -88,7 +91,7 @@ func TestParseConfigStrict(t *testing.T) {
 
 func TestValidateReportsEverything(t *testing.T) {
 	cfg := AgentConfig{
-		Registrars: []string{"udp://127.0.0.1:1", "nohostport"},
+		Registrars: []transport.Addr{{}, {}},
 		Elements: []ElementConfig{
 			{Pool: "", Backend: "0.0.0.0:80", Policy: "fastest"},
 			{Pool: "P", Backend: "127.0.0.1:80", Health: HealthConfig{Rise: -1}, Load: LoadConfig{Source: "magic", Step: 2}},

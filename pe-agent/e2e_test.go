@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rserpool/rserpool/transport"
 	"go.uber.org/goleak"
 )
 
@@ -378,8 +379,12 @@ func httpGet(t *testing.T, url string) string {
 }
 
 func fastAgentConfig(registrars ...string) AgentConfig {
+	addrs, err := transport.ParseAddrs(registrars)
+	if err != nil {
+		panic(err)
+	}
 	return AgentConfig{
-		Registrars:             registrars,
+		Registrars:             addrs,
 		ReregistrationInterval: 5 * time.Second,
 		ResponseTimeout:        time.Second,
 		ConnectTimeout:         time.Second,
@@ -475,7 +480,7 @@ func TestE2EHomeRegistrarDies(t *testing.T) {
 		t.Errorf("PE ID changed from %s to %s", pes[0].ID, pes2[0].ID)
 	}
 	st := a.Status()
-	if len(st) != 1 || st[0].HomeAddr != r2 || !st[0].Registered {
+	if len(st) != 1 || st[0].HomeAddr.String() != r2 || !st[0].Registered {
 		t.Errorf("status %+v", st)
 	}
 }

@@ -20,7 +20,7 @@ import (
 type PEConfig struct {
 	// Registrars is the static registrar list, tried in order during a
 	// server hunt (then addresses given to LearnRegistrar). Required.
-	Registrars []string
+	Registrars []transport.Addr
 	// PoolHandle is the pool to join. Required.
 	PoolHandle wire.PoolHandle
 	// Transport is the user transport: where pool users reach the server
@@ -47,7 +47,7 @@ type PEConfig struct {
 	TransportConfig *transport.Config
 	// Dial replaces transport.Dial (for example to add a source address);
 	// nil means transport.Dial.
-	Dial func(ctx context.Context, addr string) (transport.Conn, error)
+	Dial func(ctx context.Context, addr transport.Addr) (transport.Conn, error)
 	// AnnounceGroup, if set, makes the element listen for ASAP Server
 	// Announces on this multicast group ("239.0.0.50:3863") and add the
 	// announced registrars after the static list. Empty means off.
@@ -61,7 +61,7 @@ type PEConfig struct {
 
 // LearnRegistrar adds a registrar address to the hunt list (after the
 // static list) for ttl, as an announce would.
-func (e *Element) LearnRegistrar(addr string, ttl time.Duration) { e.sess.learn(addr, ttl) }
+func (e *Element) LearnRegistrar(addr transport.Addr, ttl time.Duration) { e.sess.learn(addr, ttl) }
 
 // Options carries the dependencies of an Element or Agent.
 type Options struct {
@@ -81,7 +81,7 @@ type State struct {
 	Home uint32
 	// HomeAddr is the address of the registrar the element is connected
 	// to; empty while none.
-	HomeAddr string
+	HomeAddr transport.Addr
 	// LastErr is the latest failure (rejection, timeout, connection loss);
 	// nil after a success.
 	LastErr error

@@ -17,12 +17,12 @@ const maxRetryInterval = 30 * time.Second
 
 // sessionConfig configures the registrar connection shared by elements.
 type sessionConfig struct {
-	Registrars      []string
+	Registrars      []transport.Addr
 	ResponseTimeout time.Duration
 	ConnectTimeout  time.Duration
 	RetryInterval   time.Duration
 	TransportConfig *transport.Config
-	Dial            func(ctx context.Context, addr string) (transport.Conn, error)
+	Dial            func(ctx context.Context, addr transport.Addr) (transport.Conn, error)
 	// AnnounceGroup, if set, is the multicast group ("239.0.0.50:3863") on
 	// which ASAP Server Announces are heard; AnnounceInterface names the
 	// interface ("" = default); AnnounceTTL is T7.
@@ -59,12 +59,12 @@ type session struct {
 	live   transport.Conn // the current connection, so that close can unblock a stuck write
 
 	regMu   sync.Mutex // guards static, learned
-	static  []string
-	learned map[string]time.Time // address → expiry (T7)
+	static  []transport.Addr
+	learned map[transport.Addr]time.Time // address → expiry (T7)
 
 	// Owned by loop.
 	conn       transport.Conn
-	connAddr   string
+	connAddr   transport.Addr
 	connIdx    int // index of connAddr in the hunt list it came from
 	connOK     bool
 	gen        int // generation of conn and dial; stale events carry an older one
@@ -118,7 +118,7 @@ type (
 	evDial struct {
 		gen  int
 		conn transport.Conn
-		addr string
+		addr transport.Addr
 		idx  int
 		err  error
 	}
@@ -144,7 +144,7 @@ func newSession(cfg sessionConfig, log *slog.Logger, hooks *sessionHooks) (*sess
 	}
 	if cfg.Dial == nil {
 		tc := cfg.TransportConfig
-		cfg.Dial = func(ctx context.Context, addr string) (transport.Conn, error) {
+		cfg.Dial = func(ctx context.Context, addr transport.Addr) (transport.Conn, error) {
 			return transport.Dial(ctx, addr, tc)
 		}
 	}
@@ -157,8 +157,8 @@ func newSession(cfg sessionConfig, log *slog.Logger, hooks *sessionHooks) (*sess
 		ops:     make(chan any),
 		events:  make(chan any),
 		quit:    make(chan struct{}),
-		static:  append([]string(nil), cfg.Registrars...),
-		learned: map[string]time.Time{},
+		static:  append([]transport.Addr(nil), cfg.Registrars...),
+		learned: map[transport.Addr]time.Time{},
 		backoff: cfg.RetryInterval,
 		elems:   map[*Element]*elemState{},
 	}
@@ -250,26 +250,26 @@ func (s *session) setLive(c transport.Conn) {
 }
 
 // setRegistrars replaces the static list; it applies from the next hunt.
-func (s *session) setRegistrars(list []string) {
+func (s *session) setRegistrars(list []transport.Addr) {
 	s.regMu.Lock()
-	s.static = append([]string(nil), list...)
+	s.static = append([]transport.Addr(nil), list...)
 	s.regMu.Unlock()
 }
 
 // learn adds (or refreshes) a registrar address heard in an announce; it
 // is forgotten after ttl (T7).
-func (s *session) learn(addr string, ttl time.Duration) {
+func (s *session) learn(addr transport.Addr, ttl time.Duration) {
 	s.regMu.Lock()
 	s.learned[addr] = time.Now().Add(ttl)
 	s.regMu.Unlock()
 }
 
 // huntList is the static list followed by the unexpired learned addresses.
-func (s *session) huntList(now time.Time) []string {
+func (s *session) huntList(now time.Time) []transport.Addr {
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
-	list := append([]string(nil), s.static...)
-	seen := map[string]bool{}
+	list := append([]transport.Addr(nil), s.static...)
+	seen := map[transport.Addr]bool{}
 	for _, a := range list {
 		seen[a] = true
 	}
@@ -420,7 +420,7 @@ func (s *session) dropConn(cause error, now time.Time) {
 	s.log.Info("registrar connection closed", "registrar", s.connAddr, "err", cause)
 	_ = s.conn.Close()
 	s.setLive(nil)
-	s.conn, s.connAddr, s.home = nil, "", 0
+	s.conn, s.connAddr, s.home = nil, transport.Addr{}, 0
 	s.gen++
 	s.huntStart = s.connIdx + 1 // try the next registrar first
 	if s.connOK {
@@ -462,7 +462,7 @@ func (s *session) startDial(now time.Time) {
 
 // hunt tries the registrars one after another and reports the first
 // connection (or every failure) to the loop.
-func (s *session) hunt(ctx context.Context, gen int, list []string, order []int) {
+func (s *session) hunt(ctx context.Context, gen int, list []transport.Addr, order []int) {
 	defer s.wg.Done()
 	var errs []error
 	for _, i := range order {
@@ -484,7 +484,7 @@ func (s *session) hunt(ctx context.Context, gen int, list []string, order []int)
 }
 
 // read reads one connection until it fails.
-func (s *session) read(c transport.Conn, gen int, addr string) {
+func (s *session) read(c transport.Conn, gen int, addr transport.Addr) {
 	defer s.wg.Done()
 	log := s.log.With("registrar", addr)
 	for {

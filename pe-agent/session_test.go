@@ -18,7 +18,7 @@ import (
 type fakeRegistrar struct {
 	t    *testing.T
 	ln   transport.Listener
-	addr string
+	addr transport.Addr
 	msgs chan wire.Message
 	conn chan transport.Conn // each accepted connection
 	done chan struct{}
@@ -29,11 +29,11 @@ type fakeRegistrar struct {
 
 func newFakeRegistrar(t *testing.T) *fakeRegistrar {
 	t.Helper()
-	ln, err := transport.Listen("tcp://127.0.0.1:0", nil)
+	ln, err := transport.Listen(transport.MustParseAddr("tcp://127.0.0.1:0"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeRegistrar{t: t, ln: ln, addr: "tcp://" + ln.Addr().String(),
+	f := &fakeRegistrar{t: t, ln: ln, addr: transport.MustParseAddr("tcp://" + ln.Addr().String()),
 		msgs: make(chan wire.Message, 100), conn: make(chan transport.Conn, 10), done: make(chan struct{})}
 	readers := make(chan chan struct{}, 100)
 	go func() {
@@ -157,7 +157,7 @@ func waitState(t *testing.T, el *Element, what string, cond func(State) bool) St
 	}
 }
 
-func testPEConfig(registrars ...string) PEConfig {
+func testPEConfig(registrars ...transport.Addr) PEConfig {
 	return PEConfig{
 		Registrars: registrars,
 		PoolHandle: "TestPool",
@@ -371,7 +371,7 @@ func TestElementCloseBoundedWhenRegistrarSilent(t *testing.T) {
 }
 
 func TestElementNoRegistrarReachable(t *testing.T) {
-	el, err := NewElement(testPEConfig("tcp://"+closedPort(t)), Options{})
+	el, err := NewElement(testPEConfig(transport.MustParseAddr(closedPort(t))), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +394,7 @@ func TestElementNoRegistrarReachable(t *testing.T) {
 func TestAgentElementsShareOneConnection(t *testing.T) {
 	f := newFakeRegistrar(t)
 	b1, b2 := startBackend(t), startBackend(t)
-	cfg := AgentConfig{Registrars: []string{f.addr}, ResponseTimeout: 5 * time.Second}
+	cfg := AgentConfig{Registrars: []transport.Addr{f.addr}, ResponseTimeout: 5 * time.Second}
 	for _, b := range []*backend{b1, b2} {
 		cfg.Elements = append(cfg.Elements, ElementConfig{Pool: "Shared", Backend: b.addr, Health: HealthConfig{Disable: true}})
 	}

@@ -69,6 +69,13 @@ func (c *memConn) LocalAddr() net.Addr   { return &net.TCPAddr{} }
 func (c *memConn) RemoteAddr() net.Addr  { return &net.TCPAddr{} }
 func (c *memConn) PeerAddrs() []net.Addr { return nil }
 
+// Registrar addresses of the virtual-time tests (never dialed for real).
+var (
+	addrR0 = transport.MustParseAddr("tcp://r0:1")
+	addrR1 = transport.MustParseAddr("tcp://r1:1")
+	addrR2 = transport.MustParseAddr("tcp://r2:1")
+)
+
 type memRegistrar struct {
 	t *testing.T
 	c *memConn
@@ -104,10 +111,11 @@ func (r memRegistrar) send(m wire.Message) {
 func TestTimersVirtual(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		accepted := make(chan memRegistrar, 4)
-		down := map[string]bool{"r0": true}
+		down := map[string]bool{"tcp://r0:1": true}
 		var mu sync.Mutex
 		dials := map[string][]time.Time{}
-		dial := func(ctx context.Context, addr string) (transport.Conn, error) {
+		dial := func(ctx context.Context, a transport.Addr) (transport.Conn, error) {
+			addr := a.String()
 			mu.Lock()
 			dials[addr] = append(dials[addr], time.Now())
 			mu.Unlock()
@@ -119,7 +127,7 @@ func TestTimersVirtual(t *testing.T) {
 			return pe, nil
 		}
 		el, err := NewElement(PEConfig{
-			Registrars: []string{"r0", "r1", "r2"},
+			Registrars: []transport.Addr{addrR0, addrR1, addrR2},
 			PoolHandle: "P",
 			Transport:  wire.Transport{Type: wire.TransportTCP, Port: 1, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}},
 			Policy:     wire.Policy{Type: wire.PolicyRoundRobin},
@@ -157,7 +165,7 @@ func TestTimersVirtual(t *testing.T) {
 		}
 		r2.send(&wire.RegistrationResponse{PoolHandle: "P", ID: 42})
 		synctest.Wait()
-		if st := el.State(); !st.Registered || st.HomeAddr != "r2" {
+		if st := el.State(); !st.Registered || st.HomeAddr != addrR2 {
 			t.Errorf("state %+v", st)
 		}
 
@@ -173,8 +181,8 @@ func TestTimersVirtual(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if len(dials["r0"]) != 1 || !dials["r0"][0].Equal(start) {
-			t.Errorf("dials of r0: %v", dials["r0"])
+		if len(dials[addrR0.String()]) != 1 || !dials[addrR0.String()][0].Equal(start) {
+			t.Errorf("dials of r0: %v", dials[addrR0.String()])
 		}
 	})
 }
@@ -186,10 +194,10 @@ func TestRetryBackoffVirtual(t *testing.T) {
 		var mu sync.Mutex
 		var times []time.Time
 		el, err := NewElement(PEConfig{
-			Registrars: []string{"r0"},
+			Registrars: []transport.Addr{addrR0},
 			PoolHandle: "P",
 			Transport:  wire.Transport{Type: wire.TransportTCP, Port: 1, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}},
-			Dial: func(ctx context.Context, addr string) (transport.Conn, error) {
+			Dial: func(ctx context.Context, addr transport.Addr) (transport.Conn, error) {
 				mu.Lock()
 				times = append(times, time.Now())
 				mu.Unlock()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -22,7 +23,7 @@ type FileConfig struct {
 	// Registrars are the registrar ASAP addresses ("tcp://h:p", "sctp://h:p",
 	// "tls://h:p"; no scheme = tcp), tried in order. Empty: only registrars
 	// learned from announces are used.
-	Registrars []string `toml:"registrars"`
+	Registrars []transport.Addr `toml:"registrars"`
 	// AnnounceGroup is the ASAP announce multicast group ("239.0.0.50:3863"
 	// is RSPLIB's) whose Server Announces add registrars. Empty: the
 	// default group when Registrars is empty, else none.
@@ -60,7 +61,7 @@ type ListenerConfig struct {
 	Name string `toml:"name"`
 	// Listen is "host:port" (TCP) or "sctp://host:port" (kernel SCTP).
 	// Required.
-	Listen string `toml:"listen"`
+	Listen transport.Addr `toml:"listen"`
 	// Pool is the pool handle connections go to, in the escaped text form
 	// of wire.PoolHandle. Required.
 	Pool wire.PoolHandle `toml:"pool"`
@@ -98,12 +99,13 @@ func (c *FileConfig) Announces() string {
 	return DefaultAnnounceGroup
 }
 
-// Label returns the listener's metrics label.
+// Label returns the listener's metrics label: Name, else the listen
+// address in its short form ("127.0.0.1:8080", "sctp://10.0.0.1:8080").
 func (l ListenerConfig) Label() string {
 	if l.Name != "" {
 		return l.Name
 	}
-	return l.Listen
+	return l.Listen.ShortString()
 }
 
 // Attempts returns the connection attempts per client connection.
@@ -151,10 +153,8 @@ func (c *FileConfig) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	for i, r := range c.Registrars {
-		if r == "" {
+		if r.IsZero() {
 			bad("registrars[%d]: empty address", i)
-		} else if _, _, err := splitScheme(r, "tcp", "sctp", "tls"); err != nil {
-			bad("registrars[%d]: %v", i, err)
 		}
 	}
 	if c.AnnounceGroup != "" {
@@ -179,16 +179,16 @@ func (c *FileConfig) Validate() error {
 	if len(c.Listeners) == 0 {
 		bad("listener: at least one [[listener]] is required")
 	}
-	seen := map[string]int{}
+	seen := map[transport.Addr]int{}
 	names := map[string]int{}
 	for i, l := range c.Listeners {
 		key := func(k string) string { return fmt.Sprintf("listener[%d].%s", i, k) }
-		if l.Listen == "" {
+		if l.Listen.IsZero() {
 			bad("%s: required", key("listen"))
-		} else if _, _, err := splitScheme(l.Listen, "tcp", "sctp"); err != nil {
-			bad("%s: %v", key("listen"), err)
+		} else if l.Listen.Scheme() == transport.SchemeTLS {
+			bad("%s: %s: the proxy listens on tcp or sctp, not tls", key("listen"), l.Listen)
 		} else if j, dup := seen[l.Listen]; dup {
-			bad("%s: %q already used by listener[%d]", key("listen"), l.Listen, j)
+			bad("%s: %q already used by listener[%d]", key("listen"), l.Listen.ShortString(), j)
 		} else {
 			seen[l.Listen] = i
 		}
@@ -224,24 +224,4 @@ func (c *FileConfig) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// splitScheme splits "scheme://host:port" (scheme optional, default tcp)
-// and checks the scheme is one of allowed and host:port is well formed.
-func splitScheme(addr string, allowed ...string) (scheme string, hostport string, err error) {
-	scheme, hostport = "tcp", addr
-	if i := strings.Index(addr, "://"); i >= 0 {
-		scheme, hostport = addr[:i], addr[i+3:]
-	}
-	ok := false
-	for _, a := range allowed {
-		ok = ok || a == scheme
-	}
-	if !ok {
-		return "", "", fmt.Errorf("scheme %q not one of %v", scheme, allowed)
-	}
-	if _, _, err := net.SplitHostPort(hostport); err != nil {
-		return "", "", err
-	}
-	return scheme, hostport, nil
 }

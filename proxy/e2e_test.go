@@ -24,6 +24,7 @@ import (
 
 	"github.com/rserpool/rserpool/pe-agent"
 	"github.com/rserpool/rserpool/pucache"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -196,7 +197,7 @@ func startAgent(t *testing.T, registrars []string, pool, backend, policy string,
 		return
 	}
 	a, err := peagent.NewAgent(peagent.AgentConfig{
-		Registrars: registrars, Drain: -1, RetryInterval: 200 * time.Millisecond, ResponseTimeout: time.Second,
+		Registrars: mustAddrs(t, registrars), Drain: -1, RetryInterval: 200 * time.Millisecond, ResponseTimeout: time.Second,
 		Elements: []peagent.ElementConfig{{Pool: wire.PoolHandle(pool), Backend: backend, Policy: policy, Weight: uint32(weight),
 			Health: peagent.HealthConfig{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 1}}},
 	}, peagent.Options{})
@@ -216,7 +217,7 @@ func startAgent(t *testing.T, registrars []string, pool, backend, policy string,
 // waitPool waits until a registrar lists want PEs in pool.
 func waitPool(t *testing.T, registrars []string, pool string, want int) {
 	t.Helper()
-	c, err := pucache.New(pucache.Config{Registrars: registrars, RequestTimeout: time.Second}, pucache.Options{})
+	c, err := pucache.New(pucache.Config{Registrars: mustAddrs(t, registrars), RequestTimeout: time.Second}, pucache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,4 +575,13 @@ pool = "P"
 			t.Fatal("proxy did not exit after the last connection closed")
 		}
 	})
+}
+
+func mustAddrs(t *testing.T, list []string) []transport.Addr {
+	t.Helper()
+	addrs, err := transport.ParseAddrs(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addrs
 }

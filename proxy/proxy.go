@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rserpool/rserpool/failover"
 	"github.com/rserpool/rserpool/pucache"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -37,7 +39,7 @@ type Proxy struct {
 	wg    sync.WaitGroup // accept loops and connection handlers
 
 	mu        sync.Mutex // guards the fields below
-	listeners map[string]*listener
+	listeners map[transport.Addr]*listener
 	conns     map[*relay]struct{}
 	pools     []wire.PoolHandle // pools of the current listeners
 	started   bool
@@ -60,7 +62,7 @@ func New(listeners []ListenerConfig, opts Options) (*Proxy, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
 		cache: opts.Cache, log: log, m: m, ctx: ctx, abort: cancel,
-		listeners: map[string]*listener{}, conns: map[*relay]struct{}{},
+		listeners: map[transport.Addr]*listener{}, conns: map[*relay]struct{}{},
 	}
 	seen := map[wire.PoolHandle]bool{}
 	for _, lc := range listeners {
@@ -101,7 +103,7 @@ func (p *Proxy) Start() error {
 
 // Addr returns the bound address of the listener configured with listen
 // (its "listen" key), or nil.
-func (p *Proxy) Addr(listen string) net.Addr {
+func (p *Proxy) Addr(listen transport.Addr) net.Addr {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if l := p.listeners[listen]; l != nil && l.ln != nil {
@@ -121,7 +123,7 @@ func (p *Proxy) Reload(listeners []ListenerConfig) error {
 	if p.stopping {
 		return errors.New("proxy: stopping")
 	}
-	want := map[string]ListenerConfig{}
+	want := map[transport.Addr]ListenerConfig{}
 	for _, lc := range listeners {
 		want[lc.Listen] = lc
 	}
@@ -292,18 +294,18 @@ func (p *Proxy) settingsFor(lc ListenerConfig, lm *listenerMetrics) *settings {
 func (l *listener) set(s *settings) { l.st.Store(s) }
 
 func (l *listener) bind() error {
-	scheme, hostport, err := splitScheme(l.cfg.Listen, "tcp", "sctp")
-	if err != nil {
-		return fmt.Errorf("proxy: listener %s: %w", l.label, err)
-	}
 	var ln net.Listener
-	if scheme == "sctp" {
+	var err error
+	switch l.cfg.Listen.Scheme() {
+	case transport.SchemeSCTP:
 		var a *sctp.SCTPAddr
-		if a, err = sctp.ResolveSCTPAddr("sctp", hostport); err == nil {
+		if a, err = sctp.ResolveSCTPAddr("sctp", strings.TrimPrefix(l.cfg.Listen.String(), "sctp://")); err == nil {
 			ln, err = sctp.ListenSCTP("sctp", a)
 		}
-	} else {
-		ln, err = listenConfig.Listen(context.Background(), "tcp", hostport)
+	case transport.SchemeTCP:
+		ln, err = listenConfig.Listen(context.Background(), "tcp", l.cfg.Listen.HostPort())
+	default:
+		err = fmt.Errorf("cannot listen on %s", l.cfg.Listen)
 	}
 	if err != nil {
 		return fmt.Errorf("proxy: listener %s: %w", l.label, err)

@@ -35,7 +35,7 @@ type Config struct {
 	// Registrars is the static list of registrar ASAP addresses
 	// ("tcp://h:p", "sctp://h:p", "tls://h:p"; no scheme means tcp). Tried in
 	// order; announced registrars (LearnRegistrar) are tried after them.
-	Registrars []string
+	Registrars []transport.Addr
 	// Transport configures the registrar connections; nil means defaults.
 	Transport *transport.Config
 	// StaleTimeout is how long a resolution result is considered fresh
@@ -117,7 +117,7 @@ type report struct {
 func New(cfg Config, opts Options) (*Cache, error) {
 	d := cfg.withDefaults()
 	for _, a := range d.Registrars {
-		if a == "" {
+		if a.IsZero() {
 			return nil, errors.New("pucache: empty registrar address")
 		}
 	}

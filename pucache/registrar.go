@@ -23,25 +23,25 @@ type registrars struct {
 	huntMu sync.Mutex // serialises server hunts
 
 	mu      sync.Mutex // guards the fields below
-	static  []string
-	learned map[string]time.Time // announced address → expiry (T7)
-	order   []string             // announced addresses in order of first announce
+	static  []transport.Addr
+	learned map[transport.Addr]time.Time // announced address → expiry (T7)
+	order   []transport.Addr             // announced addresses in order of first announce
 	cur     *session
 	next    int // hunt starts at this index of candidates()
 	closed  bool
 }
 
-func (r *registrars) init(c *Cache, static []string) {
+func (r *registrars) init(c *Cache, static []transport.Addr) {
 	r.c = c
 	r.static = slices.Clone(static)
-	r.learned = map[string]time.Time{}
+	r.learned = map[transport.Addr]time.Time{}
 }
 
 // LearnRegistrar adds a registrar address learned from an ASAP Server
 // Announce (or any other discovery); it is forgotten after
 // Config.AnnounceLifetime unless learned again. Static addresses are
 // always tried first.
-func (c *Cache) LearnRegistrar(addr string) {
+func (c *Cache) LearnRegistrar(addr transport.Addr) {
 	r := &c.regs
 	r.mu.Lock()
 	if slices.Contains(r.static, addr) {
@@ -80,38 +80,28 @@ func (c *Cache) clearNegative() {
 // at the source address on the ASAP port over the TCP mapping.
 func (c *Cache) HandleAnnounce(a *wire.ServerAnnounce, src netip.AddrPort) {
 	if len(a.Transports) == 0 {
-		c.LearnRegistrar("tcp://" + netip.AddrPortFrom(src.Addr().Unmap(), wire.PortASAP).String())
+		c.LearnRegistrar(transport.AddrFrom(transport.SchemeTCP, netip.AddrPortFrom(src.Addr(), wire.PortASAP)))
 		return
 	}
 	for _, t := range a.Transports {
-		var scheme string
-		switch t.Type {
-		case wire.TransportTCP:
-			scheme = "tcp://"
-		case wire.TransportSCTP:
-			scheme = "sctp://"
-		default:
-			continue
+		if len(t.Addrs) == 0 {
+			t.Addrs = []netip.Addr{src.Addr()}
 		}
-		addrs := t.Addrs
-		if len(addrs) == 0 {
-			addrs = []netip.Addr{src.Addr()}
-		}
-		for _, a := range addrs {
-			c.LearnRegistrar(scheme + netip.AddrPortFrom(a.Unmap(), t.Port).String())
+		if ra, err := transport.AddrFromTransport(t); err == nil {
+			c.LearnRegistrar(ra)
 		}
 	}
 }
 
 // Registrars returns the addresses the cache would try, static ones first.
-func (c *Cache) Registrars() []string {
+func (c *Cache) Registrars() []transport.Addr {
 	r := &c.regs
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.candidatesLocked()
 }
 
-func (r *registrars) candidatesLocked() []string {
+func (r *registrars) candidatesLocked() []transport.Addr {
 	out := slices.Clone(r.static)
 	for _, a := range r.order {
 		if _, ok := r.learned[a]; ok {
@@ -127,7 +117,7 @@ func (r *registrars) expire(now time.Time) {
 	for a, until := range r.learned {
 		if now.After(until) {
 			delete(r.learned, a)
-			r.order = slices.DeleteFunc(r.order, func(x string) bool { return x == a })
+			r.order = slices.DeleteFunc(r.order, func(x transport.Addr) bool { return x == a })
 		}
 	}
 }
@@ -299,7 +289,7 @@ func (r *registrars) send(ctx context.Context, m wire.Message) error {
 // session is one connection to a registrar. Responses are matched to
 // requests by pool handle, oldest request first.
 type session struct {
-	addr string
+	addr transport.Addr
 	conn transport.Conn
 	done chan struct{} // closed when readLoop returns
 
@@ -409,7 +399,7 @@ func (s *session) roundTrip(ctx context.Context, handle wire.PoolHandle, items u
 // SetRegistrars replaces the static registrar list (for a configuration
 // reload). The current registrar connection is kept if its address is still
 // listed, and dropped otherwise.
-func (c *Cache) SetRegistrars(addrs []string) {
+func (c *Cache) SetRegistrars(addrs []transport.Addr) {
 	r := &c.regs
 	r.mu.Lock()
 	r.static = slices.Clone(addrs)

@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -326,20 +328,20 @@ func (c *Config) Validate() error {
 		bad("asap.listen", "at least one address is required")
 	}
 	for i, a := range c.ASAP.Listen {
-		if err := checkAddr(a); err != nil {
+		if _, err := transport.ParseAddr(a); err != nil {
 			bad(fmt.Sprintf("asap.listen[%d]", i), "%v", err)
 		}
-		if strings.HasPrefix(a, "tls://") && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		if schemeOf(a) == transport.SchemeTLS && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 			bad(fmt.Sprintf("asap.listen[%d]", i), "tls:// needs tls.cert_file and tls.key_file")
 		}
 	}
 	for i, a := range c.ENRP.Listen {
-		if err := checkAddr(a); err != nil {
+		if _, err := transport.ParseAddr(a); err != nil {
 			bad(fmt.Sprintf("enrp.listen[%d]", i), "%v", err)
 		}
 	}
 	for i, a := range c.ENRP.Peers {
-		if err := checkAddr(a); err != nil {
+		if _, err := transport.ParseAddr(a); err != nil {
 			bad(fmt.Sprintf("enrp.peers[%d]", i), "%v", err)
 		}
 	}
@@ -365,7 +367,7 @@ func (c *Config) Validate() error {
 		bad("enrp.table_chunk_bytes", "%d is outside 0..65000", c.ENRP.TableChunkBytes)
 	}
 	for i, a := range c.ENRP.Listen {
-		if strings.HasPrefix(a, "tls://") && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		if schemeOf(a) == transport.SchemeTLS && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 			bad(fmt.Sprintf("enrp.listen[%d]", i), "tls:// needs tls.cert_file and tls.key_file")
 		}
 	}
@@ -483,20 +485,23 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func checkAddr(a string) error {
-	s, hp, ok := strings.Cut(a, "://")
-	if !ok {
-		hp, s = a, "tcp"
+// schemeOf returns the scheme of a configured address, "" if it does not
+// parse (Validate reports that).
+func schemeOf(a string) transport.Scheme {
+	x, err := transport.ParseAddr(a)
+	if err != nil {
+		return ""
 	}
-	switch s {
-	case "tcp", "sctp", "tls":
-	default:
-		return fmt.Errorf("%q: unknown scheme %q (tcp, sctp, tls)", a, s)
+	return x.Scheme()
+}
+
+// dialAddr dials a configured or learned address.
+func dialAddr(ctx context.Context, a string, cfg *transport.Config) (transport.Conn, error) {
+	x, err := transport.ParseAddr(a)
+	if err != nil {
+		return nil, err
 	}
-	if _, _, err := net.SplitHostPort(hp); err != nil {
-		return fmt.Errorf("%q: %v", a, err)
-	}
-	return nil
+	return transport.Dial(ctx, x, cfg)
 }
 
 func randomID() ServerID {

@@ -2,7 +2,6 @@ package registrar
 
 import (
 	"context"
-	"net/netip"
 	"time"
 
 	"github.com/rserpool/rserpool/transport"
@@ -32,17 +31,14 @@ type evDialed struct {
 // usable (specified, non-multicast) address and a port qualifies. Over the
 // TCP mapping the PE reconnects by itself.
 func dialTarget(t wire.Transport) (string, bool) {
-	if t.Type != wire.TransportSCTP || t.Port == 0 {
+	if t.Type != wire.TransportSCTP {
 		return "", false
 	}
-	for _, a := range t.Addrs {
-		a = a.Unmap()
-		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {
-			continue
-		}
-		return "sctp://" + netip.AddrPortFrom(a, t.Port).String(), true
+	a, err := transport.AddrFromTransport(t)
+	if err != nil {
+		return "", false
 	}
-	return "", false
+	return a.String(), true
 }
 
 // reach opens an ASAP association to o's PE when it has no connection
@@ -124,7 +120,7 @@ func (r *Registrar) dialConn(addr string) *conn {
 		case <-ctx.Done():
 		}
 	}()
-	tc, err := transport.Dial(ctx, addr, &r.tcfg)
+	tc, err := dialAddr(ctx, addr, &r.tcfg)
 	cancel()
 	<-watched
 	if err != nil {

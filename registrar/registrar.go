@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,21 +180,21 @@ func (r *Registrar) Start() (err error) {
 	}()
 	for _, a := range cfg.ASAP.Listen {
 		tc := r.tcfg
-		scheme, _, err := transport.SplitAddr(a)
+		la, err := transport.ParseAddr(a)
 		if err != nil {
-			return fmt.Errorf("registrar: asap.listen %q: %w", a, err)
+			return fmt.Errorf("registrar: asap.listen: %w", err)
 		}
-		if scheme == transport.SchemeTLS {
+		if la.Scheme() == transport.SchemeTLS {
 			if tc.TLS, err = serverTLS(cfg.TLS); err != nil {
 				return fmt.Errorf("registrar: tls: %w", err)
 			}
 		}
-		ln, err := transport.Listen(a, &tc)
+		ln, err := transport.Listen(la, &tc)
 		if err != nil {
 			return fmt.Errorf("registrar: listen %q: %w", a, err)
 		}
 		r.listeners = append(r.listeners, ln)
-		r.asapAddrs = append(r.asapAddrs, string(scheme)+"://"+ln.Addr().String())
+		r.asapAddrs = append(r.asapAddrs, boundAddr(la.Scheme(), ln))
 	}
 	if cfg.ENRP.Enabled() {
 		if err := r.startENRP(cfg); err != nil {
@@ -237,9 +236,8 @@ func (r *Registrar) Start() (err error) {
 	}()
 	if r.peerMgr != nil {
 		for i, ln := range r.enrpLns {
-			scheme, _, _ := transport.SplitAddr(cfg.ENRP.Listen[i])
 			r.wg.Add(1)
-			go r.peerMgr.accept(ln, scheme)
+			go r.peerMgr.accept(ln, schemeOf(cfg.ENRP.Listen[i]))
 			r.log.Info("listening", "proto", "enrp", "addr", r.enrpAddrs[i])
 		}
 		if r.mcRecv != nil {
@@ -248,9 +246,8 @@ func (r *Registrar) Start() (err error) {
 		}
 	}
 	for i, ln := range r.listeners {
-		scheme, _, _ := transport.SplitAddr(cfg.ASAP.Listen[i])
 		r.wg.Add(1)
-		go r.acceptLoop(ln, scheme)
+		go r.acceptLoop(ln, schemeOf(cfg.ASAP.Listen[i]))
 		r.log.Info("listening", "proto", "asap", "addr", r.asapAddrs[i])
 	}
 	if r.adminAddr != "" {
@@ -280,11 +277,11 @@ func (r *Registrar) startENRP(cfg Config) error {
 	for _, a := range cfg.ENRP.Listen {
 		tc := r.tcfg
 		tc.MaxMessageSize = 0 // Handle Table Responses are larger than ASAP messages
-		scheme, _, err := transport.SplitAddr(a)
+		la, err := transport.ParseAddr(a)
 		if err != nil {
-			return fmt.Errorf("registrar: enrp.listen %q: %w", a, err)
+			return fmt.Errorf("registrar: enrp.listen: %w", err)
 		}
-		if scheme == transport.SchemeTLS {
+		if la.Scheme() == transport.SchemeTLS {
 			if tc.TLS, err = serverTLS(cfg.TLS); err != nil {
 				return fmt.Errorf("registrar: tls: %w", err)
 			}
@@ -292,12 +289,12 @@ func (r *Registrar) startENRP(cfg Config) error {
 				tc.TLS.ClientAuth = tls.RequireAndVerifyClientCert
 			}
 		}
-		ln, err := transport.Listen(a, &tc)
+		ln, err := transport.Listen(la, &tc)
 		if err != nil {
 			return fmt.Errorf("registrar: listen %q: %w", a, err)
 		}
 		r.enrpLns = append(r.enrpLns, ln)
-		r.enrpAddrs = append(r.enrpAddrs, string(scheme)+"://"+ln.Addr().String())
+		r.enrpAddrs = append(r.enrpAddrs, boundAddr(la.Scheme(), ln))
 	}
 	cli, err := clientTLS(cfg.TLS)
 	if err != nil {
@@ -311,7 +308,7 @@ func (r *Registrar) startENRP(cfg Config) error {
 	}
 	pm.ctx, pm.cancel = context.WithCancel(context.Background())
 	pm.tlsOnly = len(cfg.ENRP.Listen) > 0 && !slices.ContainsFunc(cfg.ENRP.Listen, func(a string) bool {
-		return !strings.HasPrefix(a, "tls://")
+		return schemeOf(a) != transport.SchemeTLS
 	})
 	if len(cfg.ENRP.PeerIdentities) > 0 {
 		pm.ids = map[string]bool{}
@@ -576,4 +573,12 @@ func (r *Registrar) do(fn func(*loop)) error {
 	case <-r.loopDone:
 		return errors.New("registrar: closed")
 	}
+}
+
+// boundAddr is the text form of a listener's bound address.
+func boundAddr(s transport.Scheme, ln transport.Listener) string {
+	if a, err := transport.AddrFromNet(s, ln.Addr()); err == nil {
+		return a.String()
+	}
+	return string(s) + "://" + ln.Addr().String()
 }

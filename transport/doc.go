@@ -6,13 +6,17 @@
 //
 // # Usage
 //
-// Addresses are "tcp://host:port" (the TCP mapping; also a bare "host:port"),
+// Addresses are transport.Addr values, parsed and printed in one place
+// (addr.go): "tcp://host:port" (the TCP mapping; also a bare "host:port"),
 // "sctp://host:port" (kernel SCTP; "sctp://10.0.0.1/10.0.1.1:3863" binds or
-// dials several addresses of a multi-homed host) and "tls://host:port". IPv6
-// hosts are bracketed: "tcp://[::1]:3863".
+// dials several addresses of a multi-homed host) and "tls://host:port".
+// IPv6 hosts are bracketed: "tcp://[::1]:3863". Addr is comparable (a map
+// key), implements encoding.TextUnmarshaler (TOML values, flag.TextVar) and
+// is built from a wire.Transport (AddrFromTransport) or a net.Addr
+// (AddrFromNet).
 //
-//	ln, err := transport.Listen("tcp://127.0.0.1:0", &transport.Config{Logger: log})
-//	addr := transport.FormatAddr(transport.SchemeTCP, ln.Addr()) // "tcp://127.0.0.1:40123"
+//	ln, err := transport.Listen(transport.MustParseAddr("tcp://127.0.0.1:0"), &transport.Config{Logger: log})
+//	addr, err := transport.AddrFromNet(transport.SchemeTCP, ln.Addr()) // tcp://127.0.0.1:40123
 //	c, err := transport.Dial(ctx, addr, nil)
 //	err = c.WriteMessage(transport.Message{PPID: 11, Data: asapBytes})
 //	m, err := c.ReadMessage() // m.Data valid until the next ReadMessage

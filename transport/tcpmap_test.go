@@ -52,7 +52,7 @@ func testConfig(t testing.TB) *Config {
 // listen starts a transport listener on loopback.
 func listen(t testing.TB, scheme Scheme, cfg *Config) Listener {
 	t.Helper()
-	ln, err := Listen(string(scheme)+"://127.0.0.1:0", cfg)
+	ln, err := Listen(MustParseAddr(string(scheme)+"://127.0.0.1:0"), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func pair(t testing.TB, scheme Scheme, srvCfg, cliCfg *Config) (client, server C
 	ch := accept(t, ln)
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	c, err := Dial(ctx, FormatAddr(scheme, ln.Addr()), cliCfg)
+	c, err := Dial(ctx, mustAddrFromNet(t, scheme, ln.Addr()), cliCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,62 +163,19 @@ func readMessage(t testing.TB, c Conn) (Message, error) {
 	}
 }
 
-func TestSplitAddr(t *testing.T) {
-	tests := []struct {
-		in         string
-		scheme     Scheme
-		hostport   string
-		errContain string
-	}{
-		{in: "tcp://127.0.0.1:3863", scheme: SchemeTCP, hostport: "127.0.0.1:3863"},
-		{in: "127.0.0.1:3863", scheme: SchemeTCP, hostport: "127.0.0.1:3863"},
-		{in: "localhost:0", scheme: SchemeTCP, hostport: "localhost:0"},
-		{in: "[::1]:9901", scheme: SchemeTCP, hostport: "[::1]:9901"},
-		{in: "sctp://[::1]:9901", scheme: SchemeSCTP, hostport: "[::1]:9901"},
-		{in: "tls://reg.example:3864", scheme: SchemeTLS, hostport: "reg.example:3864"},
-		{in: "udp://1.2.3.4:5", errContain: `unknown scheme "udp"`},
-		{in: "tcp://1.2.3.4", errContain: "missing port"},
-		{in: "::1:3863", errContain: "too many colons"},
+func mustAddrFromNet(t testing.TB, s Scheme, a net.Addr) Addr {
+	t.Helper()
+	x, err := AddrFromNet(s, a)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			s, hp, err := SplitAddr(tt.in)
-			if tt.errContain != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.errContain) {
-					t.Fatalf("SplitAddr(%q) error = %v, want containing %q", tt.in, err, tt.errContain)
-				}
-				return
-			}
-			if err != nil || s != tt.scheme || hp != tt.hostport {
-				t.Fatalf("SplitAddr(%q) = %q, %q, %v; want %q, %q", tt.in, s, hp, err, tt.scheme, tt.hostport)
-			}
-		})
-	}
-}
-
-func TestFormatAddr(t *testing.T) {
-	for _, tt := range []struct {
-		s    Scheme
-		a    net.Addr
-		want string
-	}{
-		{SchemeTCP, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 12345}, "tcp://127.0.0.1:12345"},
-		{SchemeTLS, &net.TCPAddr{IP: net.IPv6loopback, Port: 3864}, "tls://[::1]:3864"},
-	} {
-		if got := FormatAddr(tt.s, tt.a); got != tt.want {
-			t.Errorf("FormatAddr = %q, want %q", got, tt.want)
-		}
-		// Round trip through SplitAddr.
-		if s, _, err := SplitAddr(FormatAddr(tt.s, tt.a)); err != nil || s != tt.s {
-			t.Errorf("SplitAddr(FormatAddr) = %q, %v", s, err)
-		}
-	}
+	return x
 }
 
 func TestRoundTrip(t *testing.T) {
 	for _, host := range []string{"127.0.0.1", "[::1]"} {
 		t.Run(host, func(t *testing.T) {
-			ln, err := Listen("tcp://"+host+":0", testConfig(t))
+			ln, err := Listen(MustParseAddr("tcp://"+host+":0"), testConfig(t))
 			if err != nil {
 				t.Skipf("no loopback for %s: %v", host, err)
 			}
@@ -226,7 +183,7 @@ func TestRoundTrip(t *testing.T) {
 			ch := accept(t, ln)
 			ctx, cancel := context.WithTimeout(context.Background(), deadline)
 			defer cancel()
-			c, err := Dial(ctx, FormatAddr(SchemeTCP, ln.Addr()), testConfig(t))
+			c, err := Dial(ctx, mustAddrFromNet(t, SchemeTCP, ln.Addr()), testConfig(t))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -47,7 +47,8 @@ type hsOwnerCsum struct {
 
 func runCtlHandlespace(args []string) int {
 	fs := flag.NewFlagSet("ctl handlespace", flag.ContinueOnError)
-	addr := fs.String("registrar", "", "registrar ENRP `addr` (tcp://h:p, sctp://h:p, tls://h:p; required)")
+	var addr transport.Addr
+	fs.TextVar(&addr, "registrar", transport.Addr{}, "registrar ENRP `addr` (tcp://h:p, sctp://h:p, tls://h:p; required)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
 	fs.Usage = func() {
@@ -60,11 +61,11 @@ func runCtlHandlespace(args []string) int {
 		}
 		return 2
 	}
-	if *addr == "" || fs.NArg() != 0 {
+	if addr.IsZero() || fs.NArg() != 0 {
 		fs.Usage()
 		return 2
 	}
-	d, err := fetchHandlespace(*addr, *timeout)
+	d, err := fetchHandlespace(addr, *timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rserpool ctl handlespace:", err)
 		return 1
@@ -79,7 +80,7 @@ func runCtlHandlespace(args []string) int {
 // fetchHandlespace downloads the handlespace as RSPLIB's hsdump does:
 // ENRP_HANDLE_TABLE_REQUEST (W=0) from a random server ID, repeated while
 // the response has M=1. Checksums are computed from what arrived.
-func fetchHandlespace(addr string, timeout time.Duration) (*hsDump, error) {
+func fetchHandlespace(addr transport.Addr, timeout time.Duration) (*hsDump, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c, err := transport.Dial(ctx, addr, &transport.Config{})

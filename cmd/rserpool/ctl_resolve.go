@@ -35,7 +35,8 @@ type resolvedPE struct {
 
 func runCtlResolve(args []string) int {
 	fs := flag.NewFlagSet("ctl resolve", flag.ContinueOnError)
-	addr := fs.String("registrar", "", "registrar ASAP `addr` (tcp://h:p, sctp://h:p, tls://h:p; required)")
+	var addr transport.Addr
+	fs.TextVar(&addr, "registrar", transport.Addr{}, "registrar ASAP `addr` (tcp://h:p, sctp://h:p, tls://h:p; required)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	items := fs.Uint("items", 0, "PEs wanted (RSPLIB Handle Resolution Option; 0 = the registrar's default)")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
@@ -50,7 +51,7 @@ func runCtlResolve(args []string) int {
 		}
 		return 2
 	}
-	if *addr == "" || fs.NArg() != 1 || fs.Arg(0) == "" {
+	if addr.IsZero() || fs.NArg() != 1 || fs.Arg(0) == "" {
 		fs.Usage()
 		return 2
 	}
@@ -59,7 +60,7 @@ func runCtlResolve(args []string) int {
 		fmt.Fprintln(os.Stderr, "rserpool ctl resolve: HANDLE:", err)
 		return 2
 	}
-	resp, err := resolveOnce(*addr, handle, uint32(*items), *timeout)
+	resp, err := resolveOnce(addr, handle, uint32(*items), *timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rserpool ctl resolve:", err)
 		return 1
@@ -75,7 +76,7 @@ func runCtlResolve(args []string) int {
 }
 
 // resolveOnce sends one ASAP_HANDLE_RESOLUTION and waits for its response.
-func resolveOnce(addr string, handle wire.PoolHandle, items uint32, timeout time.Duration) (*wire.HandleResolutionResponse, error) {
+func resolveOnce(addr transport.Addr, handle wire.PoolHandle, items uint32, timeout time.Duration) (*wire.HandleResolutionResponse, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c, err := transport.Dial(ctx, addr, &transport.Config{})

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rserpool/rserpool/internal/ratelog"
+	"github.com/rserpool/rserpool/transport"
 )
 
 // stringList is a repeatable string flag.
@@ -18,6 +19,26 @@ type stringList []string
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// addrList is a repeatable transport address flag (transport.Addr text).
+type addrList []transport.Addr
+
+func (s *addrList) String() string {
+	parts := make([]string, len(*s))
+	for i, a := range *s {
+		parts[i] = a.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (s *addrList) Set(v string) error {
+	a, err := transport.ParseAddr(v)
+	if err != nil {
+		return err
+	}
+	*s = append(*s, a)
+	return nil
+}
 
 // newLogger returns the daemons' text logger on stderr at the named level
 // (debug, info, warn or error). Lines at info and above pass at most once a

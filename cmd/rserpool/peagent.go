@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -24,12 +23,6 @@ import (
 func init() {
 	register(command{name: "pe-agent", summary: "register legacy servers as pool elements", run: runPEAgent})
 }
-
-// addrList is a repeatable string flag.
-type addrList []string
-
-func (s *addrList) String() string     { return strings.Join(*s, ",") }
-func (s *addrList) Set(v string) error { *s = append(*s, v); return nil }
 
 func runPEAgent(args []string) int {
 	fs := flag.NewFlagSet("pe-agent", flag.ContinueOnError)
@@ -218,9 +211,12 @@ func peAgentAdmin(a *peagent.Agent, reg *prometheus.Registry) http.Handler {
 		out := []status{}
 		for _, s := range a.Status() {
 			st := status{Pool: s.Pool, Backend: s.Backend, ID: fmt.Sprintf("0x%08x", s.ID), Healthy: s.Healthy,
-				Registered: s.Registered, Load: s.Load, HomeAddr: s.HomeAddr}
+				Registered: s.Registered, Load: s.Load}
 			if s.Home != 0 {
 				st.Home = fmt.Sprintf("0x%08x", s.Home)
+			}
+			if !s.HomeAddr.IsZero() {
+				st.HomeAddr = s.HomeAddr.String()
 			}
 			if s.LastErr != nil {
 				st.LastError = s.LastErr.Error()

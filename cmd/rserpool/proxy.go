@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	rpprof "runtime/pprof"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/rserpool/rserpool/proxy"
 	"github.com/rserpool/rserpool/pucache"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -29,18 +29,12 @@ func init() {
 	register(command{name: "proxy", summary: "run the failover TCP proxy for legacy clients", run: runProxy})
 }
 
-// proxyFlagList is a repeatable string flag.
-type proxyFlagList []string
-
-func (s *proxyFlagList) String() string     { return strings.Join(*s, ",") }
-func (s *proxyFlagList) Set(v string) error { *s = append(*s, v); return nil }
-
 func runProxy(args []string) int {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	var (
 		configPath = fs.String("config", "", "TOML config `file` (see configs/proxy.toml)")
-		registrars proxyFlagList
-		listen     = fs.String("listen", "", "listen `addr` of a single listener (replaces the file's listeners)")
+		registrars addrList
+		listen     transport.Addr
 		pool       wire.PoolHandle
 		admin      = fs.String("admin", "", "admin HTTP `addr` (/metrics, /healthz, /debug/pprof/)")
 		drain      = fs.Duration("drain-timeout", 0, "how long SIGTERM waits for connections (0: file or 30s)")
@@ -49,6 +43,7 @@ func runProxy(args []string) int {
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
 	)
 	fs.Var(&registrars, "registrar", "registrar ASAP `addr` (tcp://, sctp://, tls://); repeatable")
+	fs.TextVar(&listen, "listen", transport.Addr{}, "listen `addr` of a single listener (replaces the file's listeners)")
 	fs.TextVar(&pool, "pool", wire.PoolHandle(""), "pool `handle` of the -listen listener (\\xHH for a byte, \\\\ for a backslash)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -76,10 +71,10 @@ func runProxy(args []string) int {
 			cfg.Registrars = registrars
 		}
 		if set["listen"] || set["pool"] {
-			if *listen == "" || pool == "" {
+			if listen.IsZero() || pool == "" {
 				return nil, errors.New("-listen and -pool go together")
 			}
-			cfg.Listeners = []proxy.ListenerConfig{{Listen: *listen, Pool: pool}}
+			cfg.Listeners = []proxy.ListenerConfig{{Listen: listen, Pool: pool}}
 		}
 		if set["admin"] {
 			cfg.Admin = *admin
@@ -294,7 +289,7 @@ func (s *proxyServer) writeReady(path string) error {
 	}{Listeners: map[string]string{}}
 	for _, l := range s.cfg.Listeners {
 		if a := s.p.Addr(l.Listen); a != nil {
-			out.Listeners[l.Listen] = a.String()
+			out.Listeners[l.Listen.ShortString()] = a.String()
 		}
 	}
 	if s.adminLn != nil {

@@ -37,7 +37,7 @@ type pool struct {
 // Start starts a Registrar; it is stopped by t.Cleanup.
 func Start(t testing.TB) *Registrar {
 	t.Helper()
-	ln, err := transport.Listen("tcp://127.0.0.1:0", nil)
+	ln, err := transport.Listen(transport.MustParseAddr("tcp://127.0.0.1:0"), nil)
 	if err != nil {
 		t.Fatalf("pucachetest: listen: %v", err)
 	}
@@ -50,7 +50,13 @@ func Start(t testing.TB) *Registrar {
 }
 
 // Addr returns the registrar's ASAP address ("tcp://127.0.0.1:port").
-func (r *Registrar) Addr() string { return "tcp://" + r.ln.Addr().String() }
+func (r *Registrar) Addr() transport.Addr {
+	a, err := transport.AddrFromNet(transport.SchemeTCP, r.ln.Addr())
+	if err != nil {
+		panic("pucachetest: " + err.Error())
+	}
+	return a
+}
 
 // Stop closes the listener and every connection and waits for all goroutines.
 // It is idempotent.
