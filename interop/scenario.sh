@@ -151,8 +151,8 @@ if want 4; then
   bg proxy ./rserpool proxy -registrar sctp://$N.1:3863 -listen $N.40:8000 -pool ProxyPool \
     -ready-file "$OUT/proxy.ready" -log-level debug
   waitfor 20 test -s "$OUT/proxy.ready" || fail 4 "proxy not ready: $(tail -n 3 "$OUT/proxy.log")"
-  ./failover.test -test.run 'TestDialSCTP$' -test.v >"$OUT/failover-test.txt" 2>&1 ||
-    fail 4 "failover TestDialSCTP on kernel SCTP: $(grep -m1 -E 'FAIL|_test.go' "$OUT/failover-test.txt")"
+  ./transport.test -test.run 'SCTP' -test.v >"$OUT/transport-test.txt" 2>&1 ||
+    fail 4 "transport SCTP tests on kernel SCTP: $(grep -m1 -E 'FAIL|_test.go' "$OUT/transport-test.txt")"
   python3 vmtool.py client $N.40 8000 40 0.1 >"$OUT/proxy-client.txt" 2>&1 & CLIENT=$!
   waitfor 20 grep -q "^ok 9$" "$OUT/proxy-client.txt"
   step "case 4: SIGKILL PE .21 while the client runs"

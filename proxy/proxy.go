@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/ishidawataru/sctp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rserpool/rserpool/failover"
 	"github.com/rserpool/rserpool/pucache"
@@ -294,19 +292,7 @@ func (p *Proxy) settingsFor(lc ListenerConfig, lm *listenerMetrics) *settings {
 func (l *listener) set(s *settings) { l.st.Store(s) }
 
 func (l *listener) bind() error {
-	var ln net.Listener
-	var err error
-	switch l.cfg.Listen.Scheme() {
-	case transport.SchemeSCTP:
-		var a *sctp.SCTPAddr
-		if a, err = sctp.ResolveSCTPAddr("sctp", strings.TrimPrefix(l.cfg.Listen.String(), "sctp://")); err == nil {
-			ln, err = sctp.ListenSCTP("sctp", a)
-		}
-	case transport.SchemeTCP:
-		ln, err = listenConfig.Listen(context.Background(), "tcp", l.cfg.Listen.HostPort())
-	default:
-		err = fmt.Errorf("cannot listen on %s", l.cfg.Listen)
-	}
+	ln, err := transport.ListenStream(l.cfg.Listen, &listenConfig)
 	if err != nil {
 		return fmt.Errorf("proxy: listener %s: %w", l.label, err)
 	}

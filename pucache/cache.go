@@ -198,13 +198,14 @@ func (c *Cache) ReportUnreachable(handle wire.PoolHandle, id uint32) {
 	c.Pool(handle).ReportUnreachable(id)
 }
 
-// Dial connects to an element of the pool, trying up to three elements in
-// policy order and reporting each one that refuses the connection.
+// Dial connects to an element of the pool by its registered user
+// transport, TCP or SCTP (transport.DialStream), trying up to three
+// elements in policy order and reporting each one that refuses the
+// connection. Each attempt is bounded by Config.ConnectTimeout and ctx.
 func (c *Cache) Dial(ctx context.Context, handle wire.PoolHandle) (net.Conn, error) {
 	p := c.Pool(handle)
 	var tried [3]uint32
 	var lastErr error
-	var d net.Dialer
 	for n := 0; n < len(tried); n++ {
 		e, err := p.Pick(ctx, tried[:n])
 		if err != nil {
@@ -213,7 +214,13 @@ func (c *Cache) Dial(ctx context.Context, handle wire.PoolHandle) (net.Conn, err
 			}
 			return nil, err
 		}
-		conn, err := d.DialContext(ctx, e.Network, e.Addr)
+		addr, err := e.TransportAddr()
+		var conn net.Conn
+		if err == nil {
+			dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+			conn, err = transport.DialStream(dctx, addr)
+			cancel()
+		}
 		if err == nil {
 			return conn, nil
 		}
@@ -225,6 +232,15 @@ func (c *Cache) Dial(ctx context.Context, handle wire.PoolHandle) (net.Conn, err
 		p.ReportUnreachable(e.ID)
 	}
 	return nil, fmt.Errorf("pucache: dial %q: %w", handle, lastErr)
+}
+
+// TransportAddr returns the address to connect to e: tcp:// or sctp://.
+func (e Element) TransportAddr() (transport.Addr, error) {
+	switch e.Network {
+	case "tcp", "sctp":
+		return transport.ParseAddr(e.Network + "://" + e.Addr)
+	}
+	return transport.Addr{}, fmt.Errorf("pucache: PE 0x%08x: cannot connect over %q", e.ID, e.Network)
 }
 
 // Pool is the cache entry of one pool handle. Its methods are safe for

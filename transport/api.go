@@ -153,8 +153,9 @@ func (r resolved) mapping() resolved {
 // ErrNoSCTP is returned for sctp:// addresses where the kernel has no SCTP.
 var ErrNoSCTP = errors.New("transport: kernel has no SCTP support")
 
-// Dial connects to addr. The context bounds the connection set-up: the
-// connect (for tls://, the handshake too).
+// Dial connects a message conn to addr. The context bounds the connection
+// set-up: the connect (SCTP included: connect(2) is abandoned at ctx's
+// deadline or cancellation) and for tls:// the handshake too.
 func Dial(ctx context.Context, addr Addr, cfg *Config) (Conn, error) {
 	if addr.IsZero() {
 		return nil, errors.New("transport: dial: no address")
@@ -162,10 +163,7 @@ func Dial(ctx context.Context, addr Addr, cfg *Config) (Conn, error) {
 	r := resolve(cfg)
 	switch addr.Scheme() {
 	case SchemeSCTP:
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		return dialSCTP(addr.hostsPort(), r)
+		return dialSCTP(ctx, addr, r)
 	case SchemeTLS:
 		if r.tls == nil {
 			return nil, fmt.Errorf("transport: dial %s: Config.TLS is required", addr)
@@ -212,6 +210,39 @@ func Listen(addr Addr, cfg *Config) (Listener, error) {
 		return nil, fmt.Errorf("transport: listen %s: %w", addr, err)
 	}
 	return &mapListener{ln: ln, cfg: r.mapping(), tls: addr.Scheme() == SchemeTLS}, nil
+}
+
+// DialStream connects a byte stream to addr: the data connection to a pool
+// element's user transport. tcp:// is plain TCP (not the TCP mapping);
+// sctp:// is one SCTP association whose Writes are user messages with
+// PPID 0 and whose Reads return the peer's data, with deadlines, Close and
+// CloseWrite (SHUTDOWN) as on TCP. ctx bounds the connect; tls:// is
+// refused (a pool element's transport has no TLS type).
+func DialStream(ctx context.Context, addr Addr) (net.Conn, error) {
+	switch addr.Scheme() {
+	case SchemeSCTP:
+		return dialSCTPStream(ctx, addr)
+	case SchemeTCP:
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr.HostPort())
+	}
+	return nil, fmt.Errorf("transport: cannot dial a stream to %q", addr)
+}
+
+// ListenStream listens for byte streams on addr: TCP through lc (nil means
+// a zero net.ListenConfig) for tcp://, one-to-one SCTP associations for
+// sctp://; tls:// is refused.
+func ListenStream(addr Addr, lc *net.ListenConfig) (net.Listener, error) {
+	switch addr.Scheme() {
+	case SchemeSCTP:
+		return listenSCTPStream(addr)
+	case SchemeTCP:
+		if lc == nil {
+			lc = &net.ListenConfig{}
+		}
+		return lc.Listen(context.Background(), "tcp", addr.HostPort())
+	}
+	return nil, fmt.Errorf("transport: cannot listen for streams on %q", addr)
 }
 
 // mapListener accepts TCP-mapping connections (over TLS if tls is set).
