@@ -76,6 +76,9 @@ func pool(t *testing.T, addrs ...netip.AddrPort) (*pucache.Pool, *pucachetest.Re
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
 	return c.Pool("P"), r
 }
 

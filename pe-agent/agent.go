@@ -69,7 +69,7 @@ func NewAgent(cfg AgentConfig, opts Options) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{log: log, metrics: m, cfg: cfg, members: map[ElementConfig]*member{}}
-	a.sess, err = newSession(sessionConfig{
+	a.sess = newSession(sessionConfig{
 		Registrars:        cfg.Registrars,
 		ResponseTimeout:   cfg.ResponseTimeout,
 		ConnectTimeout:    cfg.ConnectTimeout,
@@ -83,9 +83,6 @@ func NewAgent(cfg AgentConfig, opts Options) (*Agent, error) {
 		},
 		keepAlive: func(pool wire.PoolHandle) { m.keepAlives.WithLabelValues(pool.String()).Inc() },
 	})
-	if err != nil {
-		return nil, err
-	}
 	for _, ec := range cfg.Elements {
 		mb, err := a.newMember(ec)
 		if err != nil {
@@ -151,6 +148,9 @@ func (a *Agent) Start() error {
 	}
 	if a.started {
 		return errors.New("peagent: agent already started")
+	}
+	if err := a.sess.start(); err != nil {
+		return err
 	}
 	a.started = true
 	for _, mb := range a.members {

@@ -6,43 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
-
-func TestAnnounceAddrs(t *testing.T) {
-	src := netip.MustParseAddrPort("10.0.0.9:40000")
-	ip := netip.MustParseAddr
-	tests := []struct {
-		name string
-		sa   wire.ServerAnnounce
-		want []string
-	}{
-		{"no transports: SCTP at the source", wire.ServerAnnounce{}, []string{"sctp://10.0.0.9:3863"}},
-		{"tcp and sctp", wire.ServerAnnounce{Transports: []wire.Transport{
-			{Type: wire.TransportTCP, Port: 3863, Addrs: []netip.Addr{ip("10.0.0.1"), ip("fd00::1")}},
-			{Type: wire.TransportSCTP, Port: 3863, Addrs: []netip.Addr{ip("10.0.0.1")}},
-		}}, []string{"tcp://10.0.0.1:3863", "tcp://[fd00::1]:3863", "sctp://10.0.0.1:3863"}},
-		{"unusable entries skipped", wire.ServerAnnounce{Transports: []wire.Transport{
-			{Type: wire.TransportUDP, Port: 3863, Addrs: []netip.Addr{ip("10.0.0.1")}},
-			{Type: wire.TransportTCP, Port: 0, Addrs: []netip.Addr{ip("10.0.0.1")}},
-			{Type: wire.TransportTCP, Port: 1, Addrs: []netip.Addr{ip("0.0.0.0"), ip("239.1.1.1")}},
-		}}, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var got []string
-			for _, a := range announceAddrs(&tt.sa, src) {
-				got = append(got, a.String())
-			}
-			if d := cmp.Diff(tt.want, got); d != "" {
-				t.Errorf("(-want +got)\n%s", d)
-			}
-		})
-	}
-}
 
 // TestElementHuntsLearnedRegistrar: the static registrar is down, so the
 // element registers at an address learned from an announce.
@@ -53,7 +20,7 @@ func TestElementHuntsLearnedRegistrar(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeEl(t, el)
-	el.LearnRegistrar(f.addr, time.Minute)
+	el.LearnRegistrar(f.addr)
 	el.Start()
 	c := f.accept()
 	reg := nextOf[*wire.Registration](f)

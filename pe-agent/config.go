@@ -30,6 +30,10 @@ const (
 	DefaultLoadStep               = 0.05
 	DefaultLoadMinInterval        = 5 * time.Second
 	DefaultDrain                  = 5 * time.Second
+	// DefaultAnnounceTTL is T7-ENRPoutdate: how long an address heard in
+	// an ASAP Server Announce stays in the hunt list without being heard
+	// again.
+	DefaultAnnounceTTL = 5 * time.Second
 )
 
 // Duration is a time.Duration that TOML reads from a string such as "1.5s".

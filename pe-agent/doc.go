@@ -8,10 +8,11 @@
 //     interval, in milliseconds, the RSPLIB convention) and whenever its policy
 //     values change, answers ASAP Endpoint Keep-Alives with Keep-Alive Acks,
 //     adopts a new home registrar on a Keep-Alive with the H bit, and
-//     deregisters on Close. When the home registrar stops answering (T2/T3)
-//     or its connection dies, the element hunts for another registrar (the
-//     static list first, starting after the failed one, then addresses given
-//     to the session from announces) and registers there.
+//     deregisters on Close. The registrar side is a regclient.Client: when
+//     the home registrar stops answering (T2/T3 are the client's T1) or its
+//     connection dies, the client hunts for another registrar (up to three
+//     at once; the static list first, then announced ones; the failed one
+//     last) and the element registers there.
 //   - The agent: an Agent runs many elements for legacy servers ("backends")
 //     that do not speak ASAP. All its elements share one registrar
 //     connection. Per backend it runs a health check (TCP connect, optional
@@ -24,7 +25,7 @@
 // # Usage
 //
 //	cfg := peagent.AgentConfig{
-//		Registrars: []string{"tcp://127.0.0.1:3863"},
+//		Registrars: []transport.Addr{transport.MustParseAddr("tcp://127.0.0.1:3863")},
 //		Elements: []peagent.ElementConfig{{Pool: "EchoPool", Backend: "127.0.0.1:7001",
 //			Policy: "least-used", Load: peagent.LoadConfig{Source: peagent.LoadConnections}}},
 //	}
@@ -38,11 +39,11 @@
 // # Concurrency
 //
 // Element and Agent methods are safe for concurrent use. The protocol state
-// of a registrar connection and its elements belongs to one goroutine (the
-// session loop); API calls post operations to it. Each connection has a
-// reader goroutine and each server hunt a dial goroutine, all owned and
-// awaited by the session. Each agent element has one goroutine for its
-// health checks and load samples, awaited when the element is removed.
+// of the elements belongs to the goroutine of their registrar client (the
+// session is its Handler); API calls run operations there (Client.Do).
+// The client owns its connection, reader, writer and dial goroutines.
+// Each agent element has one goroutine for its health checks and load
+// samples, awaited when the element is removed.
 //
 // # Limitations
 //
@@ -51,7 +52,6 @@
 //     After a takeover, the PE moves when its connection to the dead
 //     registrar fails (transport heartbeats) and re-registers at the next
 //     registrar, which then owns it.
-//   - The server hunt tries registrars one at a time, not three in parallel.
 //   - Listening for ASAP Server Announces is off unless a group is
 //     configured; announced addresses only extend the hunt list (after the
 //     static registrars) and expire after T7.

@@ -462,7 +462,7 @@ func TestE2ELoadChangesLeastUsedSelection(t *testing.T) {
 func TestE2EHomeRegistrarDies(t *testing.T) {
 	needBinary(t, "registrar", "ctl resolve")
 	r1, p1 := startRegistrar(t)
-	r2, _ := startRegistrar(t)
+	r2, p2 := startRegistrar(t)
 	b := startBackend(t)
 	cfg := fastAgentConfig(r1, r2)
 	cfg.Elements = []ElementConfig{{Pool: "HomePool", Backend: b.addr, Health: fastHealth()}}
@@ -472,16 +472,43 @@ func TestE2EHomeRegistrarDies(t *testing.T) {
 	}
 	defer shutdownAgent(t, a)
 	a.Start()
-	pes := waitPool(t, r1, "HomePool", "registered at r1", 10*time.Second, func(p []pe) bool { return len(p) == 1 })
+	// The hunt tries both at once: either may become home.
+	st := waitStatus(t, a, "registered", func(s ElementStatus) bool { return s.Registered })
+	if st.HomeAddr.String() == r2 {
+		r1, r2, p1, p2 = r2, r1, p2, p1
+	}
+	_ = p2
+	pes := waitPool(t, r1, "HomePool", "registered at the home registrar", 10*time.Second, func(p []pe) bool { return len(p) == 1 })
 	p1.cmd.Process.Kill()
 	<-p1.exited
-	pes2 := waitPool(t, r2, "HomePool", "registered at r2", 10*time.Second, func(p []pe) bool { return len(p) == 1 })
+	pes2 := waitPool(t, r2, "HomePool", "registered at the other registrar", 10*time.Second, func(p []pe) bool { return len(p) == 1 })
 	if pes2[0].ID != pes[0].ID {
 		t.Errorf("PE ID changed from %s to %s", pes[0].ID, pes2[0].ID)
 	}
-	st := a.Status()
-	if len(st) != 1 || st[0].HomeAddr.String() != r2 || !st[0].Registered {
-		t.Errorf("status %+v", st)
+	waitStatus(t, a, "home moved", func(s ElementStatus) bool { return s.Registered && s.HomeAddr.String() == r2 })
+}
+
+// waitStatus waits until the agent's only element satisfies cond,
+// re-checking on every state change of the element.
+func waitStatus(t *testing.T, a *Agent, what string, cond func(ElementStatus) bool) ElementStatus {
+	t.Helper()
+	var changes <-chan struct{}
+	a.mu.Lock()
+	for _, mb := range a.members {
+		changes = mb.el.Changes()
+	}
+	a.mu.Unlock()
+	deadline := time.After(10 * time.Second)
+	for {
+		st := a.Status()
+		if len(st) == 1 && cond(st[0]) {
+			return st[0]
+		}
+		select {
+		case <-changes:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s: %+v", what, st)
+		}
 	}
 }
 

@@ -222,6 +222,9 @@ func waitPool(t *testing.T, registrars []string, pool string, want int) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
 	p := c.Pool(wire.PoolHandle(pool))
 	deadline := time.Now().Add(60 * time.Second)
 	for {

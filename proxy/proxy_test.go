@@ -114,6 +114,9 @@ func setup(t *testing.T, pol wire.PolicyType, backends []*backend, listeners ...
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
 	for i := range listeners {
 		if listeners[i].Listen.IsZero() {
 			listeners[i].Listen = transport.MustParseAddr("127.0.0.1:0")
@@ -509,6 +512,9 @@ func newCacheB(b *testing.B, reg transport.Addr) *pucache.Cache {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close() })
+	if err := c.Start(); err != nil {
+		b.Fatal(err)
+	}
 	return c
 }
 
@@ -518,6 +524,9 @@ func TestSCTPListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
 	p, err := proxy.New([]proxy.ListenerConfig{{Listen: transport.MustParseAddr("sctp://127.0.0.1:0"), Pool: "P"}}, proxy.Options{Cache: c})
 	if err != nil {
 		t.Fatal(err)

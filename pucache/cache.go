@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rserpool/rserpool/regclient"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
@@ -32,9 +33,9 @@ var (
 
 // Config tunes a Cache. The zero value of every field takes its documented default.
 type Config struct {
-	// Registrars is the static list of registrar ASAP addresses
-	// ("tcp://h:p", "sctp://h:p", "tls://h:p"; no scheme means tcp). Tried in
-	// order; announced registrars (LearnRegistrar) are tried after them.
+	// Registrars is the static list of registrar ASAP addresses, tried
+	// first, in order; announced registrars (LearnRegistrar, AnnounceGroup)
+	// are tried after them.
 	Registrars []transport.Addr
 	// Transport configures the registrar connections; nil means defaults.
 	Transport *transport.Config
@@ -44,14 +45,21 @@ type Config struct {
 	// unreachable. Zero means 5 s.
 	StaleTimeout time.Duration
 	// RequestTimeout is T1-ENRPrequest: how long to wait for a Handle
-	// Resolution Response before trying the next registrar. Zero means 3 s.
+	// Resolution Response before re-sending it at another registrar (twice
+	// at most, MAX-REQUEST-RETRANSMIT). Zero means 3 s.
 	RequestTimeout time.Duration
-	// ConnectTimeout bounds one connection attempt to a registrar (T5).
-	// Zero means 2 s.
+	// ConnectTimeout is the initial T5 of the server hunt (up to three
+	// registrars tried at once; doubled when none answers in time) and
+	// bounds one connection attempt of Dial to a PE. Zero means 2 s.
 	ConnectTimeout time.Duration
 	// Items is the number of PEs asked for with RSPLIB's Handle Resolution
 	// Option. Zero means 128 (RSPLIB's cap).
 	Items uint32
+	// AnnounceGroup, if set, is the multicast group ("239.0.0.50:3863",
+	// RSPLIB's) on which ASAP Server Announces add registrars;
+	// AnnounceInterface names the interface ("" = the routing table's).
+	AnnounceGroup     string
+	AnnounceInterface string
 	// AnnounceLifetime is T7-ENRPoutdate: how long a registrar address learned
 	// from an ASAP Server Announce stays known. Zero means 5 s.
 	AnnounceLifetime time.Duration
@@ -91,19 +99,21 @@ func (c *Config) withDefaults() Config {
 
 // Cache is a pool user's view of the handlespace: it resolves pool handles
 // at a registrar, keeps the results fresh in the background and selects PEs
-// by each pool's policy. It is safe for concurrent use. Close stops it.
+// by each pool's policy. It is safe for concurrent use. Start runs it;
+// Close stops it.
 type Cache struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	rc      *regclient.Client
 	ctx     context.Context // cancelled by Close; owns every background request
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // every goroutine the cache starts
 
-	mu    sync.Mutex // guards pools
-	pools map[wire.PoolHandle]*Pool
+	mu      sync.Mutex // guards pools, started
+	pools   map[wire.PoolHandle]*Pool
+	started bool
 
-	regs    registrars
 	reports chan report // Endpoint Unreachable queue, drained by reportLoop
 }
 
@@ -112,8 +122,8 @@ type report struct {
 	id     uint32
 }
 
-// New returns a running Cache. It does not contact a registrar until the
-// first resolution.
+// New builds a Cache; it starts nothing (see Start) and does not contact
+// a registrar until the first resolution.
 func New(cfg Config, opts Options) (*Cache, error) {
 	d := cfg.withDefaults()
 	for _, a := range d.Registrars {
@@ -135,11 +145,36 @@ func New(cfg Config, opts Options) (*Cache, error) {
 		pools:   make(map[wire.PoolHandle]*Pool),
 		reports: make(chan report, 256),
 	}
-	c.regs.init(c, d.Registrars)
+	c.rc = regclient.New(regclient.Config{
+		Registrars:        d.Registrars,
+		Transport:         d.Transport,
+		ConnectTimeout:    d.ConnectTimeout,
+		RequestTimeout:    d.RequestTimeout,
+		AnnounceLifetime:  d.AnnounceLifetime,
+		AnnounceGroup:     d.AnnounceGroup,
+		AnnounceInterface: d.AnnounceInterface,
+		Logger:            log,
+	})
+	return c, nil
+}
+
+// Start starts the registrar client (and the announce listener when
+// Config.AnnounceGroup is set) and the background refresh and report
+// loops. Resolutions wait for Start.
+func (c *Cache) Start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started || c.ctx.Err() != nil {
+		return errors.New("pucache: already started or closed")
+	}
+	if err := c.rc.Start(); err != nil {
+		return fmt.Errorf("pucache: %w", err)
+	}
+	c.started = true
 	c.wg.Add(2)
 	go c.refreshLoop()
 	go c.reportLoop()
-	return c, nil
+	return nil
 }
 
 // Close stops background refreshes, closes the registrar connection and
@@ -149,7 +184,7 @@ func (c *Cache) Close() error {
 	c.mu.Lock()
 	c.cancel()
 	c.mu.Unlock()
-	c.regs.close()
+	c.rc.Close()
 	c.wg.Wait()
 	return nil
 }
@@ -386,7 +421,7 @@ func (p *Pool) start() *call {
 // does not fail the others.
 func (p *Pool) resolve(cl *call) {
 	defer p.c.wg.Done()
-	resp, err := p.c.regs.resolve(p.c.ctx, p.handle)
+	resp, err := p.c.resolve(p.c.ctx, p.handle)
 	now := time.Now()
 	if err == nil {
 		var elems []Element
@@ -481,7 +516,6 @@ func (c *Cache) refreshLoop() {
 		case <-c.ctx.Done():
 			return
 		case now := <-tick.C:
-			c.regs.expire(now)
 			due = due[:0]
 			c.mu.Lock()
 			for _, p := range c.pools {
@@ -506,7 +540,7 @@ func (c *Cache) reportLoop() {
 		case <-c.ctx.Done():
 			return
 		case r := <-c.reports:
-			err := c.regs.send(c.ctx, &wire.EndpointUnreachable{PoolHandle: r.handle, ID: r.id})
+			err := c.rc.Send(c.ctx, &wire.EndpointUnreachable{PoolHandle: r.handle, ID: r.id})
 			if err != nil {
 				c.metrics.reports.WithLabelValues("error").Inc()
 				c.log.Warn("endpoint unreachable report failed", "pool", r.handle, "pe", fmt.Sprintf("0x%08x", r.id), "err", err)

@@ -50,6 +50,9 @@ func newCache(t testing.TB, cfg pucache.Config) *pucache.Cache {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
@@ -204,6 +207,9 @@ func TestReportUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
 	p := c.Pool("P")
 	if _, err := p.Pick(ctxT(t), nil); err != nil {
 		t.Fatal(err)
@@ -375,7 +381,6 @@ func TestNegativeResultIsCachedBriefly(t *testing.T) {
 func TestListenAnnounces(t *testing.T) {
 	r := pucachetest.Start(t)
 	r.SetPool("P", wire.PolicyRoundRobin, pucachetest.PE(1, ap(t, 7001), wire.PolicyRoundRobin, 0))
-	c := newCache(t, pucache.Config{AnnounceLifetime: time.Hour})
 	u, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +388,12 @@ func TestListenAnnounces(t *testing.T) {
 	port := u.LocalAddr().(*net.UDPAddr).Port
 	u.Close()
 	group := "239.0.0.77:" + itoa(port)
-	if err := c.ListenAnnounces(group, "lo"); err != nil {
+	c, err := pucache.New(pucache.Config{AnnounceLifetime: time.Hour, AnnounceGroup: group, AnnounceInterface: "lo"}, pucache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Start(); err != nil {
 		t.Skipf("no multicast on the loopback interface here: %v", err)
 	}
 	tx, err := transport.NewMulticastSender(group, "lo", 1, true)

@@ -390,6 +390,9 @@ func TestE2EENRPChaosAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cache.Close()
+	if err := cache.Start(); err != nil {
+		t.Fatal(err)
+	}
 	pool := cache.Pool(chaosAgentsPool)
 	type puResult struct {
 		ok, failed int

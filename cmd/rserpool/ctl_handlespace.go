@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ishidawataru/sctp"
+	"github.com/rserpool/rserpool/regclient"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
@@ -83,13 +84,11 @@ func runCtlHandlespace(args []string) int {
 func fetchHandlespace(addr transport.Addr, timeout time.Duration) (*hsDump, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c, err := transport.Dial(ctx, addr, &transport.Config{})
-	if err != nil {
+	c := ctlClient(addr, timeout)
+	if err := c.Start(); err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
 
 	var b [4]byte
 	var id uint32
@@ -108,51 +107,27 @@ func fetchHandlespace(addr transport.Addr, timeout time.Duration) (*hsDump, erro
 		if chunk == maxChunks {
 			return nil, errors.New("more than 1,048,576 Handle Table Responses; giving up")
 		}
-		req, err := (&wire.HandleTableRequest{Sender: id}).AppendBinary(nil)
-		if err != nil {
+		m, err := c.Request(ctx, &wire.HandleTableRequest{Sender: id})
+		var reply *regclient.ErrorReply
+		switch {
+		case errors.As(err, &reply):
+			return nil, fmt.Errorf("registrar answered with ENRP_ERROR %+v", reply.Causes)
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, regclient.ErrTimeout):
+			return nil, fmt.Errorf("no complete answer within %v", timeout)
+		case err != nil:
 			return nil, err
 		}
-		if err := c.WriteMessage(transport.Message{PPID: wire.PPIDENRP, Data: req}); err != nil {
-			return nil, err
-		}
-		var resp *wire.HandleTableResponse
-		for resp == nil {
-			m, err := c.ReadMessage()
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, fmt.Errorf("no complete answer within %v", timeout)
-				}
-				if errors.Is(err, io.EOF) {
-					return nil, errors.New("the registrar closed the connection")
-				}
-				return nil, err
-			}
-			if m.PPID != wire.PPIDENRP {
-				continue
-			}
-			msg, err := wire.ParseENRP(m.Data)
-			if err != nil {
-				return nil, fmt.Errorf("malformed ENRP message: %w", err)
-			}
-			switch msg := msg.(type) {
-			case *wire.HandleTableResponse:
-				resp = msg
-			case *wire.ENRPError:
-				return nil, fmt.Errorf("registrar answered with ENRP_ERROR %+v", msg.Error)
-			default: // e.g. a Presence: not for us
-			}
+		resp, ok := m.(*wire.HandleTableResponse)
+		if !ok {
+			return nil, fmt.Errorf("unexpected answer %T", m)
 		}
 		if resp.Reject && !announced && chunk == 0 {
 			// RSPLIB answers Handle Table Requests only from servers in its
 			// peer list (R=1 otherwise). Introduce this tool with a Presence,
 			// as hsdump does, and ask again.
 			announced = true
-			pres, err := (&wire.Presence{Sender: id, Info: &wire.ServerInfo{ServerID: id,
-				Transport: localTransport(c.LocalAddr())}}).AppendBinary(nil)
-			if err != nil {
-				return nil, err
-			}
-			if err := c.WriteMessage(transport.Message{PPID: wire.PPIDENRP, Data: pres}); err != nil {
+			pres := &wire.Presence{Sender: id, Info: &wire.ServerInfo{ServerID: id, Transport: localTransport(c.LocalAddr())}}
+			if err := c.Send(ctx, pres); err != nil {
 				return nil, err
 			}
 			chunk--

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/rserpool/rserpool/regclient"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
@@ -77,45 +78,42 @@ func runCtlResolve(args []string) int {
 
 // resolveOnce sends one ASAP_HANDLE_RESOLUTION and waits for its response.
 func resolveOnce(addr transport.Addr, handle wire.PoolHandle, items uint32, timeout time.Duration) (*wire.HandleResolutionResponse, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	c, err := transport.Dial(ctx, addr, &transport.Config{})
-	if err != nil {
+	c := ctlClient(addr, timeout)
+	if err := c.Start(); err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() }) // unblocks ReadMessage at the deadline
-	defer stop()
-	req := &wire.HandleResolution{PoolHandle: handle, HasItems: items != 0, Items: items}
-	b, err := req.AppendBinary(nil)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	m, err := c.Request(ctx, &wire.HandleResolution{PoolHandle: handle, HasItems: items != 0, Items: items})
+	var reply *regclient.ErrorReply
+	switch {
+	case errors.As(err, &reply):
+		return nil, fmt.Errorf("registrar answered ASAP_ERROR: %v", causes(&wire.OperationError{Causes: reply.Causes}))
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, regclient.ErrTimeout):
+		return nil, fmt.Errorf("no answer from %s within %v", addr, timeout)
+	case err != nil:
 		return nil, err
 	}
-	if err := c.WriteMessage(transport.Message{PPID: wire.PPIDASAP, Data: b}); err != nil {
-		return nil, err
+	resp, ok := m.(*wire.HandleResolutionResponse)
+	if !ok {
+		return nil, fmt.Errorf("unexpected answer %T", m)
 	}
-	for {
-		m, err := c.ReadMessage()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("no answer from %s within %v", addr, timeout)
-			}
-			return nil, err
-		}
-		if m.PPID != wire.PPIDASAP {
-			continue
-		}
-		msg, err := wire.ParseASAP(m.Data)
-		if err != nil {
-			return nil, fmt.Errorf("undecodable answer: %w", err)
-		}
-		switch msg := msg.(type) {
-		case *wire.HandleResolutionResponse:
-			return msg, nil
-		case *wire.ASAPError:
-			return nil, fmt.Errorf("registrar answered ASAP_ERROR: %v", causes(&msg.Error))
-		}
-	}
+	return resp, nil
+}
+
+// ctlClient is a registrar client for one request-response exchange with
+// addr: one attempt, no re-send, everything within timeout.
+func ctlClient(addr transport.Addr, timeout time.Duration) *regclient.Client {
+	return regclient.New(regclient.Config{
+		Registrars:     []transport.Addr{addr},
+		Transport:      &transport.Config{},
+		ConnectTimeout: timeout,
+		RequestTimeout: timeout,
+		MaxRetransmit:  -1,
+		Parallel:       1,
+		MaxLearned:     -1,
+	})
 }
 
 func causes(e *wire.OperationError) string {

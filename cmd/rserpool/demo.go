@@ -130,6 +130,9 @@ func demo(ctx context.Context, o demoOptions, out io.Writer, ready func(addr str
 		return err
 	}
 	defer cache.Close()
+	if err := cache.Start(); err != nil {
+		return err
+	}
 	retries := 3
 	lc := proxy.ListenerConfig{Listen: o.listen, Pool: demoPool, Retries: &retries, ConnectTimeout: time.Second, IdleTimeout: time.Minute}
 	px, err := proxy.New([]proxy.ListenerConfig{lc}, proxy.Options{Cache: cache, Logger: log.With("component", "proxy")})

@@ -164,21 +164,24 @@ type proxyServer struct {
 }
 
 func startProxyServer(cfg *proxy.FileConfig, log *slog.Logger, reg prometheus.Registerer) (*proxyServer, error) {
+	group := cfg.Announces()
 	cache, err := pucache.New(pucache.Config{
-		Registrars:     cfg.Registrars,
-		StaleTimeout:   cfg.Cache.StaleTimeout,
-		RequestTimeout: cfg.Cache.RequestTimeout,
-		Items:          cfg.Cache.Items,
+		Registrars:        cfg.Registrars,
+		StaleTimeout:      cfg.Cache.StaleTimeout,
+		RequestTimeout:    cfg.Cache.RequestTimeout,
+		Items:             cfg.Cache.Items,
+		AnnounceGroup:     group,
+		AnnounceInterface: cfg.AnnounceInterface,
 	}, pucache.Options{Logger: log.With("component", "pucache"), Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
-	if g := cfg.Announces(); g != "" {
-		if err := cache.ListenAnnounces(g, cfg.AnnounceInterface); err != nil {
-			cache.Close()
-			return nil, err
-		}
-		log.Info("listening for registrar announces", "group", g)
+	if err := cache.Start(); err != nil {
+		cache.Close()
+		return nil, err
+	}
+	if group != "" {
+		log.Info("listening for registrar announces", "group", group)
 	}
 	p, err := proxy.New(cfg.Listeners, proxy.Options{Cache: cache, Logger: log, Registerer: reg})
 	if err != nil {
