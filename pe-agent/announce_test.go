@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
