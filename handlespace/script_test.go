@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rserpool/rserpool/policy"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -106,7 +105,7 @@ func runCommand(h *Handlespace, cmd string) string {
 			case "home":
 				pe.HomeServer = uint32(n)
 			case "policy":
-				if t, err := policy.ParseName(v); err == nil {
+				if t, err := wire.ParsePolicyName(v); err == nil {
 					pe.Policy.Type = t
 				} else {
 					pe.Policy.Type = wire.PolicyType(n)
@@ -152,7 +151,7 @@ func runCommand(h *Handlespace, cmd string) string {
 			b.WriteString("unknown pool\n")
 			break
 		}
-		fmt.Fprintf(&b, "policy %s:", policy.Name(pol.Type))
+		fmt.Fprintf(&b, "policy %s:", pol.Type.Name())
 		for _, e := range es {
 			fmt.Fprintf(&b, " %d", e.ID)
 		}

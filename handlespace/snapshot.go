@@ -4,7 +4,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/rserpool/rserpool/policy"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -12,7 +11,7 @@ import (
 // /handlespace endpoint and "rserpool ctl handlespace -json").
 type PoolSnapshot struct {
 	Handle     wire.PoolHandle   `json:"handle"` // escaped form (wire.PoolHandle.String)
-	Policy     string            `json:"policy"` // policy.Name of the pool's policy type
+	Policy     string            `json:"policy"` // wire.PolicyType.Name of the pool's policy type
 	PolicyType wire.PolicyType   `json:"policy_type"`
 	Elements   []ElementSnapshot `json:"elements"`
 }
@@ -40,7 +39,7 @@ type ElementSnapshot struct {
 func (h *Handlespace) Snapshot() []PoolSnapshot {
 	out := make([]PoolSnapshot, 0, len(h.pools))
 	h.Pools(func(handle wire.PoolHandle, t wire.PolicyType) bool {
-		ps := PoolSnapshot{Handle: handle, Policy: policy.Name(t), PolicyType: t,
+		ps := PoolSnapshot{Handle: handle, Policy: t.Name(), PolicyType: t,
 			Elements: make([]ElementSnapshot, 0, h.PoolLen(handle))}
 		h.Elements(handle, func(e *Element) bool {
 			u := e.User()

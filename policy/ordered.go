@@ -129,7 +129,9 @@ func (o *ordered) Update(e *Entry, p wire.Policy) {
 	o.root = insert(o.root, e)
 }
 
-func (o *ordered) Select(n int, dst []*Entry) []*Entry {
+func (o *ordered) Select(n int, dst []*Entry) []*Entry { return o.SelectExcept(n, dst, nil) }
+
+func (o *ordered) SelectExcept(n int, dst []*Entry, skip func(*Entry) bool) []*Entry {
 	if n <= 0 || o.root == nil {
 		return dst
 	}
@@ -146,7 +148,9 @@ func (o *ordered) Select(n int, dst []*Entry) []*Entry {
 		if t.k1 == excluded || len(dst)-start == n {
 			break
 		}
-		dst = append(dst, t)
+		if skip == nil || !skip(t) {
+			dst = append(dst, t)
+		}
 		t = t.right
 	}
 	clear(st)

@@ -73,6 +73,11 @@ type Selector interface {
 	// (new SeqNumber, degradation, round counters) to the selected entries
 	// as described in policies.md §4. n <= 0 selects nothing.
 	Select(n int, dst []*Entry) []*Entry
+	// SelectExcept is Select over the entries for which skip returns false
+	// (skip nil: all): skipped entries are passed over as if absent, keep
+	// their state and are not counted in n. A pool user uses it to leave
+	// out the PEs a failover already tried.
+	SelectExcept(n int, dst []*Entry, skip func(*Entry) bool) []*Entry
 	// Len returns the number of inserted entries.
 	Len() int
 }
@@ -113,56 +118,31 @@ func Supported(t wire.PolicyType) bool {
 }
 
 // Adaptive reports whether policy t uses the PEs' dynamic load (its values
-// change with re-registrations). False for unknown types.
+// change with re-registrations). False for unknown types. Policy names and
+// their parser are wire.PolicyType.Name and wire.ParsePolicyName.
 func Adaptive(t wire.PolicyType) bool { return infos[t].adaptive }
 
-// Name returns the policy's command-line name (DESIGN.md), for example
-// "least-used", or "0x........" for a type without a name.
-func Name(t wire.PolicyType) string {
-	if i, ok := infos[t]; ok {
-		return i.name
-	}
-	return fmt.Sprintf("0x%08x", uint32(t))
-}
-
-// ParseName returns the policy type for a command-line name as returned by
-// Name (also accepting a hexadecimal "0x..." type number of a supported
-// policy).
-func ParseName(s string) (wire.PolicyType, error) {
-	for t, i := range infos {
-		if i.name == s {
-			return t, nil
-		}
-	}
-	var v uint32
-	if _, err := fmt.Sscanf(s, "0x%x", &v); err == nil && Supported(wire.PolicyType(v)) {
-		return wire.PolicyType(v), nil
-	}
-	return 0, fmt.Errorf("%w: %q", ErrUnsupported, s)
-}
-
 type info struct {
-	name     string
 	adaptive bool
 }
 
 var infos = map[wire.PolicyType]info{
-	wire.PolicyRoundRobin:                  {"round-robin", false},
-	wire.PolicyWeightedRoundRobin:          {"weighted-round-robin", false},
-	wire.PolicyRandom:                      {"random", false},
-	wire.PolicyWeightedRandom:              {"weighted-random", false},
-	wire.PolicyPriority:                    {"priority", false},
-	wire.PolicyLeastUsed:                   {"least-used", true},
-	wire.PolicyLeastUsedDegradation:        {"least-used-degradation", true},
-	wire.PolicyPriorityLeastUsed:           {"priority-least-used", true},
-	wire.PolicyRandomizedLeastUsed:         {"randomized-least-used", true},
-	wire.PolicyRandomizedPriorityLeastUsed: {"randomized-priority-least-used", true},
-	wire.PolicyRandomizedLeastUsedDegr:     {"randomized-least-used-degradation", true},
-	wire.PolicyPriorityLeastUsedDegr:       {"priority-least-used-degradation", true},
-	wire.PolicyRandomizedPriorityLUDegr:    {"randomized-priority-least-used-degradation", true},
-	wire.PolicyWeightedRandomDPF:           {"weighted-random-dpf", false},
-	wire.PolicyLeastUsedDPF:                {"least-used-dpf", true},
-	wire.PolicyLeastUsedDegradationDPF:     {"least-used-degradation-dpf", true},
-	wire.PolicyPriorityLeastUsedDPF:        {"priority-least-used-dpf", true},
-	wire.PolicyPriorityLeastUsedDegrDPF:    {"priority-least-used-degradation-dpf", true},
+	wire.PolicyRoundRobin:                  {false},
+	wire.PolicyWeightedRoundRobin:          {false},
+	wire.PolicyRandom:                      {false},
+	wire.PolicyWeightedRandom:              {false},
+	wire.PolicyPriority:                    {false},
+	wire.PolicyLeastUsed:                   {true},
+	wire.PolicyLeastUsedDegradation:        {true},
+	wire.PolicyPriorityLeastUsed:           {true},
+	wire.PolicyRandomizedLeastUsed:         {true},
+	wire.PolicyRandomizedPriorityLeastUsed: {true},
+	wire.PolicyRandomizedLeastUsedDegr:     {true},
+	wire.PolicyPriorityLeastUsedDegr:       {true},
+	wire.PolicyRandomizedPriorityLUDegr:    {true},
+	wire.PolicyWeightedRandomDPF:           {false},
+	wire.PolicyLeastUsedDPF:                {true},
+	wire.PolicyLeastUsedDegradationDPF:     {true},
+	wire.PolicyPriorityLeastUsedDPF:        {true},
+	wire.PolicyPriorityLeastUsedDegrDPF:    {true},
 }

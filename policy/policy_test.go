@@ -71,9 +71,9 @@ func TestSupportedAndNew(t *testing.T) {
 		if _, err := New(typ, nil); err != nil {
 			t.Errorf("New(%#x): %v", uint32(typ), err)
 		}
-		got, err := ParseName(Name(typ))
+		got, err := wire.ParsePolicyName(typ.Name())
 		if err != nil || got != typ {
-			t.Errorf("ParseName(Name(%#x)) = %#x, %v", uint32(typ), uint32(got), err)
+			t.Errorf("wire.ParsePolicyName(%#x.Name()) = %#x, %v", uint32(typ), uint32(got), err)
 		}
 	}
 	for _, typ := range []wire.PolicyType{0, 0x40000000, 6, 0x40000005, 0xb0003001, 0xffffffff} {
@@ -83,12 +83,6 @@ func TestSupportedAndNew(t *testing.T) {
 		if _, err := New(typ, nil); !errors.Is(err, ErrUnsupported) {
 			t.Errorf("New(%#x) error = %v, want ErrUnsupported", uint32(typ), err)
 		}
-	}
-	if _, err := ParseName("bogus"); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("ParseName(bogus) = %v", err)
-	}
-	if got, err := ParseName("0x40000001"); err != nil || got != wire.PolicyLeastUsed {
-		t.Errorf("ParseName(0x40000001) = %#x, %v", uint32(got), err)
 	}
 }
 
@@ -399,7 +393,7 @@ func TestWeightedRandomDPFValue(t *testing.T) {
 func TestSelectDistinct(t *testing.T) {
 	rng := seeded(99)
 	for typ := range infos {
-		t.Run(Name(typ), func(t *testing.T) {
+		t.Run(typ.Name(), func(t *testing.T) {
 			s := mustNew(t, typ, 5)
 			var es []*Entry
 			for i := range 50 {
@@ -574,4 +568,69 @@ func FuzzSelector(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSelectExcept: skipping entries is the same as selecting from a
+// selector that never had them, for every deterministic policy, over many
+// rounds (the skipped entries keep their state); random policies never
+// return a skipped entry and keep the others' proportions.
+func TestSelectExcept(t *testing.T) {
+	rng := seeded(3)
+	for typ := range infos {
+		t.Run(typ.Name(), func(t *testing.T) {
+			a, b := mustNew(t, typ, 11), mustNew(t, typ, 11)
+			var ea, eb []*Entry
+			skipped := map[uint32]bool{}
+			for i := range 12 {
+				p := wire.Policy{Type: typ, Weight: rng.Uint32N(4), Priority: rng.Uint32N(3), Load: rng.Uint32N(5) << 28,
+					LoadDegradation: rng.Uint32N(3) << 26, LoadDPF: rng.Uint32N(1000), WeightDPF: rng.Uint32N(1000),
+					Distance: rng.Uint32N(100)}
+				x, y := &Entry{ID: uint32(i + 1), Policy: p}, &Entry{ID: uint32(i + 1), Policy: p}
+				a.Insert(x)
+				b.Insert(y)
+				ea, eb = append(ea, x), append(eb, y)
+				if i%3 == 1 {
+					skipped[x.ID] = true
+				}
+			}
+			for _, e := range eb {
+				if skipped[e.ID] {
+					b.Remove(e)
+				}
+			}
+			skip := func(e *Entry) bool { return skipped[e.ID] }
+			random := false
+			switch a.(type) {
+			case *uniform, *weighted:
+				random = true
+			}
+			obs := map[uint32]int{}
+			for round := range 3000 {
+				n := 1 + round%4
+				got := a.SelectExcept(n, nil, skip)
+				for _, e := range got {
+					if skipped[e.ID] {
+						t.Fatalf("round %d: skipped entry %d returned", round, e.ID)
+					}
+					obs[e.ID]++
+				}
+				if random {
+					if want := min(n, b.Len()); len(got) != want && typ != wire.PolicyWeightedRandom && typ != wire.PolicyWeightedRandomDPF {
+						t.Fatalf("round %d: %d entries, want %d", round, len(got), want)
+					}
+					continue
+				}
+				if want := b.Select(n, nil); !slices.Equal(ids(got), ids(want)) {
+					t.Fatalf("round %d: SelectExcept = %v, Select without the skipped = %v", round, ids(got), ids(want))
+				}
+			}
+			if typ == wire.PolicyRandom {
+				for _, e := range eb {
+					if e.owner != nil && obs[e.ID] == 0 {
+						t.Errorf("entry %d never returned", e.ID)
+					}
+				}
+			}
+		})
+	}
 }

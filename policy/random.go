@@ -41,17 +41,23 @@ func (u *uniform) Update(e *Entry, p wire.Policy) {
 	e.degradation = 0
 }
 
-func (u *uniform) Select(n int, dst []*Entry) []*Entry {
+func (u *uniform) Select(n int, dst []*Entry) []*Entry { return u.SelectExcept(n, dst, nil) }
+
+func (u *uniform) SelectExcept(n int, dst []*Entry, skip func(*Entry) bool) []*Entry {
 	k := min(n, len(u.entries))
-	for i := 0; i < k; i++ {
-		j := i + int(u.rng.Uint64()%uint64(len(u.entries)-i))
-		u.swap(i, j)
-		e := u.entries[i]
+	for d, i := 0, 0; i < k && d < len(u.entries); d++ {
+		j := d + int(u.rng.Uint64()%uint64(len(u.entries)-d))
+		u.swap(d, j)
+		e := u.entries[d]
+		if skip != nil && skip(e) {
+			continue
+		}
 		e.selected()
 		if u.updates(i) {
 			e.seq = u.seq()
 		}
 		dst = append(dst, e)
+		i++
 	}
 	return dst
 }
@@ -164,16 +170,23 @@ func (w *weighted) revalue(e *Entry) {
 	w.add(s, randomValue(w.typ, e)-w.vals[s])
 }
 
-func (w *weighted) Select(n int, dst []*Entry) []*Entry {
+func (w *weighted) Select(n int, dst []*Entry) []*Entry { return w.SelectExcept(n, dst, nil) }
+
+func (w *weighted) SelectExcept(n int, dst []*Entry, skip func(*Entry) bool) []*Entry {
 	k := min(n, w.n)
 	picked := w.picked[:0]
-	for i := 0; i < k; i++ {
+	for i := 0; i < k; {
 		t := w.total()
 		if t < 1 {
 			break
 		}
 		s := w.find(w.rng.Uint64() % t)
 		e := w.entries[s]
+		if skip != nil && skip(e) {
+			w.add(s, -w.vals[s]) // out of this draw; revalued below
+			picked = append(picked, e)
+			continue
+		}
 		e.selected()
 		if w.updates(i) {
 			e.seq = w.seq()
@@ -181,6 +194,7 @@ func (w *weighted) Select(n int, dst []*Entry) []*Entry {
 				e.degradation = satAdd(e.degradation, e.Policy.LoadDegradation)
 			}
 		}
+		i++
 		w.add(s, -w.vals[s])
 		picked = append(picked, e)
 		dst = append(dst, e)

@@ -49,17 +49,41 @@ func (r *ring) Update(e *Entry, p wire.Policy) {
 	e.degradation = 0
 }
 
-func (r *ring) Select(n int, dst []*Entry) []*Entry {
+func (r *ring) Select(n int, dst []*Entry) []*Entry { return r.SelectExcept(n, dst, nil) }
+
+func (r *ring) SelectExcept(n int, dst []*Entry, skip func(*Entry) bool) []*Entry {
 	k := min(n, r.n)
-	e := r.head
-	for i := 0; i < k; i++ {
+	e, seen := r.head, r.n
+	for i := 0; i < k && seen > 0; seen-- {
+		next := e.right
+		if skip != nil && skip(e) {
+			e = next
+			continue
+		}
 		dst = append(dst, e)
 		e.selected()
 		if r.updates(i) {
 			e.seq = r.seq()
-			r.head = e.right
+			r.toTail(e)
 		}
-		e = e.right
+		i++
+		e = next
 	}
 	return dst
+}
+
+// toTail moves e behind every other entry: the head advances past it, or,
+// when skipped entries precede it, it is relinked just before the head.
+func (r *ring) toTail(e *Entry) {
+	if e == r.head {
+		r.head = e.right
+		return
+	}
+	if e.right == r.head {
+		return // already the tail
+	}
+	e.left.right, e.right.left = e.right, e.left
+	tail := r.head.left
+	e.left, e.right = tail, r.head
+	tail.right, r.head.left = e, e
 }

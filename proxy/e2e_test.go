@@ -158,9 +158,14 @@ func waitFile(t *testing.T, path string, p *proc) []byte {
 }
 
 func startRegistrarProc(t *testing.T) (addr string, p *proc) {
+	return startRegistrarProcAt(t, "tcp://127.0.0.1:0")
+}
+
+// startRegistrarProcAt starts a registrar process listening on asap.
+func startRegistrarProcAt(t *testing.T, asap string) (addr string, p *proc) {
 	dir := t.TempDir()
 	ready := filepath.Join(dir, "ready.json")
-	p = startProc(t, rserpoolBin(t), []string{"registrar", "-asap", "tcp://127.0.0.1:0", "-ready-file", ready, "-log-level", "warn"})
+	p = startProc(t, rserpoolBin(t), []string{"registrar", "-asap", asap, "-ready-file", ready, "-log-level", "warn"})
 	var r struct{ ASAP []string }
 	if err := json.Unmarshal(waitFile(t, ready, p), &r); err != nil || len(r.ASAP) == 0 {
 		t.Fatalf("registrar ready file: %v %+v", err, r)
@@ -445,8 +450,11 @@ func askRetryless(addr, line string) (string, error) {
 }
 
 func TestE2ERegistrarDownServesFromCacheAndFindsNext(t *testing.T) {
+	// The second registrar starts only when the first one is in use, so
+	// that the agents and the proxy (whose hunts try both at once) all
+	// begin at the first.
 	r1, r1p := startRegistrarProc(t)
-	r2, _ := startRegistrarProc(t)
+	r2 := "tcp://" + freePort(t)
 	regs := []string{r1, r2}
 	for i := 1; i <= 2; i++ {
 		a, _ := startBackendProc(t, "b"+strconv.Itoa(i))
@@ -470,6 +478,7 @@ pool = "P"
 		}
 	}
 	okBefore := pp.metric(t, "rserpool_pu_handle_resolutions_total", `result="ok"`)
+	startRegistrarProcAt(t, r2)
 	r1p.cmd.Process.Signal(syscall.SIGKILL)
 	<-r1p.done
 	// Served from the cache while no registrar is known to have the pool.
@@ -587,4 +596,15 @@ func mustAddrs(t *testing.T, list []string) []transport.Addr {
 		t.Fatal(err)
 	}
 	return addrs
+}
+
+// freePort returns a loopback host:port nothing listens on (for a process
+// started later).
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -284,7 +284,7 @@ type Pool struct {
 	c      *Cache
 	handle wire.PoolHandle
 	snap   atomic.Pointer[snapshot] // nil until the first successful resolution
-	rr     atomic.Uint64            // round-robin position; survives refreshes
+	choose chooser                  // selection by the pool's policy
 	// fetched is the wall-clock time (UnixNano) of the last successful
 	// resolution, 0 if none.
 	fetched atomic.Int64
@@ -316,33 +316,15 @@ func (p *Pool) Pick(ctx context.Context, exclude []uint32) (Element, error) {
 			return Element{}, err
 		}
 	}
-	var rr uint64
-	if s.usesCounter() {
-		rr = p.rr.Add(1) - 1
+	if e, ok := p.choose.pick(exclude); ok {
+		return e, nil
 	}
-	i := s.pick(rr)
-	if len(exclude) == 0 || !contains(exclude, s.elems[i].ID) {
-		return s.elems[i], nil
+	if len(exclude) > 0 {
+		return Element{}, fmt.Errorf("%w: the %d elements of %q that the policy selects were excluded",
+			ErrNoElements, len(s.elems), p.handle)
 	}
-	// The policy's choice was tried already: take the next untried element
-	// in the pool's order.
-	n := len(s.elems)
-	for k := 1; k < n; k++ {
-		e := s.elems[(i+k)%n]
-		if !contains(exclude, e.ID) {
-			return e, nil
-		}
-	}
-	return Element{}, fmt.Errorf("%w: all %d elements of %q excluded", ErrNoElements, n, p.handle)
-}
-
-func contains(ids []uint32, id uint32) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
+	return Element{}, fmt.Errorf("%w: policy %s selects none of the %d elements of %q",
+		ErrNoElements, s.policy.Name(), len(s.elems), p.handle)
 }
 
 // Elements returns a copy of the cached elements (nil if none).
@@ -424,22 +406,11 @@ func (p *Pool) resolve(cl *call) {
 	resp, err := p.c.resolve(p.c.ctx, p.handle)
 	now := time.Now()
 	if err == nil {
-		var elems []Element
-		for _, pe := range resp.Elements {
-			if e, ok := elementFromWire(pe); ok {
-				elems = append(elems, e)
-			}
-		}
-		pol := wire.PolicyRoundRobin
-		if resp.Policy != nil {
-			pol = resp.Policy.Type
-		} else if len(resp.Elements) > 0 {
-			pol = resp.Elements[0].Policy.Type
-		}
+		pol, elems := fromResponse(resp)
 		p.mu.Lock()
 		kept := elems[:0:0]
 		for _, e := range elems {
-			if until, held := p.holdDown[e.ID]; held && now.Before(until) {
+			if until, held := p.holdDown[e.elem.ID]; held && now.Before(until) {
 				continue
 			}
 			kept = append(kept, e)
@@ -455,6 +426,7 @@ func (p *Pool) resolve(cl *call) {
 			// the caller's failover decide instead of failing outright.
 			kept = elems
 		}
+		p.choose.apply(pol, kept)
 		cl.snap, cl.at = newSnapshot(pol, kept), now
 		p.snap.Store(cl.snap)
 		p.fetched.Store(now.UnixNano())
@@ -492,6 +464,7 @@ func (p *Pool) ReportUnreachable(id uint32) {
 	if s := p.snap.Load(); s != nil {
 		p.snap.Store(s.without(id))
 	}
+	p.choose.remove(id)
 	p.mu.Unlock()
 	if held && now.Before(until) {
 		return

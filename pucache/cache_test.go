@@ -95,7 +95,7 @@ func TestRoundRobinExactOverCycles(t *testing.T) {
 
 func TestWeightedPolicies(t *testing.T) {
 	for _, pol := range []wire.PolicyType{wire.PolicyWeightedRoundRobin, wire.PolicyWeightedRandom} {
-		t.Run(pucache.PolicyName(pol), func(t *testing.T) {
+		t.Run(pol.Name(), func(t *testing.T) {
 			r := pucachetest.Start(t)
 			r.SetPool("W", pol,
 				pucachetest.PE(1, ap(t, 7001), pol, 1),

@@ -2,221 +2,19 @@ package pucache
 
 import (
 	"math/rand/v2"
-	"net/netip"
 	"slices"
-	"strconv"
+	"sync"
 
+	"github.com/rserpool/rserpool/policy"
 	"github.com/rserpool/rserpool/wire"
 )
 
-// Element is one pool element as a pool user sees it: where to connect and
-// the policy values the registrar returned for it.
-type Element struct {
-	ID       uint32
-	Network  string // "tcp" or "sctp"
-	Addr     string // "host:port", ready for net.Dial
-	Weight   uint32
-	Priority uint32
-	Load     uint32
-}
-
-// elementFromWire converts a Pool Element parameter. ok is false when the PE
-// has no user transport this package can dial (no address, or a transport
-// other than TCP and SCTP).
-func elementFromWire(pe wire.PoolElement) (Element, bool) {
-	var network string
-	switch pe.User.Type {
-	case wire.TransportTCP:
-		network = "tcp"
-	case wire.TransportSCTP:
-		network = "sctp"
-	default:
-		return Element{}, false
-	}
-	if len(pe.User.Addrs) == 0 || pe.User.Port == 0 {
-		return Element{}, false
-	}
-	a := pe.User.Addrs[0]
-	// Prefer an IPv4 address when the PE lists several (SCTP multi-homing).
-	for _, x := range pe.User.Addrs {
-		if x.Is4() || x.Is4In6() {
-			a = x
-			break
-		}
-	}
-	if !a.IsValid() || a.IsUnspecified() {
-		return Element{}, false
-	}
-	return Element{
-		ID:       pe.ID,
-		Network:  network,
-		Addr:     netip.AddrPortFrom(a.Unmap(), pe.User.Port).String(),
-		Weight:   pe.Policy.Weight,
-		Priority: pe.Policy.Priority,
-		Load:     pe.Policy.Load,
-	}, true
-}
-
-// maxSchedule bounds the weighted round-robin schedule (one entry per unit of
-// normalised weight).
-const maxSchedule = 4096
-
-// snapshot is an immutable view of one pool: the elements sorted by ID (so
-// that the round-robin order does not depend on the order of a response) and
-// the precomputed state the pool's policy needs.
+// snapshot is the immutable result of a pool's last resolution: the usable
+// elements in the order the registrar returned them, without duplicates and
+// without PEs held down after an unreachable report.
 type snapshot struct {
-	policy   wire.PolicyType
-	elems    []Element
-	schedule []uint16 // weighted round robin: element indexes
-	cum      []uint64 // weighted random: cumulative weights
-	total    uint64
-	best     []uint16 // least-used / priority families: candidates
-}
-
-func newSnapshot(policy wire.PolicyType, elems []Element) *snapshot {
-	slices.SortFunc(elems, func(a, b Element) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
-	// Drop duplicate IDs (a hostile or buggy response must not skew selection).
-	elems = slices.CompactFunc(elems, func(a, b Element) bool { return a.ID == b.ID })
-	if len(elems) > 1<<16-1 {
-		elems = elems[:1<<16-1]
-	}
-	s := &snapshot{policy: policy, elems: elems}
-	switch policy {
-	case wire.PolicyWeightedRoundRobin:
-		s.schedule = wrrSchedule(elems)
-	case wire.PolicyWeightedRandom, wire.PolicyWeightedRandomDPF:
-		s.cum = make([]uint64, len(elems))
-		for i, e := range elems {
-			w := uint64(e.Weight)
-			if w == 0 {
-				w = 1
-			}
-			s.total += w
-			s.cum[i] = s.total
-		}
-	case wire.PolicyLeastUsed, wire.PolicyLeastUsedDegradation, wire.PolicyRandomizedLeastUsed,
-		wire.PolicyRandomizedLeastUsedDegr, wire.PolicyLeastUsedDPF, wire.PolicyLeastUsedDegradationDPF:
-		s.best = argBest(elems, func(e Element) uint64 { return uint64(e.Load) }, false)
-	case wire.PolicyPriority:
-		s.best = argBest(elems, func(e Element) uint64 { return uint64(e.Priority) }, true)
-	case wire.PolicyPriorityLeastUsed, wire.PolicyRandomizedPriorityLeastUsed,
-		wire.PolicyPriorityLeastUsedDegr, wire.PolicyRandomizedPriorityLUDegr,
-		wire.PolicyPriorityLeastUsedDPF, wire.PolicyPriorityLeastUsedDegrDPF:
-		// RFC 5356 §4.3: the smallest load+priority wins.
-		s.best = argBest(elems, func(e Element) uint64 { return uint64(e.Load) + uint64(e.Priority) }, false)
-	}
-	return s
-}
-
-// argBest returns the indexes of the elements with the minimum (or maximum)
-// key.
-func argBest(elems []Element, key func(Element) uint64, max bool) []uint16 {
-	var out []uint16
-	var best uint64
-	for i, e := range elems {
-		k := key(e)
-		better := len(out) == 0 || (!max && k < best) || (max && k > best)
-		if better {
-			best, out = k, append(out[:0], uint16(i))
-		} else if k == best {
-			out = append(out, uint16(i))
-		}
-	}
-	return out
-}
-
-// wrrSchedule interleaves the elements in proportion to their weights
-// (smooth weighted round robin, as nginx does), normalised by the GCD and
-// scaled down to at most maxSchedule slots.
-func wrrSchedule(elems []Element) []uint16 {
-	if len(elems) == 0 {
-		return nil
-	}
-	w := make([]uint64, len(elems))
-	var g, sum uint64
-	for i, e := range elems {
-		w[i] = uint64(e.Weight)
-		if w[i] == 0 {
-			w[i] = 1
-		}
-		g = gcd(g, w[i])
-	}
-	for i := range w {
-		w[i] /= g
-		sum += w[i]
-	}
-	if sum > maxSchedule {
-		// Scale down proportionally; every element keeps at least one slot.
-		scaled := uint64(0)
-		for i := range w {
-			w[i] = max(1, w[i]*maxSchedule/sum)
-			scaled += w[i]
-		}
-		sum = scaled
-	}
-	out := make([]uint16, 0, sum)
-	cur := make([]int64, len(w))
-	for range sum {
-		bi := 0
-		for i := range w {
-			cur[i] += int64(w[i])
-			if cur[i] > cur[bi] {
-				bi = i
-			}
-		}
-		cur[bi] -= int64(sum)
-		out = append(out, uint16(bi))
-	}
-	return out
-}
-
-func gcd(a, b uint64) uint64 {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
-}
-
-// pick returns the index of the element the policy selects. rr is the
-// pool's round-robin counter value for this selection.
-func (s *snapshot) pick(rr uint64) int {
-	n := len(s.elems)
-	switch {
-	case s.schedule != nil:
-		return int(s.schedule[rr%uint64(len(s.schedule))])
-	case s.cum != nil:
-		x := rand.Uint64N(s.total)
-		i, _ := slices.BinarySearch(s.cum, x+1)
-		return min(i, n-1)
-	case s.best != nil:
-		// Ties among the best are broken round robin, so that an equally
-		// loaded pool is spread rather than hammered on one PE until the
-		// next refresh.
-		return int(s.best[rr%uint64(len(s.best))])
-	}
-	switch s.policy {
-	case wire.PolicyRandom:
-		return rand.IntN(n)
-	}
-	return int(rr % uint64(n))
-}
-
-func (s *snapshot) usesCounter() bool {
-	switch {
-	case s.schedule != nil, s.best != nil:
-		return true
-	case s.cum != nil:
-		return false
-	}
-	return s.policy != wire.PolicyRandom
+	policy wire.PolicyType
+	elems  []Element
 }
 
 // without returns a copy of s minus the element id, or s itself if absent.
@@ -225,33 +23,137 @@ func (s *snapshot) without(id uint32) *snapshot {
 	if i < 0 {
 		return s
 	}
-	elems := make([]Element, 0, len(s.elems)-1)
-	elems = append(elems, s.elems[:i]...)
-	elems = append(elems, s.elems[i+1:]...)
-	return newSnapshot(s.policy, elems)
+	return &snapshot{policy: s.policy, elems: slices.Delete(slices.Clone(s.elems), i, i+1)}
 }
 
-// PolicyName returns the DESIGN.md name of a policy type (or its number).
-func PolicyName(t wire.PolicyType) string {
-	switch t {
-	case wire.PolicyRoundRobin:
-		return "round-robin"
-	case wire.PolicyWeightedRoundRobin:
-		return "weighted-round-robin"
-	case wire.PolicyRandom:
-		return "random"
-	case wire.PolicyWeightedRandom:
-		return "weighted-random"
-	case wire.PolicyPriority:
-		return "priority"
-	case wire.PolicyLeastUsed:
-		return "least-used"
-	case wire.PolicyLeastUsedDegradation:
-		return "least-used-degradation"
-	case wire.PolicyPriorityLeastUsed:
-		return "priority-least-used"
-	case wire.PolicyRandomizedLeastUsed:
-		return "randomized-least-used"
+// resolved is one usable element of a resolution with the policy values it
+// was registered with.
+type resolved struct {
+	elem   Element
+	policy wire.Policy
+}
+
+// chooser selects a pool's elements with the policy package, the engine the
+// registrar uses (policies.md §4: an RSPLIB pool user puts every PE of a
+// response into its cache and selects from it with the same engine). The
+// entries persist across refreshes: a re-resolved PE keeps its place in the
+// rotation and its accumulated degradation unless its policy values changed,
+// and new PEs join behind the others in the order the registrar returned
+// them.
+type chooser struct {
+	mu      sync.Mutex // guards the fields below
+	typ     wire.PolicyType
+	sel     policy.Selector // nil until the first resolution
+	entries map[uint32]*policy.Entry
+	buf     []*policy.Entry
+	rng     *rand.Rand
+}
+
+// apply replaces the chooser's elements with those of a resolution of
+// policy type t, in the registrar's order. An entry already present is
+// updated in place. A type this package cannot select by (an unknown
+// private policy) is served round robin in the registrar's order.
+func (c *chooser) apply(t wire.PolicyType, elems []resolved) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !policy.Supported(t) {
+		t = wire.PolicyRoundRobin
 	}
-	return "0x" + strconv.FormatUint(uint64(t), 16)
+	if c.sel == nil || c.typ != t {
+		sel, err := policy.New(t, c.rng)
+		if err != nil { // unreachable: t is supported
+			panic(err)
+		}
+		c.sel, c.typ, c.entries = sel, t, make(map[uint32]*policy.Entry, len(elems))
+	}
+	seen := make(map[uint32]bool, len(elems))
+	for _, r := range elems {
+		if seen[r.elem.ID] {
+			continue // a duplicate in a response must not skew selection
+		}
+		seen[r.elem.ID] = true
+		pol := r.policy
+		pol.Type = t
+		if e := c.entries[r.elem.ID]; e != nil {
+			e.Value = r.elem
+			c.sel.Update(e, pol)
+			continue
+		}
+		e := &policy.Entry{ID: r.elem.ID, Policy: pol, Value: r.elem}
+		c.entries[e.ID] = e
+		c.sel.Insert(e)
+	}
+	for id, e := range c.entries {
+		if !seen[id] {
+			c.sel.Remove(e)
+			delete(c.entries, id)
+		}
+	}
+}
+
+// remove takes element id out of the selection.
+func (c *chooser) remove(id uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[id]; e != nil {
+		c.sel.Remove(e)
+		delete(c.entries, id)
+	}
+}
+
+// pick selects one element by the policy, passing over the IDs in exclude
+// (a failover's tried PEs); false when none is selectable (every element
+// excluded, or none the policy would ever choose, such as only PEs of
+// weight 0).
+func (c *chooser) pick(exclude []uint32) (Element, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sel == nil {
+		return Element{}, false
+	}
+	var skip func(*policy.Entry) bool
+	if len(exclude) > 0 {
+		skip = func(e *policy.Entry) bool { return slices.Contains(exclude, e.ID) }
+	}
+	c.buf = c.sel.SelectExcept(1, c.buf[:0], skip)
+	if len(c.buf) == 0 {
+		return Element{}, false
+	}
+	e := c.buf[0].Value.(Element)
+	c.buf[0] = nil
+	return e, true
+}
+
+// newSnapshot returns the snapshot of a resolution's elements, in order,
+// each ID once.
+func newSnapshot(t wire.PolicyType, elems []resolved) *snapshot {
+	s := &snapshot{policy: t, elems: make([]Element, 0, len(elems))}
+	seen := make(map[uint32]bool, len(elems))
+	for _, r := range elems {
+		if !seen[r.elem.ID] {
+			seen[r.elem.ID] = true
+			s.elems = append(s.elems, r.elem)
+		}
+	}
+	return s
+}
+
+// fromResponse returns the pool policy of a Handle Resolution Response and
+// its usable elements in the registrar's order. Without the overall Policy
+// parameter the first PE's policy is the pool's (RFC 5352: else Round
+// Robin).
+func fromResponse(resp *wire.HandleResolutionResponse) (wire.PolicyType, []resolved) {
+	var elems []resolved
+	for _, pe := range resp.Elements {
+		if e, ok := elementFromWire(pe); ok {
+			elems = append(elems, resolved{e, pe.Policy})
+		}
+	}
+	pol := wire.PolicyRoundRobin
+	if resp.Policy != nil {
+		pol = resp.Policy.Type
+	} else if len(resp.Elements) > 0 {
+		pol = resp.Elements[0].Policy.Type
+	}
+	return pol, elems
 }
