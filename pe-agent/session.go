@@ -105,7 +105,16 @@ func newSession(cfg sessionConfig, log *slog.Logger, hooks *sessionHooks) *sessi
 	if hooks != nil {
 		s.hooks = *hooks
 	}
-	s.rc = regclient.New(regclient.Config{
+	s.rc = regclient.New(s.clientConfig())
+	s.link = s.rc.Link()
+	return s
+}
+
+// clientConfig is the registrar client's configuration, with the session
+// as its Handler.
+func (s *session) clientConfig() regclient.Config {
+	cfg := s.cfg
+	return regclient.Config{
 		Registrars:        cfg.Registrars,
 		Transport:         cfg.TransportConfig,
 		Dial:              cfg.Dial,
@@ -117,10 +126,8 @@ func newSession(cfg sessionConfig, log *slog.Logger, hooks *sessionHooks) *sessi
 		AnnounceGroup:     cfg.AnnounceGroup,
 		AnnounceInterface: cfg.AnnounceInterface,
 		Handler:           s,
-		Logger:            log,
-	})
-	s.link = s.rc.Link()
-	return s
+		Logger:            s.log,
+	}
 }
 
 // start starts the registrar client (once; later calls do nothing).
@@ -162,11 +169,23 @@ func (s *session) do(f func(now time.Time)) error {
 
 // newElement creates an inactive element on this session.
 func (s *session) newElement(cfg PEConfig, onState func(State)) (*Element, error) {
+	el, st, err := s.newElementState(cfg, onState)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.do(func(time.Time) { s.elems[el] = st }); err != nil {
+		return nil, err
+	}
+	return el, nil
+}
+
+// newElementState returns an element and its state (not yet added).
+func (s *session) newElementState(cfg PEConfig, onState func(State)) (*Element, *elemState, error) {
 	if cfg.PoolHandle == "" {
-		return nil, errors.New("peagent: empty pool handle")
+		return nil, nil, errors.New("peagent: empty pool handle")
 	}
 	if cfg.Transport.Type == 0 {
-		return nil, errors.New("peagent: no user transport")
+		return nil, nil, errors.New("peagent: no user transport")
 	}
 	iv := cfg.ReregistrationInterval
 	if iv <= 0 {
@@ -174,7 +193,7 @@ func (s *session) newElement(cfg PEConfig, onState func(State)) (*Element, error
 	}
 	life := iv * 3 / time.Millisecond
 	if life >= 0xffffffff {
-		return nil, fmt.Errorf("peagent: reregistration interval %v too long", iv)
+		return nil, nil, fmt.Errorf("peagent: reregistration interval %v too long", iv)
 	}
 	id := cfg.ID
 	if id == 0 {
@@ -189,10 +208,7 @@ func (s *session) newElement(cfg PEConfig, onState func(State)) (*Element, error
 		interval: iv,
 		retry:    s.cfg.RetryInterval,
 	}
-	if err := s.do(func(time.Time) { s.elems[el] = st }); err != nil {
-		return nil, err
-	}
-	return el, nil
+	return el, st, nil
 }
 
 // setRegistrars replaces the static list.
@@ -203,45 +219,53 @@ func (s *session) learn(addr transport.Addr) { s.rc.Learn(addr) }
 
 // setActive switches registration of el on or off.
 func (s *session) setActive(el *Element, on bool) error {
-	return s.do(func(now time.Time) {
-		st := s.elems[el]
-		if st == nil || st.removing {
-			return
-		}
-		if on && !st.active {
-			st.nextReg = now
-		}
-		st.active = on
-	})
+	return s.do(func(now time.Time) { s.opActive(now, el, on) })
 }
 
 // setPolicy changes el's policy values; a registered element re-registers.
 func (s *session) setPolicy(el *Element, p wire.Policy) error {
-	return s.do(func(now time.Time) {
-		st := s.elems[el]
-		if st == nil || policyEqual(st.pe.Policy, p) {
-			return
-		}
-		st.pe.Policy = p
-		if st.pending == pendReg {
-			st.dirty = true
-		} else if st.registered {
-			st.nextReg = now
-		}
-	})
+	return s.do(func(now time.Time) { s.opPolicy(now, el, p) })
 }
 
 // remove deregisters el (when registered) and forgets it; done receives
 // the deregistration's result.
 func (s *session) remove(el *Element, done chan error) error {
-	return s.do(func(time.Time) {
-		st := s.elems[el]
-		if st == nil {
-			done <- nil
-			return
-		}
-		st.removing, st.active, st.done = true, false, done
-	})
+	return s.do(func(time.Time) { s.opRemove(el, done) })
+}
+
+// The operations, on the session's goroutine (step follows each).
+
+func (s *session) opActive(now time.Time, el *Element, on bool) {
+	st := s.elems[el]
+	if st == nil || st.removing {
+		return
+	}
+	if on && !st.active {
+		st.nextReg = now
+	}
+	st.active = on
+}
+
+func (s *session) opPolicy(now time.Time, el *Element, p wire.Policy) {
+	st := s.elems[el]
+	if st == nil || policyEqual(st.pe.Policy, p) {
+		return
+	}
+	st.pe.Policy = p
+	if st.pending == pendReg {
+		st.dirty = true
+	} else if st.registered {
+		st.nextReg = now
+	}
+}
+
+func (s *session) opRemove(el *Element, done chan error) {
+	st := s.elems[el]
+	if st == nil {
+		done <- nil
+		return
+	}
+	st.removing, st.active, st.done = true, false, done
 }
 
 // step sends what is due and asks for a Tick at the next deadline.
@@ -251,14 +275,14 @@ func (s *session) step(now time.Time) {
 	for _, st := range s.elems {
 		if st.removing {
 			switch {
-			case st.pending == pendDereg:
+			case st.pending != pendNone:
+				// Wait for the answer in flight: a registration the
+				// registrar accepts must be deregistered, not forgotten.
 				want = true
 			case !st.registered || !s.up:
 				s.finishRemove(st, nil) // nothing is registered without a connection
-			case st.pending == pendNone:
-				s.send(st, pendDereg, now)
-				want = true
 			default:
+				s.send(st, pendDereg, now)
 				want = true
 			}
 			continue

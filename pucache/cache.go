@@ -406,51 +406,63 @@ func (p *Pool) resolve(cl *call) {
 	resp, err := p.c.resolve(p.c.ctx, p.handle)
 	now := time.Now()
 	if err == nil {
-		pol, elems := fromResponse(resp)
-		p.mu.Lock()
-		kept := elems[:0:0]
-		for _, e := range elems {
-			if until, held := p.holdDown[e.elem.ID]; held && now.Before(until) {
-				continue
-			}
-			kept = append(kept, e)
-		}
-		for id, until := range p.holdDown {
-			if !now.Before(until) {
-				delete(p.holdDown, id)
-			}
-		}
-		if len(kept) == 0 && len(elems) > 0 {
-			// Every listed PE is held down: the registrar still believes in
-			// them and this cache knows nothing better. Serving them lets
-			// the caller's failover decide instead of failing outright.
-			kept = elems
-		}
-		p.choose.apply(pol, kept)
-		cl.snap, cl.at = newSnapshot(pol, kept), now
-		p.snap.Store(cl.snap)
-		p.fetched.Store(now.UnixNano())
-		p.inflight = nil
-		p.failed = nil
-		if len(kept) == 0 {
-			p.failed = cl
-		}
-		p.mu.Unlock()
+		cl.snap, cl.at = p.apply(resp, now, cl), now
+		close(cl.done)
 		p.c.metrics.resolutions.WithLabelValues("ok").Inc()
-	} else {
-		cl.err, cl.at = err, now
-		p.mu.Lock()
-		p.inflight = nil
-		p.failed = cl
-		p.mu.Unlock()
-		result := "error"
-		if errors.Is(err, ErrUnknownPool) {
-			result = "unknown_pool"
-		}
-		p.c.metrics.resolutions.WithLabelValues(result).Inc()
-		p.c.log.Warn("handle resolution failed", "pool", p.handle, "err", err)
+		return
 	}
+	cl.err, cl.at = err, now
+	p.mu.Lock()
+	p.inflight = nil
+	p.failed = cl
+	p.mu.Unlock()
+	result := "error"
+	if errors.Is(err, ErrUnknownPool) {
+		result = "unknown_pool"
+	}
+	p.c.metrics.resolutions.WithLabelValues(result).Inc()
+	p.c.log.Warn("handle resolution failed", "pool", p.handle, "err", err)
 	close(cl.done)
+}
+
+// apply installs a registrar's Handle Resolution Response (whatever it
+// holds: a hostile registrar may send anything) as the pool's elements,
+// without the PEs held down, and ends the resolution cl (nil: none). It
+// returns the new snapshot.
+func (p *Pool) apply(resp *wire.HandleResolutionResponse, now time.Time, cl *call) *snapshot {
+	pol, elems := fromResponse(resp)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := elems[:0:0]
+	for _, e := range elems {
+		if until, held := p.holdDown[e.elem.ID]; held && now.Before(until) {
+			continue
+		}
+		kept = append(kept, e)
+	}
+	for id, until := range p.holdDown {
+		if !now.Before(until) {
+			delete(p.holdDown, id)
+		}
+	}
+	if len(kept) == 0 && len(elems) > 0 {
+		// Every listed PE is held down: the registrar still believes in
+		// them and this cache knows nothing better. Serving them lets
+		// the caller's failover decide instead of failing outright.
+		kept = elems
+	}
+	p.choose.apply(pol, kept)
+	snap := newSnapshot(pol, kept)
+	p.snap.Store(snap)
+	p.fetched.Store(now.UnixNano())
+	if p.inflight == cl {
+		p.inflight = nil
+	}
+	p.failed = nil
+	if len(kept) == 0 && cl != nil {
+		p.failed = cl
+	}
+	return snap
 }
 
 // ReportUnreachable removes the PE from this pool's cache at once, holds it

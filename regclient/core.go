@@ -436,13 +436,18 @@ func (c *core) expireRequests(now time.Time) {
 		if now.Before(r.deadline) {
 			continue
 		}
-		r.expiries++
+		// Count every T1 period that has passed (the owner may run late),
+		// each from the end of the previous one, so that no request
+		// outlives (MaxRetransmit+1) × T1.
+		for !now.Before(r.deadline) && r.expiries <= c.cfg.MaxRetransmit {
+			r.expiries++
+			r.deadline = r.deadline.Add(c.cfg.RequestTimeout)
+		}
 		if r.expiries > c.cfg.MaxRetransmit {
 			c.remove(r)
 			r.done(now, nil, fmt.Errorf("%w (%d × T1 = %v)", ErrTimeout, r.expiries, time.Duration(r.expiries)*c.cfg.RequestTimeout))
 			continue
 		}
-		r.deadline = now.Add(c.cfg.RequestTimeout)
 		if c.up && r.sentGen == c.gen {
 			stale = true
 		}
