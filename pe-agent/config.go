@@ -125,7 +125,7 @@ type ElementConfig struct {
 	// Health configures the backend health check.
 	Health HealthConfig
 	// Load configures load reporting (Least-Used family only).
-	Load LoadConfig
+	Load LoadReporting
 }
 
 // HealthConfig configures the health check of one backend.
@@ -162,8 +162,8 @@ const (
 	LoadFixed       LoadSource = "fixed"       // Value
 )
 
-// LoadConfig configures load reporting for one element.
-type LoadConfig struct {
+// LoadReporting configures load reporting for one element.
+type LoadReporting struct {
 	// Source is "", "connections", "command" or "fixed".
 	Source LoadSource
 	// Command is run through "/bin/sh -c" for Source "command"; it prints one number.
@@ -240,10 +240,10 @@ type fileLoad struct {
 	MinInterval Duration `toml:"min_interval"`
 }
 
-// LoadConfigFile reads and strictly decodes a TOML file: unknown keys and values
+// LoadConfig reads and strictly decodes a TOML file: unknown keys and values
 // of the wrong type are errors naming the key. The result is not validated;
 // call Validate (after applying flag overrides).
-func LoadConfigFile(path string) (AgentConfig, error) {
+func LoadConfig(path string) (AgentConfig, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return AgentConfig{}, err
@@ -251,7 +251,7 @@ func LoadConfigFile(path string) (AgentConfig, error) {
 	return ParseConfig(b)
 }
 
-// ParseConfig decodes TOML text like LoadConfigFile.
+// ParseConfig decodes TOML text like LoadConfig.
 func ParseConfig(b []byte) (AgentConfig, error) {
 	var fc fileConfig
 	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&fc)
@@ -285,7 +285,7 @@ func ParseConfig(b []byte) (AgentConfig, error) {
 				Timeout: time.Duration(e.Health.Timeout), Rise: e.Health.Rise, Fall: e.Health.Fall,
 				Send: e.Health.Send, Expect: e.Health.Expect, Command: e.Health.Command,
 			},
-			Load: LoadConfig{
+			Load: LoadReporting{
 				Source: LoadSource(e.Load.Source), Command: e.Load.Command, Value: e.Load.Value,
 				FullScale: e.Load.FullScale, Step: e.Load.Step, Interval: time.Duration(e.Load.Interval),
 				MinInterval: time.Duration(e.Load.MinInterval),

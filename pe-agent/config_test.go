@@ -12,7 +12,7 @@ import (
 )
 
 func TestExampleConfig(t *testing.T) {
-	cfg, err := LoadConfigFile("../configs/pe-agent.toml")
+	cfg, err := LoadConfig("../configs/pe-agent.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ value = 25
 		Elements: []ElementConfig{{
 			Pool: "P", Backend: "127.0.0.1:7001", Policy: "least-used",
 			Health: HealthConfig{Interval: time.Second, Timeout: 500 * time.Millisecond, Fall: 2},
-			Load:   LoadConfig{Source: LoadFixed, Value: 25},
+			Load:   LoadReporting{Source: LoadFixed, Value: 25},
 		}},
 	}
 	if d := cmp.Diff(want, cfg); d != "" {
@@ -94,8 +94,8 @@ func TestValidateReportsEverything(t *testing.T) {
 		Registrars: []transport.Addr{{}, {}},
 		Elements: []ElementConfig{
 			{Pool: "", Backend: "0.0.0.0:80", Policy: "fastest"},
-			{Pool: "P", Backend: "127.0.0.1:80", Health: HealthConfig{Rise: -1}, Load: LoadConfig{Source: "magic", Step: 2}},
-			{Pool: "P", Backend: "127.0.0.1:80", Load: LoadConfig{Source: LoadCommand}},
+			{Pool: "P", Backend: "127.0.0.1:80", Health: HealthConfig{Rise: -1}, Load: LoadReporting{Source: "magic", Step: 2}},
+			{Pool: "P", Backend: "127.0.0.1:80", Load: LoadReporting{Source: LoadCommand}},
 		},
 	}
 	err := cfg.Validate()

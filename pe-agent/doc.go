@@ -27,9 +27,9 @@
 //	cfg := peagent.AgentConfig{
 //		Registrars: []transport.Addr{transport.MustParseAddr("tcp://127.0.0.1:3863")},
 //		Elements: []peagent.ElementConfig{{Pool: "EchoPool", Backend: "127.0.0.1:7001",
-//			Policy: "least-used", Load: peagent.LoadConfig{Source: peagent.LoadConnections}}},
+//			Policy: "least-used", Load: peagent.LoadReporting{Source: peagent.LoadConnections}}},
 //	}
-//	a, err := peagent.NewAgent(cfg, peagent.Options{Logger: log, Registerer: reg})
+//	a, err := peagent.New(cfg, peagent.Options{Logger: log, Registerer: reg})
 //	err = a.Start()        // returns at once
 //	...
 //	err = a.Shutdown(ctx)  // deregisters everything

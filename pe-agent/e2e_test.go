@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rserpool/rserpool/internal/sdnotify"
 	"github.com/rserpool/rserpool/transport"
 	"go.uber.org/goleak"
 )
@@ -80,6 +81,7 @@ type proc struct {
 	exited chan struct{}
 	err    error // valid after exited is closed
 	stderr *lockedBuffer
+	notify *sdnotify.Listener
 }
 
 type lockedBuffer struct {
@@ -99,9 +101,15 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// startProc starts rserpool with its own $NOTIFY_SOCKET (see ready).
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(rserpoolBin, args...), exited: make(chan struct{}), stderr: &lockedBuffer{}}
+	notify, err := sdnotify.Listen(filepath.Join(t.TempDir(), "notify"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: exec.Command(rserpoolBin, args...), exited: make(chan struct{}), stderr: &lockedBuffer{}, notify: notify}
+	p.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify.Path())
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -113,6 +121,7 @@ func startProc(t *testing.T, args ...string) *proc {
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
 		<-p.exited
+		notify.Close()
 		if t.Failed() {
 			t.Logf("rserpool %s stderr:\n%s", args[0], p.stderr.String())
 		}
@@ -120,26 +129,43 @@ func startProc(t *testing.T, args ...string) *proc {
 	return p
 }
 
-// readyFile waits for the process to write its ready file and decodes it.
+// ready waits for the process's READY=1 on its notify socket and returns
+// the datagram's variables.
+func (p *proc) ready(t *testing.T) map[string]string {
+	t.Helper()
+	type result struct {
+		vars map[string]string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		vars, err := p.notify.WaitReady(15 * time.Second)
+		got <- result{vars, err}
+	}()
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatalf("no READY=1: %v\n%s", r.err, p.stderr.String())
+		}
+		return r.vars
+	case <-p.exited:
+		p.notify.Close() // ends the wait
+		<-got
+		t.Fatalf("process exited before ready: %v\n%s", p.err, p.stderr.String())
+	}
+	return nil
+}
+
+// readyFile awaits READY=1 and decodes the ready file, written before it.
 func (p *proc) readyFile(t *testing.T, path string, v any) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		b, err := os.ReadFile(path)
-		if err == nil {
-			if err := json.Unmarshal(b, v); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("process exited before ready: %v\n%s", p.err, p.stderr.String())
-		case <-time.After(20 * time.Millisecond): // the ready file is the readiness signal; poll for it
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no ready file")
-		}
+	p.ready(t)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -156,14 +182,12 @@ listen = ["tcp://127.0.0.1:0"]
 keepalive_interval = "300ms"
 keepalive_timeout = "2s"
 `+strings.Join(extraTOML, "\n")), 0o644)
-	ready := filepath.Join(dir, "ready.json")
-	p := startProc(t, "registrar", "-config", cfg, "-ready-file", ready)
-	var r struct{ ASAP []string }
-	p.readyFile(t, ready, &r)
-	if len(r.ASAP) == 0 {
+	p := startProc(t, "registrar", "-config", cfg)
+	asap := strings.Fields(p.ready(t)["ASAP"])
+	if len(asap) == 0 {
 		t.Fatal("registrar has no ASAP address")
 	}
-	a := r.ASAP[0]
+	a := asap[0]
 	if !strings.Contains(a, "://") {
 		a = "tcp://" + a
 	}
@@ -414,11 +438,11 @@ func TestE2ELoadChangesLeastUsedSelection(t *testing.T) {
 	for _, e := range []struct{ addr, file string }{{b1.addr, f1}, {b2.addr, f2}} {
 		cfg.Elements = append(cfg.Elements, ElementConfig{
 			Pool: "LoadPool", Backend: e.addr, Policy: "least-used", Health: fastHealth(),
-			Load: LoadConfig{Source: LoadCommand, Command: "cat " + e.file, Interval: 100 * time.Millisecond, MinInterval: 100 * time.Millisecond},
+			Load: LoadReporting{Source: LoadCommand, Command: "cat " + e.file, Interval: 100 * time.Millisecond, MinInterval: 100 * time.Millisecond},
 		})
 	}
 	promReg := prometheus.NewRegistry()
-	a, err := NewAgent(cfg, Options{Registerer: promReg})
+	a, err := New(cfg, Options{Registerer: promReg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +490,7 @@ func TestE2EHomeRegistrarDies(t *testing.T) {
 	b := startBackend(t)
 	cfg := fastAgentConfig(r1, r2)
 	cfg.Elements = []ElementConfig{{Pool: "HomePool", Backend: b.addr, Health: fastHealth()}}
-	a, err := NewAgent(cfg, Options{})
+	a, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -520,7 +544,7 @@ func TestE2EAgentReload(t *testing.T) {
 	e2 := ElementConfig{Pool: "ReloadPool", Backend: b2.addr, Health: fastHealth()}
 	cfg := fastAgentConfig(reg)
 	cfg.Elements = []ElementConfig{e1}
-	a, err := NewAgent(cfg, Options{})
+	a, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

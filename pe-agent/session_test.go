@@ -417,7 +417,7 @@ func TestAgentElementsShareOneConnection(t *testing.T) {
 	for _, b := range []*backend{b1, b2} {
 		cfg.Elements = append(cfg.Elements, ElementConfig{Pool: "Shared", Backend: b.addr, Health: HealthConfig{Disable: true}})
 	}
-	a, err := NewAgent(cfg, Options{})
+	a, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

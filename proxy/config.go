@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rserpool/rserpool/pucache"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
@@ -17,9 +19,9 @@ import (
 // Duration is a time.Duration read from a TOML string such as "1s" or "250ms".
 type Duration = time.Duration
 
-// FileConfig is the proxy.toml file. Every field documents its unit,
-// default and what zero means.
-type FileConfig struct {
+// Config is the proxy's configuration, the proxy.toml file. Every field
+// documents its unit, default and what zero means.
+type Config struct {
 	// Registrars are the registrar ASAP addresses ("tcp://h:p", "sctp://h:p",
 	// "tls://h:p"; no scheme = tcp), tried in order. Empty: only registrars
 	// learned from announces are used.
@@ -34,8 +36,8 @@ type FileConfig struct {
 	// Admin is the admin HTTP address (/metrics, /healthz, /debug/pprof/).
 	// Empty: no admin endpoint.
 	Admin string `toml:"admin"`
-	// DrainTimeout is how long SIGTERM waits for established connections
-	// before closing them. Zero means 30 s.
+	// DrainTimeout is how long Shutdown (SIGTERM) waits for established
+	// connections before closing them. Zero means 30 s.
 	DrainTimeout Duration `toml:"drain_timeout"`
 	// Cache tunes the pool-user cache.
 	Cache CacheConfig `toml:"cache"`
@@ -87,12 +89,15 @@ type ListenerConfig struct {
 	ReplayBuffer int `toml:"replay_buffer"`
 }
 
+// DefaultDrainTimeout is the drain time of a zero DrainTimeout.
+const DefaultDrainTimeout = 30 * time.Second
+
 // DefaultAnnounceGroup is the ASAP announce group used when neither
 // registrars nor announce_group are configured (RSPLIB's default).
 const DefaultAnnounceGroup = "239.0.0.50:3863"
 
 // Announces returns the group to listen on for Server Announces, or "".
-func (c *FileConfig) Announces() string {
+func (c *Config) Announces() string {
 	if c.AnnounceGroup != "" || len(c.Registrars) > 0 {
 		return c.AnnounceGroup
 	}
@@ -117,10 +122,11 @@ func (l ListenerConfig) Attempts() int {
 }
 
 // ParseConfig decodes a proxy.toml strictly: unknown keys are errors naming
-// the key. It does not validate; call Validate.
-func ParseConfig(data string) (*FileConfig, error) {
-	var c FileConfig
-	md, err := toml.Decode(data, &c)
+// the key. It does not validate (flags may complete the file); call
+// Validate, as New does.
+func ParseConfig(data []byte) (*Config, error) {
+	var c Config
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&c)
 	if err != nil {
 		return nil, fmt.Errorf("proxy config: %w", err)
 	}
@@ -135,21 +141,33 @@ func ParseConfig(data string) (*FileConfig, error) {
 }
 
 // LoadConfig reads and parses a proxy.toml file (not validated).
-func LoadConfig(path string) (*FileConfig, error) {
+func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	c, err := ParseConfig(string(b))
+	c, err := ParseConfig(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil
 }
 
+// cacheConfig is the configuration of the pool-user cache the proxy owns.
+func (c *Config) cacheConfig() pucache.Config {
+	return pucache.Config{
+		Registrars:        c.Registrars,
+		StaleTimeout:      c.Cache.StaleTimeout,
+		RequestTimeout:    c.Cache.RequestTimeout,
+		Items:             c.Cache.Items,
+		AnnounceGroup:     c.Announces(),
+		AnnounceInterface: c.AnnounceInterface,
+	}
+}
+
 // Validate reports every problem of the configuration at once, each naming
 // its key.
-func (c *FileConfig) Validate() error {
+func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	for i, r := range c.Registrars {

@@ -26,7 +26,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 }
 
 func TestUnknownKeyNamed(t *testing.T) {
-	_, err := proxy.ParseConfig("registrars = []\n[[listener]]\nlisten = \"127.0.0.1:1\"\npool = \"P\"\nretires = 3\n")
+	_, err := proxy.ParseConfig([]byte("registrars = []\n[[listener]]\nlisten = \"127.0.0.1:1\"\npool = \"P\"\nretires = 3\n"))
 	if err == nil || !strings.Contains(err.Error(), "listener.retires") {
 		t.Fatalf("err = %v, want the unknown key named", err)
 	}
@@ -41,7 +41,7 @@ func TestBadAddressesNamed(t *testing.T) {
 		{"[[listener]]\nlisten = \"nohost\"\npool = \"P\"\n", `"listener.listen"`},
 		{"[[listener]]\nlisten = \"nohost\"\npool = \"P\"\n", `missing port`},
 	} {
-		_, err := proxy.ParseConfig(tt.text)
+		_, err := proxy.ParseConfig([]byte(tt.text))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("ParseConfig(%q) = %v, want an error containing %s", tt.text, err, tt.want)
 		}
@@ -49,7 +49,7 @@ func TestBadAddressesNamed(t *testing.T) {
 }
 
 func TestValidateReportsEverything(t *testing.T) {
-	c, err := proxy.ParseConfig(`
+	c, err := proxy.ParseConfig([]byte(`
 registrars = ["127.0.0.1:3863"]
 [[listener]]
 listen = "tls://127.0.0.1:1"
@@ -60,7 +60,7 @@ retries = -2
 listen = "127.0.0.1:1"
 pool = "P"
 idle_timeout = "-1s"
-`)
+`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,14 +77,14 @@ idle_timeout = "-1s"
 }
 
 func TestPoolHandleEscapes(t *testing.T) {
-	c, err := proxy.ParseConfig("registrars = []\n[[listener]]\nlisten = \"127.0.0.1:1\"\npool = 'nul\\x00\\xffx\\\\'\n")
+	c, err := proxy.ParseConfig([]byte("registrars = []\n[[listener]]\nlisten = \"127.0.0.1:1\"\npool = 'nul\\x00\\xffx\\\\'\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := c.Listeners[0].Pool; got != "nul\x00\xffx\\" {
 		t.Fatalf("pool = %x", string(got))
 	}
-	_, err = proxy.ParseConfig("registrars = []\n[[listener]]\nlisten = \"127.0.0.1:1\"\npool = 'bad\\q'\n")
+	_, err = proxy.ParseConfig([]byte("registrars = []\n[[listener]]\nlisten = \"127.0.0.1:1\"\npool = 'bad\\q'\n"))
 	if err == nil || !strings.Contains(err.Error(), "pool") || !strings.Contains(err.Error(), "bad escape") {
 		t.Fatalf("bad escape: %v", err)
 	}

@@ -25,7 +25,7 @@ import (
 
 func TestMain(m *testing.M) {
 	if name := os.Getenv(backendEnv); name != "" {
-		runBackendProcess(name, os.Getenv(backendReadyEnv))
+		runBackendProcess(name)
 		return
 	}
 	goleak.VerifyTestMain(m)
@@ -126,7 +126,7 @@ func setup(t *testing.T, pol wire.PolicyType, backends []*backend, listeners ...
 		}
 	}
 	reg := prometheus.NewRegistry()
-	p, err := proxy.New(listeners, proxy.Options{Cache: c, Registerer: reg})
+	p, err := proxy.New(&proxy.Config{Listeners: listeners}, proxy.Options{Cache: c, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,16 +415,16 @@ func TestReloadAddsListenerKeepsConnections(t *testing.T) {
 	if _, err := r.ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
-	err = e.p.Reload([]proxy.ListenerConfig{
+	err = e.p.Reload(&proxy.Config{Listeners: []proxy.ListenerConfig{
 		{Listen: transport.MustParseAddr("127.0.0.1:0"), Name: "one", Pool: "P"},
 		{Listen: transport.MustParseAddr("[::1]:0"), Name: "two", Pool: "P"},
-	})
+	}})
 	if err != nil {
 		// No IPv6 loopback here: add a second IPv4 listener instead.
-		err = e.p.Reload([]proxy.ListenerConfig{
+		err = e.p.Reload(&proxy.Config{Listeners: []proxy.ListenerConfig{
 			{Listen: transport.MustParseAddr("127.0.0.1:0"), Name: "one", Pool: "P"},
 			{Listen: transport.MustParseAddr("127.0.0.2:0"), Name: "two", Pool: "P"},
-		})
+		}})
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -527,7 +527,7 @@ func TestSCTPListener(t *testing.T) {
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p, err := proxy.New([]proxy.ListenerConfig{{Listen: transport.MustParseAddr("sctp://127.0.0.1:0"), Pool: "P"}}, proxy.Options{Cache: c})
+	p, err := proxy.New(&proxy.Config{Listeners: []proxy.ListenerConfig{{Listen: transport.MustParseAddr("sctp://127.0.0.1:0"), Pool: "P"}}}, proxy.Options{Cache: c})
 	if err != nil {
 		t.Fatal(err)
 	}

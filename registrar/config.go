@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -300,20 +302,34 @@ func DefaultConfig() Config {
 // LoadConfig reads a TOML file over DefaultConfig. Unknown keys and bad
 // values are errors naming the key; the result is validated.
 func LoadConfig(path string) (Config, error) {
-	cfg := DefaultConfig()
-	md, err := toml.DecodeFile(path, &cfg)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	cfg, err := ParseConfig(b)
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes TOML text over DefaultConfig, strictly (an unknown
+// key is an error), and validates the result, as LoadConfig does.
+func ParseConfig(b []byte) (Config, error) {
+	cfg := DefaultConfig()
+	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&cfg)
+	if err != nil {
+		return Config{}, err
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, len(und))
 		for i, k := range und {
 			keys[i] = k.String()
 		}
-		return Config{}, fmt.Errorf("%s: unknown keys: %s", path, strings.Join(keys, ", "))
+		return Config{}, fmt.Errorf("unknown keys: %s", strings.Join(keys, ", "))
 	}
 	if err := cfg.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
+		return Config{}, err
 	}
 	return cfg, nil
 }

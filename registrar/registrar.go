@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"slices"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rserpool/rserpool/internal/admin"
 	"github.com/rserpool/rserpool/registrar/enrp"
 	"github.com/rserpool/rserpool/transport"
 )
@@ -59,7 +59,7 @@ type Registrar struct {
 	listeners []transport.Listener
 	asapAddrs []string
 	conns     map[*conn]struct{}
-	admin     *http.Server
+	admin     *admin.Server
 	adminAddr string
 	announce  *announcer
 	nextConn  uint64
@@ -204,19 +204,11 @@ func (r *Registrar) Start() (err error) {
 		close(r.ready)
 	}
 	if cfg.Admin.Listen != "" {
-		ln, err := net.Listen("tcp", cfg.Admin.Listen)
+		srv, err := admin.Listen(cfg.Admin.Listen, r.adminHandler(), r.log)
 		if err != nil {
 			return fmt.Errorf("registrar: admin.listen %q: %w", cfg.Admin.Listen, err)
 		}
-		r.adminAddr = ln.Addr().String()
-		r.admin = &http.Server{Handler: r.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			if err := r.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				r.log.Error("admin server failed", "err", err)
-			}
-		}()
+		r.admin, r.adminAddr = srv, srv.Addr()
 	}
 	if cfg.Announce.Enabled {
 		a, err := newAnnouncer(cfg.Announce, uint32(r.id), r.asapAddrs, r.log, r.m)

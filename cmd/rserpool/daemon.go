@@ -1,16 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rserpool/rserpool/internal/ratelog"
+	"github.com/rserpool/rserpool/internal/sdnotify"
 	"github.com/rserpool/rserpool/transport"
 )
 
@@ -74,4 +78,79 @@ func writeJSONFile(path string, v any) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// service is a started daemon as the signal loop drives it.
+type service struct {
+	name string
+	log  *slog.Logger
+	// readyFile, when set, receives readyJSON's value after the start and
+	// after every reload.
+	readyFile string
+	readyJSON func() any
+	// notify lists the VAR=value lines sent with READY=1 (sd_notify).
+	notify func() []string
+	// serving, if set, runs once readiness was first announced.
+	serving func()
+	// reload re-reads the configuration and applies it (SIGHUP).
+	reload func() error
+	// shutdown stops the daemon gracefully (SIGINT, SIGTERM).
+	shutdown func() error
+}
+
+// signals returns the context ended by SIGINT or SIGTERM and the SIGHUP
+// channel; call it before starting anything, so that an early SIGHUP
+// reloads instead of killing the process.
+func signals() (context.Context, context.CancelFunc, chan os.Signal) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	return ctx, stop, hup
+}
+
+// run announces readiness (ready file, sd_notify READY=1 with the bound
+// addresses), reloads on SIGHUP and shuts down on SIGINT/SIGTERM (a
+// second signal kills the process). It returns the exit code.
+func (s *service) run(ctx context.Context, stop context.CancelFunc, hup chan os.Signal) int {
+	defer signal.Stop(hup)
+	if err := s.announce(); err != nil {
+		s.log.Error("announcing readiness", "err", err)
+		s.shutdown()
+		return 1
+	}
+	if s.serving != nil {
+		s.serving()
+	}
+	for {
+		select {
+		case <-hup:
+			_ = sdnotify.Notify(sdnotify.Reloading)
+			if err := s.reload(); err != nil {
+				s.log.Error("reload failed; keeping the running configuration", "err", err)
+			} else {
+				s.log.Info("configuration reloaded")
+			}
+			if err := s.announce(); err != nil {
+				s.log.Error("announcing readiness", "err", err)
+			}
+		case <-ctx.Done():
+			stop() // a second signal kills the process
+			_ = sdnotify.Notify(sdnotify.Stopping)
+			if err := s.shutdown(); err != nil {
+				s.log.Warn("shutdown", "err", err)
+			}
+			s.log.Info("stopped")
+			return 0
+		}
+	}
+}
+
+// announce writes the ready file and sends READY=1.
+func (s *service) announce() error {
+	if s.readyFile != "" {
+		if err := writeJSONFile(s.readyFile, s.readyJSON()); err != nil {
+			return err
+		}
+	}
+	return sdnotify.Notify(append([]string{sdnotify.Ready, "STATUS=" + s.name + " serving"}, s.notify()...)...)
 }

@@ -105,7 +105,7 @@ func demo(ctx context.Context, o demoOptions, out io.Writer, ready func(addr str
 			return err
 		}
 		backends = append(backends, b)
-		a, err := peagent.NewAgent(peagent.AgentConfig{
+		a, err := peagent.New(peagent.AgentConfig{
 			Registrars:             regAddrs,
 			ReregistrationInterval: 10 * time.Second,
 			Drain:                  -1,
@@ -135,7 +135,7 @@ func demo(ctx context.Context, o demoOptions, out io.Writer, ready func(addr str
 	}
 	retries := 3
 	lc := proxy.ListenerConfig{Listen: o.listen, Pool: demoPool, Retries: &retries, ConnectTimeout: time.Second, IdleTimeout: time.Minute}
-	px, err := proxy.New([]proxy.ListenerConfig{lc}, proxy.Options{Cache: cache, Logger: log.With("component", "proxy")})
+	px, err := proxy.New(&proxy.Config{Listeners: []proxy.ListenerConfig{lc}}, proxy.Options{Cache: cache, Logger: log.With("component", "proxy")})
 	if err != nil {
 		return err
 	}
