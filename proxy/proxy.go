@@ -140,13 +140,29 @@ func (p *Proxy) Start() error {
 	return nil
 }
 
-// warm resolves every configured pool once, within 5 s in all.
+// warm resolves every configured pool once, within 5 s in all. With
+// announced registrars only, it waits for the first announce (registrars
+// announce about once a second) rather than giving up at once.
 func (p *Proxy) warm() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	announced := p.ownCache && len(p.cfg.Registrars) == 0 && p.cfg.Announces() != ""
 	for _, pool := range p.pools {
-		if err := p.cache.Pool(pool).Refresh(ctx); err != nil {
-			p.log.Warn("pool not resolvable yet", "pool", pool, "err", err)
+		for {
+			err := p.cache.Pool(pool).Refresh(ctx)
+			if err == nil {
+				break
+			}
+			if !announced || !errors.Is(err, pucache.ErrNoRegistrar) || ctx.Err() != nil {
+				p.log.Warn("pool not resolvable yet", "pool", pool, "err", err)
+				break
+			}
+			t := time.NewTimer(250 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
 		}
 	}
 }
