@@ -24,15 +24,17 @@
 //
 // # Usage
 //
-//	cfg := peagent.AgentConfig{
-//		Registrars: []transport.Addr{transport.MustParseAddr("tcp://127.0.0.1:3863")},
-//		Elements: []peagent.ElementConfig{{Pool: "EchoPool", Backend: "127.0.0.1:7001",
-//			Policy: "least-used", Load: peagent.LoadReporting{Source: peagent.LoadConnections}}},
-//	}
-//	a, err := peagent.New(cfg, peagent.Options{Logger: log, Registerer: reg})
-//	err = a.Start()        // returns at once
-//	...
-//	err = a.Shutdown(ctx)  // deregisters everything
+//	cfg, err := peagent.LoadConfig("pe-agent.toml") // or ParseConfig([]byte), or fill AgentConfig in Go
+//	cfg.Elements = append(cfg.Elements, peagent.ElementConfig{Pool: "EchoPool", Backend: "127.0.0.1:7001",
+//		Policy: "least-used", Load: peagent.LoadReporting{Source: peagent.LoadConnections}})
+//	a, err := peagent.New(cfg, peagent.Options{Logger: log, Registerer: reg}) // validates; starts nothing
+//	err = a.Start()        // admin server, registrar client, health checks; returns at once
+//	err = a.Reload(newCfg) // SIGHUP
+//	err = a.Shutdown(ctx)  // deregisters everything, waits Drain, closes the admin server
+//
+// With Admin set the agent serves /metrics, /healthz (200 when every
+// healthy backend is registered) and /status (JSON) on the shared admin
+// server (internal/admin).
 //
 // A native PE uses NewElement, Start, SetPolicy, State/Changes and Close.
 //

@@ -81,6 +81,17 @@
 // IPPROTO_SCTP) once; without kernel SCTP, sctp:// Dial and Listen fail with
 // an error wrapping ErrNoSCTP that names the cause.
 //
+// There is one SCTP connect (sctpdial_linux.go): a non-blocking socket,
+// connect(2) (sctp_connectx for a multi-homed address), then a wait on the
+// runtime poller that ends at the context's deadline or cancellation (the
+// socket is closed; the error is the context's). Dial builds the message
+// conn on it; DialStream gives a byte-stream net.Conn (PPID 0, one message
+// per Write, deadlines and CloseWrite as on TCP) for relaying to pool
+// elements, and ListenStream its server side. TestSCTPDialHonoursContext
+// checks the deadline and the cancellation against a black-holed address
+// in a network namespace of its own; the interoperability suite runs the
+// SCTP tests on a kernel with SCTP.
+//
 // # Concurrency
 //
 // A Conn's ReadMessage may be called by one goroutine at a time; WriteMessage
@@ -112,9 +123,11 @@
 //     loses the connection (on both ends).
 //   - All streams share one ordered byte stream: no unordered delivery, and
 //     head-of-line blocking remains (the U flag is parsed and ignored).
-//   - SCTP Dial does not honour the context's deadline once connect(2) has
-//     started (the library has no context support). SCTP was not exercised on
-//     a kernel with SCTP here; TestSCTPRoundTrip runs where it is available.
+//   - The SCTP tests run only where the kernel has SCTP (interop/run runs
+//     them in a VM); elsewhere they check the ErrNoSCTP path.
+//   - A message conn over SCTP reads and writes with blocking system calls on
+//     its own descriptor (one goroutine each while blocked); Close unblocks
+//     them.
 //   - Messages larger than MaxMessageSize are refused (ErrTooLarge); over
 //     SCTP a larger incoming message closes the association.
 package transport
