@@ -133,27 +133,11 @@ func startProc(t *testing.T, args ...string) *proc {
 // the datagram's variables.
 func (p *proc) ready(t *testing.T) map[string]string {
 	t.Helper()
-	type result struct {
-		vars map[string]string
-		err  error
+	vars, err := p.notify.WaitReadyOr(15*time.Second, p.exited)
+	if err != nil {
+		t.Fatalf("%v: %v\n%s", err, p.err, p.stderr.String())
 	}
-	got := make(chan result, 1)
-	go func() {
-		vars, err := p.notify.WaitReady(15 * time.Second)
-		got <- result{vars, err}
-	}()
-	select {
-	case r := <-got:
-		if r.err != nil {
-			t.Fatalf("no READY=1: %v\n%s", r.err, p.stderr.String())
-		}
-		return r.vars
-	case <-p.exited:
-		p.notify.Close() // ends the wait
-		<-got
-		t.Fatalf("process exited before ready: %v\n%s", p.err, p.stderr.String())
-	}
-	return nil
+	return vars
 }
 
 // readyFile awaits READY=1 and decodes the ready file, written before it.

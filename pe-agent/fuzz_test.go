@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rserpool/rserpool/internal/fuzzprog"
 	"github.com/rserpool/rserpool/internal/rsplibvec"
 	"github.com/rserpool/rserpool/regclient"
 	"github.com/rserpool/rserpool/transport"
@@ -166,8 +167,8 @@ func FuzzSession(f *testing.F) {
 	f.Add(append(append([]byte{}, start...), 1, 10, 0, 7, 0, 5, 2, 9, 0, 0, 0, 5, 0, 3, 0x20, 0, 0, 11, 1, 2))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := newSessionRig(t)
-		p := &fuzzProgram{b: data}
-		for op := 0; p.more() && op < 1000; op++ {
+		p := fuzzprog.New(data)
+		for op := 0; p.More() && op < 1000; op++ {
 			r.step(p)
 			r.check(op)
 		}
@@ -176,43 +177,43 @@ func FuzzSession(f *testing.F) {
 }
 
 // step runs one operation of the program.
-func (r *sessionRig) step(p *fuzzProgram) {
-	el := r.els[int(p.byte())%len(r.els)]
-	switch p.byte() % 12 {
+func (r *sessionRig) step(p *fuzzprog.Program) {
+	el := r.els[int(p.Byte())%len(r.els)]
+	switch p.Byte() % 12 {
 	case 0: // Start / Suspend
-		on := p.byte()&1 == 1
+		on := p.Byte()&1 == 1
 		r.apply(func() { r.s.opActive(r.now, el, on) })
 	case 1: // a dial attempt ends
 		if n := len(r.sim.Attempts()); n > 0 {
 			var err error
-			if p.byte()&1 == 0 {
+			if p.Byte()&1 == 0 {
 				err = errors.New("refused")
 			} else {
 				r.gen++
 				clear(r.reg)
 			}
-			r.sim.Dialed(r.now, int(p.byte())%n, err)
+			r.sim.Dialed(r.now, int(p.Byte())%n, err)
 			r.settle()
 		}
 	case 2: // raw bytes from the registrar
-		if m, err := wire.ParseASAP(p.bytes(int(p.u16() % 2048))); err == nil {
+		if m, err := wire.ParseASAP(p.Bytes(int(p.U16() % 2048))); err == nil {
 			r.deliver(m)
 		}
 	case 3: // time passes
-		r.now = r.now.Add(time.Duration(p.u16()) * time.Millisecond)
+		r.now = r.now.Add(time.Duration(p.U16()) * time.Millisecond)
 		r.settle()
 	case 4: // an accepting or rejecting registration response
-		r.deliver(&wire.RegistrationResponse{PoolHandle: el.pool, ID: el.id, Reject: p.byte()&1 == 1})
+		r.deliver(&wire.RegistrationResponse{PoolHandle: el.pool, ID: el.id, Reject: p.Byte()&1 == 1})
 	case 5: // a deregistration response
 		r.deliver(&wire.DeregistrationResponse{PoolHandle: el.pool, ID: el.id})
 	case 6: // a keep-alive, for this PE or another, H bit or not
 		id := el.id
-		if p.byte()&1 == 1 {
-			id = p.u32()
+		if p.Byte()&1 == 1 {
+			id = p.U32()
 		}
-		r.deliver(&wire.EndpointKeepAlive{Home: p.byte()&1 == 1, ServerID: p.u32(), PoolHandle: el.pool, HasID: p.byte()&1 == 1, ID: id})
+		r.deliver(&wire.EndpointKeepAlive{Home: p.Byte()&1 == 1, ServerID: p.U32(), PoolHandle: el.pool, HasID: p.Byte()&1 == 1, ID: id})
 	case 7: // an error
-		r.deliver(&wire.ASAPError{Error: wire.OperationError{Causes: []wire.ErrorCause{{Code: wire.CauseCode(p.u16())}}}})
+		r.deliver(&wire.ASAPError{Error: wire.OperationError{Causes: []wire.ErrorCause{{Code: wire.CauseCode(p.U16())}}}})
 	case 8: // the connection fails
 		if _, up := r.sim.Connected(); up {
 			r.gen++
@@ -221,7 +222,7 @@ func (r *sessionRig) step(p *fuzzProgram) {
 		r.sim.Lose(r.now)
 		r.settle()
 	case 9: // new load
-		pol := wire.Policy{Type: wire.PolicyLeastUsed, Load: p.u32()}
+		pol := wire.Policy{Type: wire.PolicyLeastUsed, Load: p.U32()}
 		r.apply(func() { r.s.opPolicy(r.now, el, pol) })
 	case 10: // Close of one element
 		if _, ok := r.done[el]; !ok {
@@ -230,7 +231,7 @@ func (r *sessionRig) step(p *fuzzProgram) {
 			r.apply(func() { r.s.opRemove(el, ch) })
 		}
 	case 11: // an announce
-		ip := netip.AddrFrom4([4]byte{10, 1, p.byte(), p.byte()})
+		ip := netip.AddrFrom4([4]byte{10, 1, p.Byte(), p.Byte()})
 		r.sim.Learn(r.now, transport.AddrFrom(transport.SchemeTCP, netip.AddrPortFrom(ip, 3863)))
 		r.settle()
 	}
@@ -283,31 +284,6 @@ func (r *sessionRig) cooperate() {
 		states = append(states, fmt.Sprintf("PE %d active %v registered %v pending %d next %v", st.el.id, st.active, st.registered, st.pending, st.nextReg.Sub(r.now)))
 	}
 	r.t.Fatalf("a cooperative registrar did not get every active element registered: %v", states)
-}
-
-// fuzzProgram reads a fuzz input as operations.
-type fuzzProgram struct{ b []byte }
-
-func (p *fuzzProgram) more() bool { return len(p.b) > 0 }
-
-func (p *fuzzProgram) byte() byte {
-	if len(p.b) == 0 {
-		return 0
-	}
-	x := p.b[0]
-	p.b = p.b[1:]
-	return x
-}
-
-func (p *fuzzProgram) u16() uint16 { return uint16(p.byte())<<8 | uint16(p.byte()) }
-
-func (p *fuzzProgram) u32() uint32 { return uint32(p.u16())<<16 | uint32(p.u16()) }
-
-func (p *fuzzProgram) bytes(n int) []byte {
-	n = min(n, len(p.b))
-	x := p.b[:n]
-	p.b = p.b[n:]
-	return x
 }
 
 func nopLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -141,27 +141,11 @@ func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 // loaded CI machine) and returns the datagram's variables.
 func (p *proc) ready(t *testing.T) map[string]string {
 	t.Helper()
-	type result struct {
-		vars map[string]string
-		err  error
+	vars, err := p.notify.WaitReadyOr(60*time.Second, p.done)
+	if err != nil {
+		t.Fatalf("%v: %v\n%s", err, p.err, p.out.String())
 	}
-	got := make(chan result, 1)
-	go func() {
-		vars, err := p.notify.WaitReady(60 * time.Second)
-		got <- result{vars, err}
-	}()
-	select {
-	case r := <-got:
-		if r.err != nil {
-			t.Fatalf("no READY=1: %v\n%s", r.err, p.out.String())
-		}
-		return r.vars
-	case <-p.done:
-		p.notify.Close() // ends the wait
-		<-got
-		t.Fatalf("process exited before it was ready: %v\n%s", p.err, p.out.String())
-	}
-	return nil
+	return vars
 }
 
 func startRegistrarProc(t *testing.T) (addr string, p *proc) {

@@ -334,15 +334,9 @@ func (c *Client) exec(now time.Time) {
 			c.attempts[e.id] = &attempt{cancel: cancel}
 			c.wg.Add(1)
 			go c.dial(ctx, e.id, e.addr)
-		case effCancel:
-			if a := c.attempts[e.id]; a != nil {
-				a.cancel()
-				if a.conn != nil {
-					a.conn.Close()
-					delete(c.attempts, e.id)
-				}
-			}
-		case effDrop:
+		case effCancel, effDrop:
+			// An attempt still dialing is forgotten too: its result finds
+			// no attempt and closes the connection (event).
 			if a := c.attempts[e.id]; a != nil {
 				a.cancel()
 				if a.conn != nil {

@@ -7,35 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rserpool/rserpool/internal/fuzzprog"
 	"github.com/rserpool/rserpool/internal/rsplibvec"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
-
-// program reads a fuzz input as a list of operations.
-type program struct{ b []byte }
-
-func (p *program) more() bool { return len(p.b) > 0 }
-
-func (p *program) byte() byte {
-	if len(p.b) == 0 {
-		return 0
-	}
-	x := p.b[0]
-	p.b = p.b[1:]
-	return x
-}
-
-func (p *program) u16() uint16 { return uint16(p.byte())<<8 | uint16(p.byte()) }
-
-func (p *program) u32() uint32 { return uint32(p.u16())<<16 | uint32(p.u16()) }
-
-func (p *program) bytes(n int) []byte {
-	n = min(n, len(p.b))
-	x := p.b[:n]
-	p.b = p.b[n:]
-	return x
-}
 
 // Operation codes of a fuzz program.
 const (
@@ -115,9 +91,9 @@ func runClient(t *testing.T, data []byte) {
 			}
 		}
 	}
-	p := &program{b: data}
-	for op := 0; p.more() && op < 2000; op++ {
-		switch p.byte() % opCount {
+	p := fuzzprog.New(data)
+	for op := 0; p.More() && op < 2000; op++ {
+		switch p.Byte() % opCount {
 		case opRequest:
 			m := fuzzRequest(p)
 			r := &tracked{at: now, msg: m}
@@ -128,7 +104,7 @@ func runClient(t *testing.T, data []byte) {
 			})
 			s.Collect()
 		case opDial:
-			i, ok := int(p.byte()), p.byte()&1 == 1
+			i, ok := int(p.Byte()), p.Byte()&1 == 1
 			if n := len(s.Attempts()); n > 0 {
 				var err error
 				if !ok {
@@ -137,8 +113,8 @@ func runClient(t *testing.T, data []byte) {
 				s.Dialed(now, i%n, err)
 			}
 		case opReceive:
-			proto, stale := wire.Protocol(1+p.byte()%2), p.byte()%8 == 0
-			if m, err := wire.Parse(proto, p.bytes(int(p.u16()%2048))); err == nil {
+			proto, stale := wire.Protocol(1+p.Byte()%2), p.Byte()%8 == 0
+			if m, err := wire.Parse(proto, p.Bytes(int(p.U16()%2048))); err == nil {
 				s.Receive(now, m, stale)
 			}
 		case opAnswer:
@@ -149,24 +125,24 @@ func runClient(t *testing.T, data []byte) {
 				}
 			}
 			if len(open) > 0 {
-				s.Receive(now, fuzzAnswer(p, open[int(p.byte())%len(open)].msg), false)
+				s.Receive(now, fuzzAnswer(p, open[int(p.Byte())%len(open)].msg), false)
 			}
 		case opLose:
 			s.Lose(now)
 		case opAdvance:
-			now = now.Add(time.Duration(p.u16()) * time.Millisecond)
+			now = now.Add(time.Duration(p.U16()) * time.Millisecond)
 			s.Advance(now)
 		case opLearn:
-			scheme := []transport.Scheme{transport.SchemeTCP, transport.SchemeSCTP}[p.byte()%2]
-			ip := netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, p.u32())))
-			s.Learn(now, transport.AddrFrom(scheme, netip.AddrPortFrom(ip, p.u16())))
+			scheme := []transport.Scheme{transport.SchemeTCP, transport.SchemeSCTP}[p.Byte()%2]
+			ip := netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, p.U32())))
+			s.Learn(now, transport.AddrFrom(scheme, netip.AddrPortFrom(ip, p.U16())))
 		case opCancel:
 			if len(reqs) > 0 {
-				reqs[int(p.byte())%len(reqs)].token.Cancel(now)
+				reqs[int(p.Byte())%len(reqs)].token.Cancel(now)
 				s.Collect()
 			}
 		case opWant:
-			l.Want(p.byte()&1 == 1)
+			l.Want(p.Byte()&1 == 1)
 			s.Collect()
 		}
 		s.Advance(now)
@@ -190,13 +166,13 @@ func runClient(t *testing.T, data []byte) {
 }
 
 // fuzzRequest builds a request from the program.
-func fuzzRequest(p *program) wire.Message {
-	kind := p.byte() % 6
-	handle := wire.PoolHandle(p.bytes(int(p.byte() % 8)))
+func fuzzRequest(p *fuzzprog.Program) wire.Message {
+	kind := p.Byte() % 6
+	handle := wire.PoolHandle(p.Bytes(int(p.Byte() % 8)))
 	if handle == "" {
 		handle = "P"
 	}
-	id := p.u32()
+	id := p.U32()
 	switch kind {
 	case 0:
 		return &wire.HandleResolution{PoolHandle: handle, HasItems: id&1 == 1, Items: id}
@@ -216,8 +192,8 @@ func fuzzRequest(p *program) wire.Message {
 
 // fuzzAnswer builds a response to req whose keys the program may change
 // (a response to something never asked).
-func fuzzAnswer(p *program, req wire.Message) wire.Message {
-	f := p.byte()
+func fuzzAnswer(p *fuzzprog.Program, req wire.Message) wire.Message {
+	f := p.Byte()
 	switch r := req.(type) {
 	case *wire.HandleResolution:
 		h := r.PoolHandle

@@ -80,11 +80,18 @@ func (l *Listener) Path() string { return l.path }
 // Close closes the socket.
 func (l *Listener) Close() error { return l.c.Close() }
 
+// ErrExited is returned by WaitReadyOr when the process exited first.
+var ErrExited = errors.New("sdnotify: the process exited before it was ready")
+
 // Next returns the variables of the next datagram, waiting at most d.
 func (l *Listener) Next(d time.Duration) (map[string]string, error) {
 	if err := l.c.SetReadDeadline(time.Now().Add(d)); err != nil {
 		return nil, err
 	}
+	return l.read()
+}
+
+func (l *Listener) read() (map[string]string, error) {
 	buf := make([]byte, 64<<10)
 	n, err := l.c.Read(buf)
 	if err != nil {
@@ -102,15 +109,34 @@ func (l *Listener) Next(d time.Duration) (map[string]string, error) {
 // WaitReady returns the variables of the first datagram with READY=1,
 // waiting at most d in all.
 func (l *Listener) WaitReady(d time.Duration) (map[string]string, error) {
-	deadline := time.Now().Add(d)
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return nil, errors.New("sdnotify: no READY=1 in time")
+	return l.WaitReadyOr(d, nil)
+}
+
+// WaitReadyOr is WaitReady that also ends, with ErrExited, when exited is
+// closed (the process died before it was ready).
+func (l *Listener) WaitReadyOr(d time.Duration, exited <-chan struct{}) (map[string]string, error) {
+	if err := l.c.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return nil, err
+	}
+	stop, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-exited:
+			l.c.SetReadDeadline(time.Unix(1, 0)) // ends the read
+		case <-stop:
 		}
-		vars, err := l.Next(left)
+	}()
+	defer func() { close(stop); <-watched }()
+	for {
+		vars, err := l.read()
 		if err != nil {
-			return nil, err
+			select {
+			case <-exited:
+				return nil, ErrExited
+			default:
+			}
+			return nil, fmt.Errorf("no READY=1 within %v: %w", d, err)
 		}
 		if vars["READY"] == "1" {
 			return vars, nil

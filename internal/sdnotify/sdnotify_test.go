@@ -34,3 +34,23 @@ func TestNotifyRoundTrip(t *testing.T) {
 		t.Fatalf("without NOTIFY_SOCKET: %v", err)
 	}
 }
+
+func TestWaitReadyOrExited(t *testing.T) {
+	l, err := Listen(filepath.Join(t.TempDir(), "notify"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	exited := make(chan struct{})
+	close(exited)
+	if _, err := l.WaitReadyOr(time.Minute, exited); err != ErrExited {
+		t.Fatalf("err = %v, want ErrExited", err)
+	}
+	t.Setenv("NOTIFY_SOCKET", l.Path())
+	if err := Notify(Ready); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.WaitReadyOr(5*time.Second, make(chan struct{})); err != nil {
+		t.Fatalf("a second wait after an exit: %v", err)
+	}
+}
