@@ -287,7 +287,7 @@ func (c *Client) loop() {
 			for id, a := range c.attempts {
 				a.cancel()
 				if a.conn != nil {
-					a.conn.Close()
+					c.closeConn(a.conn)
 				}
 				delete(c.attempts, id)
 			}
@@ -308,7 +308,7 @@ func (c *Client) event(now time.Time, ev any) {
 		if a := c.attempts[ev.id]; a != nil {
 			a.conn = ev.conn
 		} else if ev.conn != nil {
-			ev.conn.Close()
+			c.closeConn(ev.conn)
 			return
 		}
 		c.core.dialed(now, ev.id, ev.err)
@@ -340,7 +340,7 @@ func (c *Client) exec(now time.Time) {
 			if a := c.attempts[e.id]; a != nil {
 				a.cancel()
 				if a.conn != nil {
-					a.conn.Close()
+					c.closeConn(a.conn)
 				}
 				delete(c.attempts, e.id)
 			}
@@ -375,8 +375,19 @@ func (c *Client) exec(now time.Time) {
 
 func (c *Client) closeCur() {
 	close(c.cur.stop)
-	c.cur.conn.Close()
+	c.closeConn(c.cur.conn)
 	c.cur = nil
+}
+
+// closeConn closes a connection without blocking the loop: a graceful
+// close waits for the peer (up to the transport's CloseTimeout), and a
+// hostile registrar would stall every other event meanwhile.
+func (c *Client) closeConn(conn transport.Conn) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		conn.Close()
+	}()
 }
 
 // adopt makes conn the connection gen and starts its reader and writer.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,5 +148,64 @@ func TestClientClose(t *testing.T) {
 	never.Close() // never started
 	if err := never.Start(); err == nil {
 		t.Fatal("Start after Close succeeded")
+	}
+}
+
+// TestClientRegistrarNeverReads: a registrar that accepts and never reads
+// cannot wedge the client: its send queue fills, the connection is given
+// up, requests end in time, and the client keeps answering and closes.
+func TestClientRegistrarNeverReads(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var held []net.Conn
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // never read
+		}
+	}()
+	defer func() {
+		ln.Close()
+		<-accepted
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	a, _ := transport.AddrFromNet(transport.SchemeTCP, ln.Addr())
+	c := start(t, regclient.Config{Registrars: []transport.Addr{a}, RequestTimeout: 500 * time.Millisecond, MaxRetransmit: -1})
+	big := wire.PoolHandle(strings.Repeat("x", 30000))
+	errc := make(chan error, 400)
+	for range 400 {
+		go func() {
+			_, err := c.Request(ctxT(t), &wire.HandleResolution{PoolHandle: big})
+			errc <- err
+		}()
+	}
+	t0 := time.Now()
+	for range 400 {
+		if err := <-errc; err == nil {
+			t.Fatal("a request was answered by a registrar that never reads")
+		}
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("requests ended after %v", d)
+	}
+	if got := c.Registrars(); len(got) != 1 {
+		t.Fatalf("Registrars = %v", got)
+	}
+	done := make(chan struct{})
+	go func() { c.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hangs")
 	}
 }

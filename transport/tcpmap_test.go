@@ -603,3 +603,65 @@ func (s *safeBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestRegressionCloseBoundedPeerNeverReads (found by regclient's
+// TestClientRegistrarNeverReads): Close against a peer that neither reads
+// nor closes blocked for ever when the flush timed out: the CloseTimeout
+// timer was spent on the flush, and the wait for the peer's end of stream
+// had no bound left.
+func TestRegressionCloseBoundedPeerNeverReads(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	held := make(chan net.Conn, 1)
+	go func() {
+		if c, err := raw.Accept(); err == nil {
+			held <- c // never read, never closed until the end
+		}
+	}()
+	cfg := &Config{HeartbeatInterval: -1, CloseTimeout: 200 * time.Millisecond}
+	c, err := Dial(context.Background(), mustAddrFromNet(t, SchemeTCP, raw.Addr()), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-held
+	defer peer.Close()
+	big := make([]byte, 60000)
+	errc := make(chan error, 1)
+	go func() {
+		for { // until the kernel buffers and the send queue are full and Close ends it
+			if err := c.WriteMessage(Message{Data: big}); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	// Wait until the writers are stuck: the kernel buffers and the send
+	// queue are full.
+	for i := 0; c.(*mapConn).queued() < sendQueueBytes; i++ {
+		if i == 1000 {
+			t.Fatal("the send queue never filled")
+		}
+		time.Sleep(10 * time.Millisecond) // the queue has no event to wait on
+	}
+	done := make(chan struct{})
+	start := time.Now()
+	go func() { c.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Close still blocked after %v with CloseTimeout 200ms", time.Since(start))
+	}
+	if err := <-errc; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("blocked WriteMessage returned %v, want net.ErrClosed", err)
+	}
+}
+
+// queued returns the bytes in the send queue.
+func (c *mapConn) queued() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return len(c.wbuf)
+}
