@@ -7,7 +7,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 
 # Fuzz targets as package:Target pairs.
 FUZZ_TARGETS := ./wire:FuzzParseASAP ./wire:FuzzParseENRP ./transport:FuzzChunkReader ./transport:FuzzParseAddr \
-	./regclient:FuzzClient ./pe-agent:FuzzSession ./pucache:FuzzResolutionResponse
+	./registrar/asap:FuzzCore ./regclient:FuzzClient ./pe-agent:FuzzSession ./pucache:FuzzResolutionResponse
 
 .PHONY: all build test fuzz bench bench-proxy bench-quick interop clean
 

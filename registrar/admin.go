@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rserpool/rserpool/handlespace"
+	"github.com/rserpool/rserpool/internal/admin"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -165,3 +166,9 @@ func (r *Registrar) adminHandler() http.Handler {
 	})
 	return mux
 }
+
+// Admin server bounds (internal/admin, shared by the three daemons).
+const (
+	adminReadHeaderTimeout = admin.ReadHeaderTimeout
+	maxAdminConns          = admin.MaxConns
+)

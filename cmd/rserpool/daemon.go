@@ -96,6 +96,8 @@ type service struct {
 	reload func() error
 	// shutdown stops the daemon gracefully (SIGINT, SIGTERM).
 	shutdown func() error
+	// strictShutdown makes a shutdown error exit 1 (else it is logged).
+	strictShutdown bool
 }
 
 // signals returns the context ended by SIGINT or SIGTERM and the SIGHUP
@@ -137,6 +139,10 @@ func (s *service) run(ctx context.Context, stop context.CancelFunc, hup chan os.
 			stop() // a second signal kills the process
 			_ = sdnotify.Notify(sdnotify.Stopping)
 			if err := s.shutdown(); err != nil {
+				if s.strictShutdown {
+					s.log.Error("shutdown", "err", err)
+					return 1
+				}
 				s.log.Warn("shutdown", "err", err)
 			}
 			s.log.Info("stopped")

@@ -117,6 +117,7 @@ func runRegistrar(args []string) int {
 			}
 			return r.Reload(cfg)
 		},
+		strictShutdown: true,
 		shutdown: func() error {
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -18,9 +18,12 @@
 // # Limitations
 //
 // The admin endpoints have no authentication: listen on a loopback or
-// management address. Requests are bounded (header 5 s and 16 KiB, body
-// read 10 s, idle connections 60 s), responses are not (a CPU profile
-// takes its 30 s).
+// management address. Clients are bounded so that slow or idle ones
+// (slowloris) cannot pile up: 5 s for the request header (16 KiB at
+// most), 10 s for the whole request, 2 minutes to write a response (a
+// CPU profile takes 30 s, /handlespace of a million PEs is large), idle
+// keep-alive connections closed after 60 s, and at most 64 connections
+// served at once (further ones wait in the listen backlog).
 package admin
 
 import (
@@ -30,6 +33,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,8 +44,10 @@ import (
 const (
 	ReadHeaderTimeout = 5 * time.Second
 	ReadTimeout       = 10 * time.Second
+	WriteTimeout      = 2 * time.Minute
 	IdleTimeout       = 60 * time.Second
 	MaxHeaderBytes    = 16 << 10
+	MaxConns          = 64
 )
 
 // Server is a running admin HTTP server.
@@ -66,6 +72,7 @@ func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
 			Handler:           h,
 			ReadHeaderTimeout: ReadHeaderTimeout,
 			ReadTimeout:       ReadTimeout,
+			WriteTimeout:      WriteTimeout,
 			IdleTimeout:       IdleTimeout,
 			MaxHeaderBytes:    MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -76,7 +83,7 @@ func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
 	}
 	go func() {
 		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.Serve(limitListener(ln, MaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("admin server failed", "err", err)
 		}
 	}()
@@ -128,4 +135,48 @@ func Gatherer(r prometheus.Registerer) prometheus.Gatherer {
 		return g
 	}
 	return prometheus.DefaultGatherer
+}
+
+// limitListener accepts at most n connections that are open at once: Accept
+// waits for one to close.
+func limitListener(ln net.Listener, n int) net.Listener {
+	return &limitedListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+type limitedListener struct {
+	net.Listener
+	sem       chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *limitedListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitedConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *limitedListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
