@@ -22,8 +22,10 @@
 // (slowloris) cannot pile up: 5 s for the request header (16 KiB at
 // most), 10 s for the whole request, 2 minutes to write a response (a
 // CPU profile takes 30 s, /handlespace of a million PEs is large), idle
-// keep-alive connections closed after 60 s, and at most 64 connections
-// served at once (further ones wait in the listen backlog).
+// keep-alive connections closed after 30 s, and at most 256 connections
+// served at once (further ones wait in the listen backlog), so that a
+// flood of admin connections cannot take the descriptors the daemon's
+// own ports need.
 package admin
 
 import (
@@ -45,9 +47,9 @@ const (
 	ReadHeaderTimeout = 5 * time.Second
 	ReadTimeout       = 10 * time.Second
 	WriteTimeout      = 2 * time.Minute
-	IdleTimeout       = 60 * time.Second
+	IdleTimeout       = 30 * time.Second
 	MaxHeaderBytes    = 16 << 10
-	MaxConns          = 64
+	MaxConns          = 256
 )
 
 // Server is a running admin HTTP server.
