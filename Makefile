@@ -6,8 +6,8 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
 # Fuzz targets as package:Target pairs.
-FUZZ_TARGETS := ./wire:FuzzParseASAP ./wire:FuzzParseENRP ./transport:FuzzChunkReader \
-                ./registrar/asap:FuzzCore
+FUZZ_TARGETS := ./wire:FuzzParseASAP ./wire:FuzzParseENRP ./transport:FuzzChunkReader ./transport:FuzzParseAddr \
+	./registrar/asap:FuzzCore ./regclient:FuzzClient ./pe-agent:FuzzSession ./pucache:FuzzResolutionResponse
 
 .PHONY: all build test fuzz bench bench-proxy bench-quick interop clean
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rserpool/rserpool/pucache"
+	"github.com/rserpool/rserpool/transport"
 )
 
 // Config is the failover budget for one client connection. The zero value
@@ -120,7 +121,8 @@ func (d *Dialer) dial(ctx context.Context, prelude []byte, tried *Tried, deadlin
 			}
 			return nil, pucache.Element{}, err
 		}
-		if e.Network != "tcp" && e.Network != "sctp" {
+		addr, aerr := e.TransportAddr()
+		if aerr != nil {
 			// Not reachable from this relay: skip it without blaming the PE.
 			tried.Add(e.ID)
 			attempt--
@@ -133,14 +135,11 @@ func (d *Dialer) dial(ctx context.Context, prelude []byte, tried *Tried, deadlin
 		if timeout <= 0 {
 			break
 		}
-		var conn net.Conn
-		if e.Network == "sctp" {
-			// RSPLIB PEs register SCTP user transports.
-			conn, err = dialSCTP(ctx, e.Addr, timeout)
-		} else {
-			nd := net.Dialer{Timeout: timeout}
-			conn, err = nd.DialContext(ctx, e.Network, e.Addr)
-		}
+		// RSPLIB PEs register SCTP user transports: DialStream reaches them
+		// as well as TCP ones, within the connect timeout.
+		dctx, cancel := context.WithTimeout(ctx, timeout)
+		conn, err := transport.DialStream(dctx, addr)
+		cancel()
 		if err == nil && len(prelude) > 0 {
 			if _, err = conn.Write(prelude); err != nil {
 				conn.Close()

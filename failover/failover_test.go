@@ -15,6 +15,7 @@ import (
 	"github.com/rserpool/rserpool/failover"
 	"github.com/rserpool/rserpool/pucache"
 	"github.com/rserpool/rserpool/pucache/pucachetest"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 	"go.uber.org/goleak"
 )
@@ -70,11 +71,14 @@ func pool(t *testing.T, addrs ...netip.AddrPort) (*pucache.Pool, *pucachetest.Re
 		pes = append(pes, pucachetest.PE(uint32(i+1), a, wire.PolicyRoundRobin, 0))
 	}
 	r.SetPool("P", wire.PolicyRoundRobin, pes...)
-	c, err := pucache.New(pucache.Config{Registrars: []string{r.Addr()}}, pucache.Options{})
+	c, err := pucache.New(pucache.Config{Registrars: []transport.Addr{r.Addr()}}, pucache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
 	return c.Pool("P"), r
 }
 

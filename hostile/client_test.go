@@ -34,7 +34,7 @@ var errClosed = errors.New("connection closed by the daemon")
 func dialASAP(addr string, tc *tls.Config) (*asapClient, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := transport.Dial(ctx, addr, &transport.Config{HeartbeatInterval: -1, TLS: tc})
+	c, err := transport.Dial(ctx, transport.MustParseAddr(addr), &transport.Config{HeartbeatInterval: -1, TLS: tc})
 	if err != nil {
 		return nil, err
 	}

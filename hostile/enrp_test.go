@@ -55,7 +55,7 @@ type enrpConn struct {
 
 func dialENRP(t *testing.T, addr string) *enrpConn {
 	t.Helper()
-	c, err := transport.Dial(t.Context(), addr, &transport.Config{HeartbeatInterval: -1})
+	c, err := transport.Dial(t.Context(), transport.MustParseAddr(addr), &transport.Config{HeartbeatInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,11 +56,7 @@ func TestRegistrarASAP(t *testing.T) {
 }
 
 func hostport(addr string) string {
-	_, hp, err := transport.SplitAddr(addr)
-	if err != nil {
-		panic(err)
-	}
-	return hp
+	return transport.MustParseAddr(addr).HostPort()
 }
 
 func outcome(err error, ok string) string {
@@ -391,7 +387,7 @@ func closeAll(conns []net.Conn) {
 // source), as fast as the registrar takes them, and reports what it
 // accepted. Closing the connection removes them again.
 func registrationFlood(t *testing.T, w *world, n int) (int64, string) {
-	c, err := transport.Dial(t.Context(), w.asap, &transport.Config{HeartbeatInterval: -1})
+	c, err := transport.Dial(t.Context(), transport.MustParseAddr(w.asap), &transport.Config{HeartbeatInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

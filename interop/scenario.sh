@@ -2,7 +2,7 @@
 # scenario.sh: the RSPLIB 3.4.4 interoperability cases. Runs INSIDE the SCTP
 # VM (../shared/sctp-vm), as root, with cwd = the shared work dir holding
 # ./rserpool (static), vmtool.py and wirecheck/. Started by interop/run.
-#   scenario.sh [CASE...]     cases 1-6, default all; prints "PASS case N: ..."
+#   scenario.sh [CASE...]     cases 1-7, default all; prints "PASS case N: ..."
 #                             or "FAIL case N: ..." per case, exit 1 if any FAIL.
 # Addresses (RSPLIB refuses loopback ones, so TEST-NET-1 goes on lo):
 #   .100 OUR registrar (ASAP sctp 3863, admin 127.0.0.1:9464)
@@ -11,9 +11,12 @@
 #   .31  TCP echo backend registered by OUR pe-agent (AgentPool) @rspregistrar
 #   .21 .22 rspserver -echo ProxyPool @rspregistrar; .40:8000 OUR proxy for ProxyPool
 #   .101 OUR registrar #2 and .2 rspregistrar #2 (case 5, ENRP peers)
+#   .7   (on a dummy interface mc0 with the multicast route) rspregistrar #4 (ASAP 19863,
+#        announces on) with rspserver -echo .51 .52
+#        in DialPool; OUR ctl dial and proxy (.40:8001) find it by its announces (case 7)
 # Everything on lo is captured (dumpcap); case 6 checks the capture.
 set -u
-CASES=${*:-1 2 3 4 5 6}
+CASES=${*:-1 2 3 4 5 6 7}
 OUT=$PWD/out
 mkdir -p "$OUT"; rm -f "$OUT"/*
 PCAP=$OUT/interop.pcap
@@ -36,8 +39,8 @@ waitfor() { local end=$(( $(date +%s) + $1 )); shift
   until "$@" >/dev/null 2>&1; do [ "$(date +%s)" -ge "$end" ] && return 1; sleep 0.25; done; }
 hs() { python3 vmtool.py wait "$ADMIN" "$@"; }
 # hsdump_pool PR POOL: number of PEs of POOL in rspregistrar PR's handlespace
-hsdump_pool() {
-  timeout 10 hsdump "$1:9901" -logcolor=off >"$OUT/hsdump-last.txt" 2>&1
+hsdump_pool() { local pr=$1; [[ $pr == *:* ]] || pr=$pr:9901
+  timeout 10 hsdump "$pr" -logcolor=off >"$OUT/hsdump-last.txt" 2>&1
   cat "$OUT/hsdump-last.txt" >>"$OUT/hsdump.txt"
   sed -n "s/.*+-- Pool \"$2\".*(\([0-9]*\) nodes).*/\1/p" "$OUT/hsdump-last.txt" | head -n1 | grep . || echo 0
 }
@@ -47,7 +50,7 @@ hsdump_wait() { local end=$(( $(date +%s) + $4 )) n
     [ "$(date +%s)" -ge "$end" ] && break; sleep 0.5; done; echo "$n"; }
 
 [ -d /proc/sys/net/sctp ] || { echo "FAIL case 0: no SCTP in the VM kernel"; exit 1; }
-for a in 1 2 11 12 13 21 22 31 40 100 101 103 111 112; do ip addr add $N.$a/32 dev lo; done
+for a in 1 2 11 12 13 21 22 31 40 51 52 100 101 103 111 112; do ip addr add $N.$a/32 dev lo; done
 ip link set lo multicast on; ip route add 224.0.0.0/4 dev lo
 ./rserpool version >"$OUT/version.txt" 2>&1 || true
 
@@ -151,8 +154,8 @@ if want 4; then
   bg proxy ./rserpool proxy -registrar sctp://$N.1:3863 -listen $N.40:8000 -pool ProxyPool \
     -ready-file "$OUT/proxy.ready" -log-level debug
   waitfor 20 test -s "$OUT/proxy.ready" || fail 4 "proxy not ready: $(tail -n 3 "$OUT/proxy.log")"
-  ./failover.test -test.run 'TestDialSCTP$' -test.v >"$OUT/failover-test.txt" 2>&1 ||
-    fail 4 "failover TestDialSCTP on kernel SCTP: $(grep -m1 -E 'FAIL|_test.go' "$OUT/failover-test.txt")"
+  ./transport.test -test.run 'SCTP' -test.v >"$OUT/transport-test.txt" 2>&1 ||
+    fail 4 "transport SCTP tests on kernel SCTP: $(grep -m1 -E 'FAIL|_test.go' "$OUT/transport-test.txt")"
   python3 vmtool.py client $N.40 8000 40 0.1 >"$OUT/proxy-client.txt" 2>&1 & CLIENT=$!
   waitfor 20 grep -q "^ok 9$" "$OUT/proxy-client.txt"
   step "case 4: SIGKILL PE .21 while the client runs"
@@ -241,6 +244,38 @@ TOML
   [ "$h" = 20000002 ] || fail 5 "hsdump of rspregistrar: PE 0x112 home $h, want 20000002"
 fi
 
+if want 7; then
+  step "case 7: Cache.Dial and the proxy reach RSPLIB PEs over SCTP, the registrar found by its announces"
+  # rspregistrar #4 announces (RSPLIB: no transport parameter, sent from its
+  # ASAP port 19863, not 3863): our components must learn sctp://.7:19863.
+  # RSPLIB's announce socket is unbound: its datagrams leave with the
+  # address of the multicast route's interface, 127.0.0.1 on lo. So .7
+  # lives on a dummy interface that carries the multicast route: the
+  # announces come from .7 and are looped back to the local receivers.
+  ip link add mc0 type dummy && ip link set mc0 up multicast on
+  ip addr add $N.7/32 dev mc0
+  ip route replace 224.0.0.0/4 dev mc0
+  bg pr4 rspregistrar -identifier=0x40000004 -asap=$N.7:19863 -enrp=$N.7:19901 \
+    -endpointkeepalivetransmissioninterval=2000 -endpointkeepalivetimeoutinterval=2000 \
+    -mentordiscoverytimeout=1000 -enrpannounce=off $LOGOPT
+  bg pe51 rspserver -echo -poolhandle=DialPool -registrar=$N.7:19863 -local=$N.51 -identifier=0x51 $PE_OPTS
+  bg pe52 rspserver -echo -poolhandle=DialPool -registrar=$N.7:19863 -local=$N.52 -identifier=0x52 $PE_OPTS
+  n=$(hsdump_wait $N.7:19901 DialPool 2 20)
+  [ "$n" = 2 ] || fail 7 "rspregistrar #4 has $n DialPool PEs, want 2"
+  for i in 1 2 3; do
+    ./rserpool ctl dial -announce 239.0.0.50:3863 -send "dial $i" -timeout 15s DialPool >"$OUT/ctl-dial-$i.txt" 2>&1 ||
+      fail 7 "ctl dial $i: $(tail -n1 "$OUT/ctl-dial-$i.txt")"
+    grep -q "^dial $i" "$OUT/ctl-dial-$i.txt" || fail 7 "ctl dial $i: no echo (ctl-dial-$i.txt)"
+  done
+  grep -h "connected to" "$OUT"/ctl-dial-*.txt | sed 's/^/   /'
+  bg proxy7 ./rserpool proxy -listen $N.40:8001 -pool DialPool -ready-file "$OUT/proxy7.ready" -log-level debug
+  waitfor 20 test -s "$OUT/proxy7.ready" || fail 7 "proxy not ready: $(tail -n 3 "$OUT/proxy7.log")"
+  python3 vmtool.py client $N.40 8001 20 0.1 >"$OUT/proxy7-client.txt" 2>&1 ||
+    fail 7 "proxy via announces: $(tail -n1 "$OUT/proxy7-client.txt") (proxy7-client.txt, proxy7.log)"
+  grep -q "sctp://$N.7:19863" "$OUT/proxy7.log" ||
+    fail 7 "the proxy's log does not name sctp://$N.7:19863 (the announced registrar at its source port)"
+fi
+
 step "stop everything (SIGINT/SIGTERM), then the capture"
 for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -INT "${PIDS[$i]}" 2>/dev/null; done
 sleep 1.5
@@ -317,7 +352,8 @@ desc=([1]="RSPLIB PEs register at our registrar (SCTP), keep-alives, SIGINT/SIGK
   [3]="our pe-agent at rspregistrar: hsdump shows it, keep-alives, SIGTERM deregisters"
   [4]="our proxy resolves at rspregistrar and relays to RSPLIB SCTP echo PEs, PE SIGKILL costs no client connection"
   [5]="ENRP with rspregistrar: PEs of either resolvable at both, equal checksums, takeover both ways"
-  [6]="Wireshark: no malformed ASAP/ENRP message from our components")
+  [6]="Wireshark: no malformed ASAP/ENRP message from our components"
+  [7]="Cache.Dial (ctl dial) and the proxy reach RSPLIB SCTP echo PEs through an rspregistrar found by its announces")
 for c in $CASES; do
   if [ -n "${WHY[$c]:-}" ]; then echo "FAIL case $c: ${desc[$c]}: ${WHY[$c]}"; rc=1
   else echo "PASS case $c: ${desc[$c]}"; fi

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rserpool/rserpool/internal/admin"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -20,11 +22,13 @@ import (
 type Agent struct {
 	log     *slog.Logger
 	metrics *metrics
+	reg     prometheus.Registerer
 	sess    *session
 
-	mu      sync.Mutex // guards cfg, members, started, closed
+	mu      sync.Mutex // guards cfg, members, admin, started, closed
 	cfg     AgentConfig
 	members map[ElementConfig]*member
+	admin   *admin.Server
 	started bool
 	closed  bool
 }
@@ -55,7 +59,7 @@ type ElementStatus struct {
 }
 
 // NewAgent validates cfg and builds an agent; nothing runs until Start.
-func NewAgent(cfg AgentConfig, opts Options) (*Agent, error) {
+func New(cfg AgentConfig, opts Options) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -68,8 +72,8 @@ func NewAgent(cfg AgentConfig, opts Options) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Agent{log: log, metrics: m, cfg: cfg, members: map[ElementConfig]*member{}}
-	a.sess, err = newSession(sessionConfig{
+	a := &Agent{log: log, metrics: m, reg: opts.Registerer, cfg: cfg, members: map[ElementConfig]*member{}}
+	a.sess = newSession(sessionConfig{
 		Registrars:        cfg.Registrars,
 		ResponseTimeout:   cfg.ResponseTimeout,
 		ConnectTimeout:    cfg.ConnectTimeout,
@@ -83,9 +87,6 @@ func NewAgent(cfg AgentConfig, opts Options) (*Agent, error) {
 		},
 		keepAlive: func(pool wire.PoolHandle) { m.keepAlives.WithLabelValues(pool.String()).Inc() },
 	})
-	if err != nil {
-		return nil, err
-	}
 	for _, ec := range cfg.Elements {
 		mb, err := a.newMember(ec)
 		if err != nil {
@@ -141,8 +142,10 @@ func (a *Agent) newMember(ec ElementConfig) (*member, error) {
 	return mb, nil
 }
 
-// Start starts health checks and registration of every element and
-// returns at once; registration proceeds in the background.
+// Start starts the admin server (when configured), the registrar client,
+// and the health checks and registration of every element, and returns:
+// the Agent is ready (registration proceeds in the background; /healthz
+// says when every healthy backend is registered).
 func (a *Agent) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -152,11 +155,40 @@ func (a *Agent) Start() error {
 	if a.started {
 		return errors.New("peagent: agent already started")
 	}
+	if a.cfg.Admin != "" {
+		srv, err := admin.Listen(a.cfg.Admin, a.adminHandler(), a.log)
+		if err != nil {
+			return fmt.Errorf("peagent: %w", err)
+		}
+		a.admin = srv
+	}
+	if err := a.sess.start(); err != nil {
+		if a.admin != nil {
+			a.admin.Close()
+			a.admin = nil
+		}
+		return err
+	}
 	a.started = true
 	for _, mb := range a.members {
 		a.startMember(mb)
 	}
+	a.log.Info("pe-agent started", "registrars", a.cfg.Registrars, "elements", len(a.members), "admin", a.adminAddrLocked())
 	return nil
+}
+
+// AdminAddr returns the bound admin address ("" without one).
+func (a *Agent) AdminAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.adminAddrLocked()
+}
+
+func (a *Agent) adminAddrLocked() string {
+	if a.admin == nil {
+		return ""
+	}
+	return a.admin.Addr()
 }
 
 func (a *Agent) startMember(mb *member) {
@@ -351,8 +383,10 @@ func (a *Agent) Status() []ElementStatus {
 }
 
 // Shutdown stops the health checks, deregisters every element (in
-// parallel, each bounded by ctx and the response timeout) and closes the
-// registrar connection. It returns the first deregistration error.
+// parallel, each bounded by ctx and the registrar client's request time),
+// closes the registrar connection, then waits Config.Drain (bounded by
+// ctx) so that connections already sent to the backends finish, and
+// closes the admin server. It returns the first deregistration error.
 func (a *Agent) Shutdown(ctx context.Context) error {
 	a.mu.Lock()
 	if a.closed {
@@ -360,6 +394,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		return ErrClosed
 	}
 	a.closed = true
+	drain, started := a.cfg.Drain, a.started
 	members := make([]*member, 0, len(a.members))
 	for _, mb := range a.members {
 		members = append(members, mb)
@@ -384,7 +419,27 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if drain > 0 && started {
+		a.log.Info("draining", "for", drain)
+		t := time.NewTimer(drain)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	a.closeAdmin()
 	return errors.Join(errs...)
+}
+
+func (a *Agent) closeAdmin() {
+	a.mu.Lock()
+	srv := a.admin
+	a.admin = nil
+	a.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+	}
 }
 
 // Close stops everything at once without deregistering; the registrar
@@ -405,6 +460,7 @@ func (a *Agent) Close() error {
 		}
 	}
 	a.sess.close()
+	a.closeAdmin()
 	return nil
 }
 

@@ -6,50 +6,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
-
-func TestAnnounceAddrs(t *testing.T) {
-	src := netip.MustParseAddrPort("10.0.0.9:40000")
-	ip := netip.MustParseAddr
-	tests := []struct {
-		name string
-		sa   wire.ServerAnnounce
-		want []string
-	}{
-		{"no transports: SCTP at the source", wire.ServerAnnounce{}, []string{"sctp://10.0.0.9:3863"}},
-		{"tcp and sctp", wire.ServerAnnounce{Transports: []wire.Transport{
-			{Type: wire.TransportTCP, Port: 3863, Addrs: []netip.Addr{ip("10.0.0.1"), ip("fd00::1")}},
-			{Type: wire.TransportSCTP, Port: 3863, Addrs: []netip.Addr{ip("10.0.0.1")}},
-		}}, []string{"tcp://10.0.0.1:3863", "tcp://[fd00::1]:3863", "sctp://10.0.0.1:3863"}},
-		{"unusable entries skipped", wire.ServerAnnounce{Transports: []wire.Transport{
-			{Type: wire.TransportUDP, Port: 3863, Addrs: []netip.Addr{ip("10.0.0.1")}},
-			{Type: wire.TransportTCP, Port: 0, Addrs: []netip.Addr{ip("10.0.0.1")}},
-			{Type: wire.TransportTCP, Port: 1, Addrs: []netip.Addr{ip("0.0.0.0"), ip("239.1.1.1")}},
-		}}, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if d := cmp.Diff(tt.want, announceAddrs(&tt.sa, src)); d != "" {
-				t.Errorf("(-want +got)\n%s", d)
-			}
-		})
-	}
-}
 
 // TestElementHuntsLearnedRegistrar: the static registrar is down, so the
 // element registers at an address learned from an announce.
 func TestElementHuntsLearnedRegistrar(t *testing.T) {
 	f := newFakeRegistrar(t)
-	el, err := NewElement(testPEConfig("tcp://"+closedPort(t)), Options{})
+	el, err := NewElement(testPEConfig(transport.MustParseAddr(closedPort(t))), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeEl(t, el)
-	el.LearnRegistrar(f.addr, time.Minute)
+	el.LearnRegistrar(f.addr)
 	el.Start()
 	c := f.accept()
 	reg := nextOf[*wire.Registration](f)
@@ -92,14 +62,14 @@ func TestElementHearsAnnounces(t *testing.T) {
 	}
 
 	f := newFakeRegistrar(t)
-	cfg := testPEConfig("tcp://" + closedPort(t))
+	cfg := testPEConfig(transport.MustParseAddr(closedPort(t)))
 	cfg.AnnounceGroup = group
 	el, err := NewElement(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeEl(t, el)
-	ap := netip.MustParseAddrPort(strings.TrimPrefix(f.addr, "tcp://"))
+	ap := netip.MustParseAddrPort(f.addr.HostPort())
 	msg, err := (&wire.ServerAnnounce{ServerID: 7, Transports: []wire.Transport{
 		{Type: wire.TransportTCP, Port: ap.Port(), Addrs: []netip.Addr{ap.Addr()}}}}).AppendBinary(nil)
 	if err != nil {

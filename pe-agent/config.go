@@ -12,6 +12,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -29,6 +30,10 @@ const (
 	DefaultLoadStep               = 0.05
 	DefaultLoadMinInterval        = 5 * time.Second
 	DefaultDrain                  = 5 * time.Second
+	// DefaultAnnounceTTL is T7-ENRPoutdate: how long an address heard in
+	// an ASAP Server Announce stays in the hunt list without being heard
+	// again.
+	DefaultAnnounceTTL = 5 * time.Second
 )
 
 // Duration is a time.Duration that TOML reads from a string such as "1.5s".
@@ -54,7 +59,7 @@ type AgentConfig struct {
 	// Registrars is the static registrar list ("tcp://h:p", "sctp://h:p",
 	// "tls://h:p", or "h:p" for tcp), tried in order during a server hunt.
 	// Required unless Announce.Group is set.
-	Registrars []string `toml:"registrars"`
+	Registrars []transport.Addr `toml:"registrars"`
 	// Announce configures listening for ASAP Server Announces; off unless
 	// Group is set. Announced registrars are tried after the static list.
 	Announce AnnounceConfig `toml:"-"`
@@ -120,7 +125,7 @@ type ElementConfig struct {
 	// Health configures the backend health check.
 	Health HealthConfig
 	// Load configures load reporting (Least-Used family only).
-	Load LoadConfig
+	Load LoadReporting
 }
 
 // HealthConfig configures the health check of one backend.
@@ -157,8 +162,8 @@ const (
 	LoadFixed       LoadSource = "fixed"       // Value
 )
 
-// LoadConfig configures load reporting for one element.
-type LoadConfig struct {
+// LoadReporting configures load reporting for one element.
+type LoadReporting struct {
 	// Source is "", "connections", "command" or "fixed".
 	Source LoadSource
 	// Command is run through "/bin/sh -c" for Source "command"; it prints one number.
@@ -180,15 +185,15 @@ type LoadConfig struct {
 
 // fileConfig mirrors the TOML file layout.
 type fileConfig struct {
-	Registrars             []string      `toml:"registrars"`
-	ReregistrationInterval Duration      `toml:"reregistration_interval"`
-	ResponseTimeout        Duration      `toml:"response_timeout"`
-	ConnectTimeout         Duration      `toml:"connect_timeout"`
-	RetryInterval          Duration      `toml:"retry_interval"`
-	Drain                  Duration      `toml:"drain"`
-	Admin                  fileAdmin     `toml:"admin"`
-	Announce               fileAnnounce  `toml:"announce"`
-	Element                []fileElement `toml:"element"`
+	Registrars             []transport.Addr `toml:"registrars"`
+	ReregistrationInterval Duration         `toml:"reregistration_interval"`
+	ResponseTimeout        Duration         `toml:"response_timeout"`
+	ConnectTimeout         Duration         `toml:"connect_timeout"`
+	RetryInterval          Duration         `toml:"retry_interval"`
+	Drain                  Duration         `toml:"drain"`
+	Admin                  fileAdmin        `toml:"admin"`
+	Announce               fileAnnounce     `toml:"announce"`
+	Element                []fileElement    `toml:"element"`
 }
 
 type fileAnnounce struct {
@@ -235,10 +240,10 @@ type fileLoad struct {
 	MinInterval Duration `toml:"min_interval"`
 }
 
-// LoadConfigFile reads and strictly decodes a TOML file: unknown keys and values
+// LoadConfig reads and strictly decodes a TOML file: unknown keys and values
 // of the wrong type are errors naming the key. The result is not validated;
 // call Validate (after applying flag overrides).
-func LoadConfigFile(path string) (AgentConfig, error) {
+func LoadConfig(path string) (AgentConfig, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return AgentConfig{}, err
@@ -246,7 +251,7 @@ func LoadConfigFile(path string) (AgentConfig, error) {
 	return ParseConfig(b)
 }
 
-// ParseConfig decodes TOML text like LoadConfigFile.
+// ParseConfig decodes TOML text like LoadConfig.
 func ParseConfig(b []byte) (AgentConfig, error) {
 	var fc fileConfig
 	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&fc)
@@ -280,7 +285,7 @@ func ParseConfig(b []byte) (AgentConfig, error) {
 				Timeout: time.Duration(e.Health.Timeout), Rise: e.Health.Rise, Fall: e.Health.Fall,
 				Send: e.Health.Send, Expect: e.Health.Expect, Command: e.Health.Command,
 			},
-			Load: LoadConfig{
+			Load: LoadReporting{
 				Source: LoadSource(e.Load.Source), Command: e.Load.Command, Value: e.Load.Value,
 				FullScale: e.Load.FullScale, Step: e.Load.Step, Interval: time.Duration(e.Load.Interval),
 				MinInterval: time.Duration(e.Load.MinInterval),
@@ -368,8 +373,8 @@ func (c AgentConfig) Validate() error {
 		bad("announce.ttl: must be positive, got %v", c.Announce.TTL)
 	}
 	for i, r := range c.Registrars {
-		if err := checkRegistrarAddr(r); err != nil {
-			bad("registrars[%d]: %v", i, err)
+		if r.IsZero() {
+			bad("registrars[%d]: empty address", i)
 		}
 	}
 	for name, d := range map[string]time.Duration{
@@ -407,22 +412,6 @@ func (c AgentConfig) Validate() error {
 		seen[k] = i
 	}
 	return errors.Join(errs...)
-}
-
-func checkRegistrarAddr(a string) error {
-	rest := a
-	if i := strings.Index(a, "://"); i >= 0 {
-		switch a[:i] {
-		case "tcp", "sctp", "tls":
-		default:
-			return fmt.Errorf("unknown scheme %q in %q (tcp, sctp, tls)", a[:i], a)
-		}
-		rest = a[i+3:]
-	}
-	if _, _, err := net.SplitHostPort(rest); err != nil {
-		return fmt.Errorf("%q: %v", a, err)
-	}
-	return nil
 }
 
 // problems lists the errors of one normalized element, each starting with its key.

@@ -7,11 +7,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
 func TestExampleConfig(t *testing.T) {
-	cfg, err := LoadConfigFile("../configs/pe-agent.toml")
+	cfg, err := LoadConfig("../configs/pe-agent.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,14 +47,14 @@ value = 25
 		t.Fatal(err)
 	}
 	want := AgentConfig{
-		Registrars:             []string{"tcp://127.0.0.1:3863"},
+		Registrars:             []transport.Addr{transport.MustParseAddr("tcp://127.0.0.1:3863")},
 		ReregistrationInterval: 2 * time.Second,
 		Drain:                  time.Second,
 		Admin:                  "127.0.0.1:0",
 		Elements: []ElementConfig{{
 			Pool: "P", Backend: "127.0.0.1:7001", Policy: "least-used",
 			Health: HealthConfig{Interval: time.Second, Timeout: 500 * time.Millisecond, Fall: 2},
-			Load:   LoadConfig{Source: LoadFixed, Value: 25},
+			Load:   LoadReporting{Source: LoadFixed, Value: 25},
 		}},
 	}
 	if d := cmp.Diff(want, cfg); d != "" {
@@ -71,6 +72,8 @@ value = 25
 func TestParseConfigStrict(t *testing.T) {
 	tests := []struct{ name, text, want string }{
 		{"unknown top key", `registrar = ["x"]`, "registrar"},
+		{"bad registrar scheme", `registrars = ["udp://127.0.0.1:1"]`, `registrars`},
+		{"registrar without port", `registrars = ["nohostport"]`, `missing port`},
 		{"unknown element key", "[[element]]\npool = \"P\"\nbakend = \"x\"", "element.bakend"},
 		{"unknown health key", "[[element]]\n[element.health]\nintervall = \"1s\"", "element.health.intervall"},
 		{"bad duration", "[[element]]\n[element.health]\ninterval = \"soon\"", "interval"},
@@ -88,11 +91,11 @@ func TestParseConfigStrict(t *testing.T) {
 
 func TestValidateReportsEverything(t *testing.T) {
 	cfg := AgentConfig{
-		Registrars: []string{"udp://127.0.0.1:1", "nohostport"},
+		Registrars: []transport.Addr{{}, {}},
 		Elements: []ElementConfig{
 			{Pool: "", Backend: "0.0.0.0:80", Policy: "fastest"},
-			{Pool: "P", Backend: "127.0.0.1:80", Health: HealthConfig{Rise: -1}, Load: LoadConfig{Source: "magic", Step: 2}},
-			{Pool: "P", Backend: "127.0.0.1:80", Load: LoadConfig{Source: LoadCommand}},
+			{Pool: "P", Backend: "127.0.0.1:80", Health: HealthConfig{Rise: -1}, Load: LoadReporting{Source: "magic", Step: 2}},
+			{Pool: "P", Backend: "127.0.0.1:80", Load: LoadReporting{Source: LoadCommand}},
 		},
 	}
 	err := cfg.Validate()

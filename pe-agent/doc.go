@@ -8,10 +8,11 @@
 //     interval, in milliseconds, the RSPLIB convention) and whenever its policy
 //     values change, answers ASAP Endpoint Keep-Alives with Keep-Alive Acks,
 //     adopts a new home registrar on a Keep-Alive with the H bit, and
-//     deregisters on Close. When the home registrar stops answering (T2/T3)
-//     or its connection dies, the element hunts for another registrar (the
-//     static list first, starting after the failed one, then addresses given
-//     to the session from announces) and registers there.
+//     deregisters on Close. The registrar side is a regclient.Client: when
+//     the home registrar stops answering (T2/T3 are the client's T1) or its
+//     connection dies, the client hunts for another registrar (up to three
+//     at once; the static list first, then announced ones; the failed one
+//     last) and the element registers there.
 //   - The agent: an Agent runs many elements for legacy servers ("backends")
 //     that do not speak ASAP. All its elements share one registrar
 //     connection. Per backend it runs a health check (TCP connect, optional
@@ -23,26 +24,28 @@
 //
 // # Usage
 //
-//	cfg := peagent.AgentConfig{
-//		Registrars: []string{"tcp://127.0.0.1:3863"},
-//		Elements: []peagent.ElementConfig{{Pool: "EchoPool", Backend: "127.0.0.1:7001",
-//			Policy: "least-used", Load: peagent.LoadConfig{Source: peagent.LoadConnections}}},
-//	}
-//	a, err := peagent.NewAgent(cfg, peagent.Options{Logger: log, Registerer: reg})
-//	err = a.Start()        // returns at once
-//	...
-//	err = a.Shutdown(ctx)  // deregisters everything
+//	cfg, err := peagent.LoadConfig("pe-agent.toml") // or ParseConfig([]byte), or fill AgentConfig in Go
+//	cfg.Elements = append(cfg.Elements, peagent.ElementConfig{Pool: "EchoPool", Backend: "127.0.0.1:7001",
+//		Policy: "least-used", Load: peagent.LoadReporting{Source: peagent.LoadConnections}})
+//	a, err := peagent.New(cfg, peagent.Options{Logger: log, Registerer: reg}) // validates; starts nothing
+//	err = a.Start()        // admin server, registrar client, health checks; returns at once
+//	err = a.Reload(newCfg) // SIGHUP
+//	err = a.Shutdown(ctx)  // deregisters everything, waits Drain, closes the admin server
+//
+// With Admin set the agent serves /metrics, /healthz (200 when every
+// healthy backend is registered) and /status (JSON) on the shared admin
+// server (internal/admin).
 //
 // A native PE uses NewElement, Start, SetPolicy, State/Changes and Close.
 //
 // # Concurrency
 //
 // Element and Agent methods are safe for concurrent use. The protocol state
-// of a registrar connection and its elements belongs to one goroutine (the
-// session loop); API calls post operations to it. Each connection has a
-// reader goroutine and each server hunt a dial goroutine, all owned and
-// awaited by the session. Each agent element has one goroutine for its
-// health checks and load samples, awaited when the element is removed.
+// of the elements belongs to the goroutine of their registrar client (the
+// session is its Handler); API calls run operations there (Client.Do).
+// The client owns its connection, reader, writer and dial goroutines.
+// Each agent element has one goroutine for its health checks and load
+// samples, awaited when the element is removed.
 //
 // # Limitations
 //
@@ -51,7 +54,6 @@
 //     After a takeover, the PE moves when its connection to the dead
 //     registrar fails (transport heartbeats) and re-registers at the next
 //     registrar, which then owns it.
-//   - The server hunt tries registrars one at a time, not three in parallel.
 //   - Listening for ASAP Server Announces is off unless a group is
 //     configured; announced addresses only extend the hunt list (after the
 //     static registrars) and expire after T7.

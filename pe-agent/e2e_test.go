@@ -21,6 +21,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rserpool/rserpool/internal/sdnotify"
+	"github.com/rserpool/rserpool/transport"
 	"go.uber.org/goleak"
 )
 
@@ -79,6 +81,7 @@ type proc struct {
 	exited chan struct{}
 	err    error // valid after exited is closed
 	stderr *lockedBuffer
+	notify *sdnotify.Listener
 }
 
 type lockedBuffer struct {
@@ -98,9 +101,15 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// startProc starts rserpool with its own $NOTIFY_SOCKET (see ready).
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(rserpoolBin, args...), exited: make(chan struct{}), stderr: &lockedBuffer{}}
+	notify, err := sdnotify.Listen(filepath.Join(t.TempDir(), "notify"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: exec.Command(rserpoolBin, args...), exited: make(chan struct{}), stderr: &lockedBuffer{}, notify: notify}
+	p.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify.Path())
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -112,6 +121,7 @@ func startProc(t *testing.T, args ...string) *proc {
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
 		<-p.exited
+		notify.Close()
 		if t.Failed() {
 			t.Logf("rserpool %s stderr:\n%s", args[0], p.stderr.String())
 		}
@@ -119,26 +129,27 @@ func startProc(t *testing.T, args ...string) *proc {
 	return p
 }
 
-// readyFile waits for the process to write its ready file and decodes it.
+// ready waits for the process's READY=1 on its notify socket and returns
+// the datagram's variables.
+func (p *proc) ready(t *testing.T) map[string]string {
+	t.Helper()
+	vars, err := p.notify.WaitReadyOr(15*time.Second, p.exited)
+	if err != nil {
+		t.Fatalf("%v: %v\n%s", err, p.err, p.stderr.String())
+	}
+	return vars
+}
+
+// readyFile awaits READY=1 and decodes the ready file, written before it.
 func (p *proc) readyFile(t *testing.T, path string, v any) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		b, err := os.ReadFile(path)
-		if err == nil {
-			if err := json.Unmarshal(b, v); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("process exited before ready: %v\n%s", p.err, p.stderr.String())
-		case <-time.After(20 * time.Millisecond): // the ready file is the readiness signal; poll for it
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no ready file")
-		}
+	p.ready(t)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -155,14 +166,12 @@ listen = ["tcp://127.0.0.1:0"]
 keepalive_interval = "300ms"
 keepalive_timeout = "2s"
 `+strings.Join(extraTOML, "\n")), 0o644)
-	ready := filepath.Join(dir, "ready.json")
-	p := startProc(t, "registrar", "-config", cfg, "-ready-file", ready)
-	var r struct{ ASAP []string }
-	p.readyFile(t, ready, &r)
-	if len(r.ASAP) == 0 {
+	p := startProc(t, "registrar", "-config", cfg)
+	asap := strings.Fields(p.ready(t)["ASAP"])
+	if len(asap) == 0 {
 		t.Fatal("registrar has no ASAP address")
 	}
-	a := r.ASAP[0]
+	a := asap[0]
 	if !strings.Contains(a, "://") {
 		a = "tcp://" + a
 	}
@@ -378,8 +387,12 @@ func httpGet(t *testing.T, url string) string {
 }
 
 func fastAgentConfig(registrars ...string) AgentConfig {
+	addrs, err := transport.ParseAddrs(registrars)
+	if err != nil {
+		panic(err)
+	}
 	return AgentConfig{
-		Registrars:             registrars,
+		Registrars:             addrs,
 		ReregistrationInterval: 5 * time.Second,
 		ResponseTimeout:        time.Second,
 		ConnectTimeout:         time.Second,
@@ -409,11 +422,11 @@ func TestE2ELoadChangesLeastUsedSelection(t *testing.T) {
 	for _, e := range []struct{ addr, file string }{{b1.addr, f1}, {b2.addr, f2}} {
 		cfg.Elements = append(cfg.Elements, ElementConfig{
 			Pool: "LoadPool", Backend: e.addr, Policy: "least-used", Health: fastHealth(),
-			Load: LoadConfig{Source: LoadCommand, Command: "cat " + e.file, Interval: 100 * time.Millisecond, MinInterval: 100 * time.Millisecond},
+			Load: LoadReporting{Source: LoadCommand, Command: "cat " + e.file, Interval: 100 * time.Millisecond, MinInterval: 100 * time.Millisecond},
 		})
 	}
 	promReg := prometheus.NewRegistry()
-	a, err := NewAgent(cfg, Options{Registerer: promReg})
+	a, err := New(cfg, Options{Registerer: promReg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,26 +470,53 @@ func TestE2ELoadChangesLeastUsedSelection(t *testing.T) {
 func TestE2EHomeRegistrarDies(t *testing.T) {
 	needBinary(t, "registrar", "ctl resolve")
 	r1, p1 := startRegistrar(t)
-	r2, _ := startRegistrar(t)
+	r2, p2 := startRegistrar(t)
 	b := startBackend(t)
 	cfg := fastAgentConfig(r1, r2)
 	cfg.Elements = []ElementConfig{{Pool: "HomePool", Backend: b.addr, Health: fastHealth()}}
-	a, err := NewAgent(cfg, Options{})
+	a, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer shutdownAgent(t, a)
 	a.Start()
-	pes := waitPool(t, r1, "HomePool", "registered at r1", 10*time.Second, func(p []pe) bool { return len(p) == 1 })
+	// The hunt tries both at once: either may become home.
+	st := waitStatus(t, a, "registered", func(s ElementStatus) bool { return s.Registered })
+	if st.HomeAddr.String() == r2 {
+		r1, r2, p1, p2 = r2, r1, p2, p1
+	}
+	_ = p2
+	pes := waitPool(t, r1, "HomePool", "registered at the home registrar", 10*time.Second, func(p []pe) bool { return len(p) == 1 })
 	p1.cmd.Process.Kill()
 	<-p1.exited
-	pes2 := waitPool(t, r2, "HomePool", "registered at r2", 10*time.Second, func(p []pe) bool { return len(p) == 1 })
+	pes2 := waitPool(t, r2, "HomePool", "registered at the other registrar", 10*time.Second, func(p []pe) bool { return len(p) == 1 })
 	if pes2[0].ID != pes[0].ID {
 		t.Errorf("PE ID changed from %s to %s", pes[0].ID, pes2[0].ID)
 	}
-	st := a.Status()
-	if len(st) != 1 || st[0].HomeAddr != r2 || !st[0].Registered {
-		t.Errorf("status %+v", st)
+	waitStatus(t, a, "home moved", func(s ElementStatus) bool { return s.Registered && s.HomeAddr.String() == r2 })
+}
+
+// waitStatus waits until the agent's only element satisfies cond,
+// re-checking on every state change of the element.
+func waitStatus(t *testing.T, a *Agent, what string, cond func(ElementStatus) bool) ElementStatus {
+	t.Helper()
+	var changes <-chan struct{}
+	a.mu.Lock()
+	for _, mb := range a.members {
+		changes = mb.el.Changes()
+	}
+	a.mu.Unlock()
+	deadline := time.After(10 * time.Second)
+	for {
+		st := a.Status()
+		if len(st) == 1 && cond(st[0]) {
+			return st[0]
+		}
+		select {
+		case <-changes:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s: %+v", what, st)
+		}
 	}
 }
 
@@ -488,7 +528,7 @@ func TestE2EAgentReload(t *testing.T) {
 	e2 := ElementConfig{Pool: "ReloadPool", Backend: b2.addr, Health: fastHealth()}
 	cfg := fastAgentConfig(reg)
 	cfg.Elements = []ElementConfig{e1}
-	a, err := NewAgent(cfg, Options{})
+	a, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

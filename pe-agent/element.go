@@ -20,7 +20,7 @@ import (
 type PEConfig struct {
 	// Registrars is the static registrar list, tried in order during a
 	// server hunt (then addresses given to LearnRegistrar). Required.
-	Registrars []string
+	Registrars []transport.Addr
 	// PoolHandle is the pool to join. Required.
 	PoolHandle wire.PoolHandle
 	// Transport is the user transport: where pool users reach the server
@@ -47,7 +47,7 @@ type PEConfig struct {
 	TransportConfig *transport.Config
 	// Dial replaces transport.Dial (for example to add a source address);
 	// nil means transport.Dial.
-	Dial func(ctx context.Context, addr string) (transport.Conn, error)
+	Dial func(ctx context.Context, addr transport.Addr) (transport.Conn, error)
 	// AnnounceGroup, if set, makes the element listen for ASAP Server
 	// Announces on this multicast group ("239.0.0.50:3863") and add the
 	// announced registrars after the static list. Empty means off.
@@ -60,8 +60,8 @@ type PEConfig struct {
 }
 
 // LearnRegistrar adds a registrar address to the hunt list (after the
-// static list) for ttl, as an announce would.
-func (e *Element) LearnRegistrar(addr string, ttl time.Duration) { e.sess.learn(addr, ttl) }
+// static list) for T7 (AnnounceTTL), as an announce would.
+func (e *Element) LearnRegistrar(addr transport.Addr) { e.sess.learn(addr) }
 
 // Options carries the dependencies of an Element or Agent.
 type Options struct {
@@ -81,7 +81,7 @@ type State struct {
 	Home uint32
 	// HomeAddr is the address of the registrar the element is connected
 	// to; empty while none.
-	HomeAddr string
+	HomeAddr transport.Addr
 	// LastErr is the latest failure (rejection, timeout, connection loss);
 	// nil after a success.
 	LastErr error
@@ -126,7 +126,7 @@ func NewElement(cfg PEConfig, opts Options) (*Element, error) {
 	if len(cfg.Registrars) == 0 && cfg.AnnounceGroup == "" {
 		return nil, errors.New("peagent: no registrars and no announce group")
 	}
-	s, err := newSession(sessionConfig{
+	s := newSession(sessionConfig{
 		Registrars:        cfg.Registrars,
 		ResponseTimeout:   cfg.ResponseTimeout,
 		ConnectTimeout:    cfg.ConnectTimeout,
@@ -137,9 +137,6 @@ func NewElement(cfg PEConfig, opts Options) (*Element, error) {
 		AnnounceInterface: cfg.AnnounceInterface,
 		AnnounceTTL:       cfg.AnnounceTTL,
 	}, opts.Logger, nil)
-	if err != nil {
-		return nil, err
-	}
 	el, err := s.newElement(cfg, nil)
 	if err != nil {
 		s.close()
@@ -169,15 +166,22 @@ func (e *Element) PoolHandle() wire.PoolHandle { return e.pool }
 
 // Start begins registration in the background (server hunt, register,
 // re-register every interval). After a Suspend it registers again.
-func (e *Element) Start() error { return e.sess.post(opActive{e, true}) }
+func (e *Element) Start() error {
+	if e.own {
+		if err := e.sess.start(); err != nil {
+			return err
+		}
+	}
+	return e.sess.setActive(e, true)
+}
 
 // Suspend deregisters the element but keeps it, so that Start can register
 // it again (used when the backend becomes unhealthy).
-func (e *Element) Suspend() error { return e.sess.post(opActive{e, false}) }
+func (e *Element) Suspend() error { return e.sess.setActive(e, false) }
 
 // SetPolicy changes the policy values; a registered element re-registers at
 // once if they differ.
-func (e *Element) SetPolicy(p wire.Policy) error { return e.sess.post(opPolicy{e, p}) }
+func (e *Element) SetPolicy(p wire.Policy) error { return e.sess.setPolicy(e, p) }
 
 // State returns the current state.
 func (e *Element) State() State {
@@ -195,7 +199,7 @@ func (e *Element) Changes() <-chan struct{} { return e.changes }
 // its connection. Close returns the deregistration error, if any.
 func (e *Element) Close(ctx context.Context) error {
 	done := make(chan error, 1)
-	err := e.sess.post(opRemove{e, done})
+	err := e.sess.remove(e, done)
 	if err == nil {
 		select {
 		case err = <-done:

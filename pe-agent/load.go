@@ -220,7 +220,7 @@ func commandValue(ctx context.Context, command string, timeout time.Duration) (f
 
 // loadReader samples one element's raw load value.
 type loadReader struct {
-	cfg     LoadConfig
+	cfg     LoadReporting
 	backend netip.AddrPort
 	timeout time.Duration
 }

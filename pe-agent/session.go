@@ -8,21 +8,22 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rserpool/rserpool/regclient"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
 // maxRetryInterval caps the doubling of the retry interval (RETRAN-MAX).
-const maxRetryInterval = 30 * time.Second
+const maxRetryInterval = regclient.DefaultRetranMax
 
 // sessionConfig configures the registrar connection shared by elements.
 type sessionConfig struct {
-	Registrars      []string
-	ResponseTimeout time.Duration
-	ConnectTimeout  time.Duration
+	Registrars      []transport.Addr
+	ResponseTimeout time.Duration // T2/T3 = the client's T1
+	ConnectTimeout  time.Duration // initial T5
 	RetryInterval   time.Duration
 	TransportConfig *transport.Config
-	Dial            func(ctx context.Context, addr string) (transport.Conn, error)
+	Dial            func(ctx context.Context, addr transport.Addr) (transport.Conn, error)
 	// AnnounceGroup, if set, is the multicast group ("239.0.0.50:3863") on
 	// which ASAP Server Announces are heard; AnnounceInterface names the
 	// interface ("" = default); AnnounceTTL is T7.
@@ -32,49 +33,31 @@ type sessionConfig struct {
 }
 
 // sessionHooks report protocol events (metrics); nil fields are skipped.
-// They are called from the session loop and must not block.
+// They are called from the session's goroutine and must not block.
 type sessionHooks struct {
 	registration func(pool wire.PoolHandle, result string) // result: accepted, rejected, timeout, error
 	keepAlive    func(pool wire.PoolHandle)
 }
 
-// session owns one connection to the home registrar and the protocol state
-// of every element registered over it. All of that state belongs to the
-// goroutine running loop; the API posts operations to it, and a reader
-// goroutine per connection and a dial goroutine post events.
+// session is the PE side of ASAP over one registrar client: the state of
+// every element registered through it. It is the client's Handler, so all
+// of that state belongs to the client's one goroutine; the API runs
+// operations there with Client.Do.
 type session struct {
 	cfg   sessionConfig
 	log   *slog.Logger
 	hooks sessionHooks
+	rc    *regclient.Client
+	link  *regclient.Link
 
-	ops    chan any
-	events chan any
-	quit   chan struct{}
-	once   sync.Once
-	wg     sync.WaitGroup
+	startOnce sync.Once
+	startErr  error
 
-	annRecv *transport.MulticastReceiver // nil unless announces are heard; closed by shutdown
-
-	liveMu sync.Mutex     // guards live
-	live   transport.Conn // the current connection, so that close can unblock a stuck write
-
-	regMu   sync.Mutex // guards static, learned
-	static  []string
-	learned map[string]time.Time // address → expiry (T7)
-
-	// Owned by loop.
-	conn       transport.Conn
-	connAddr   string
-	connIdx    int // index of connAddr in the hunt list it came from
-	connOK     bool
-	gen        int // generation of conn and dial; stale events carry an older one
-	dialing    bool
-	dialCancel context.CancelFunc
-	nextDial   time.Time
-	backoff    time.Duration
-	huntStart  int
-	home       uint32
-	elems      map[*Element]*elemState
+	// Owned by the client's goroutine.
+	up       bool
+	homeAddr transport.Addr
+	home     uint32 // home registrar's server ID, from its keep-alives
+	elems    map[*Element]*elemState
 }
 
 const (
@@ -83,7 +66,7 @@ const (
 	pendDereg
 )
 
-// elemState is the loop's view of one element.
+// elemState is the session's view of one element.
 type elemState struct {
 	el         *Element
 	pe         wire.PoolElement
@@ -91,48 +74,18 @@ type elemState struct {
 	active     bool // wants to be registered
 	registered bool
 	pending    int
-	deadline   time.Time // response deadline while pending
+	req        *regclient.Pending
 	nextReg    time.Time
 	dirty      bool // policy changed while a registration was in flight
 	retry      time.Duration
 	lastErr    error
 	errDirty   bool
 	removing   bool
+	removed    bool
 	done       chan error
 }
 
-type (
-	opAdd    struct{ st *elemState }
-	opActive struct {
-		el *Element
-		on bool
-	}
-	opPolicy struct {
-		el *Element
-		p  wire.Policy
-	}
-	opRemove struct {
-		el   *Element
-		done chan error
-	}
-	evDial struct {
-		gen  int
-		conn transport.Conn
-		addr string
-		idx  int
-		err  error
-	}
-	evRecv struct {
-		gen int
-		msg wire.Message
-	}
-	evLost struct {
-		gen int
-		err error
-	}
-)
-
-func newSession(cfg sessionConfig, log *slog.Logger, hooks *sessionHooks) (*session, error) {
+func newSession(cfg sessionConfig, log *slog.Logger, hooks *sessionHooks) *session {
 	if cfg.ResponseTimeout <= 0 {
 		cfg.ResponseTimeout = DefaultResponseTimeout
 	}
@@ -142,44 +95,97 @@ func newSession(cfg sessionConfig, log *slog.Logger, hooks *sessionHooks) (*sess
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = DefaultRetryInterval
 	}
-	if cfg.Dial == nil {
-		tc := cfg.TransportConfig
-		cfg.Dial = func(ctx context.Context, addr string) (transport.Conn, error) {
-			return transport.Dial(ctx, addr, tc)
-		}
+	if cfg.AnnounceTTL <= 0 {
+		cfg.AnnounceTTL = DefaultAnnounceTTL
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &session{
-		cfg:     cfg,
-		log:     log,
-		ops:     make(chan any),
-		events:  make(chan any),
-		quit:    make(chan struct{}),
-		static:  append([]string(nil), cfg.Registrars...),
-		learned: map[string]time.Time{},
-		backoff: cfg.RetryInterval,
-		elems:   map[*Element]*elemState{},
-	}
+	s := &session{cfg: cfg, log: log, elems: map[*Element]*elemState{}}
 	if hooks != nil {
 		s.hooks = *hooks
 	}
-	if err := s.startAnnounces(cfg.AnnounceGroup, cfg.AnnounceInterface, cfg.AnnounceTTL); err != nil {
-		return nil, err
+	s.rc = regclient.New(s.clientConfig())
+	s.link = s.rc.Link()
+	return s
+}
+
+// clientConfig is the registrar client's configuration, with the session
+// as its Handler.
+func (s *session) clientConfig() regclient.Config {
+	cfg := s.cfg
+	return regclient.Config{
+		Registrars:        cfg.Registrars,
+		Transport:         cfg.TransportConfig,
+		Dial:              cfg.Dial,
+		ConnectTimeout:    cfg.ConnectTimeout,
+		RetryInterval:     cfg.RetryInterval,
+		RetranMax:         maxRetryInterval,
+		RequestTimeout:    cfg.ResponseTimeout,
+		AnnounceLifetime:  cfg.AnnounceTTL,
+		AnnounceGroup:     cfg.AnnounceGroup,
+		AnnounceInterface: cfg.AnnounceInterface,
+		Handler:           s,
+		Logger:            s.log,
 	}
-	s.wg.Add(1)
-	go s.loop()
-	return s, nil
+}
+
+// start starts the registrar client (once; later calls do nothing).
+func (s *session) start() error {
+	s.startOnce.Do(func() { s.startErr = s.rc.Start() })
+	if s.startErr != nil && errors.Is(s.startErr, regclient.ErrClosed) {
+		return ErrClosed
+	}
+	return s.startErr
+}
+
+// close stops the client and waits for its goroutines. It does not
+// deregister: the registrar removes the elements when the connection
+// closes.
+func (s *session) close() {
+	s.rc.Close()
+	for _, st := range s.elems { // the client's goroutine has ended
+		st.registered = false
+		if st.done != nil {
+			st.done <- ErrClosed
+			st.done = nil
+		}
+		s.publish(st)
+	}
+}
+
+// do runs f on the session's goroutine, then performs what is due.
+func (s *session) do(f func(now time.Time)) error {
+	err := s.rc.Do(func(now time.Time) {
+		f(now)
+		s.step(now)
+		s.publishAll()
+	})
+	if errors.Is(err, regclient.ErrClosed) {
+		return ErrClosed
+	}
+	return err
 }
 
 // newElement creates an inactive element on this session.
 func (s *session) newElement(cfg PEConfig, onState func(State)) (*Element, error) {
+	el, st, err := s.newElementState(cfg, onState)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.do(func(time.Time) { s.elems[el] = st }); err != nil {
+		return nil, err
+	}
+	return el, nil
+}
+
+// newElementState returns an element and its state (not yet added).
+func (s *session) newElementState(cfg PEConfig, onState func(State)) (*Element, *elemState, error) {
 	if cfg.PoolHandle == "" {
-		return nil, errors.New("peagent: empty pool handle")
+		return nil, nil, errors.New("peagent: empty pool handle")
 	}
 	if cfg.Transport.Type == 0 {
-		return nil, errors.New("peagent: no user transport")
+		return nil, nil, errors.New("peagent: no user transport")
 	}
 	iv := cfg.ReregistrationInterval
 	if iv <= 0 {
@@ -187,7 +193,7 @@ func (s *session) newElement(cfg PEConfig, onState func(State)) (*Element, error
 	}
 	life := iv * 3 / time.Millisecond
 	if life >= 0xffffffff {
-		return nil, fmt.Errorf("peagent: reregistration interval %v too long", iv)
+		return nil, nil, fmt.Errorf("peagent: reregistration interval %v too long", iv)
 	}
 	id := cfg.ID
 	if id == 0 {
@@ -202,194 +208,108 @@ func (s *session) newElement(cfg PEConfig, onState func(State)) (*Element, error
 		interval: iv,
 		retry:    s.cfg.RetryInterval,
 	}
-	if err := s.post(opAdd{st}); err != nil {
-		return nil, err
+	return el, st, nil
+}
+
+// setRegistrars replaces the static list.
+func (s *session) setRegistrars(list []transport.Addr) { s.rc.SetRegistrars(list) }
+
+// learn adds a registrar address, as an announce would.
+func (s *session) learn(addr transport.Addr) { s.rc.Learn(addr) }
+
+// setActive switches registration of el on or off.
+func (s *session) setActive(el *Element, on bool) error {
+	return s.do(func(now time.Time) { s.opActive(now, el, on) })
+}
+
+// setPolicy changes el's policy values; a registered element re-registers.
+func (s *session) setPolicy(el *Element, p wire.Policy) error {
+	return s.do(func(now time.Time) { s.opPolicy(now, el, p) })
+}
+
+// remove deregisters el (when registered) and forgets it; done receives
+// the deregistration's result.
+func (s *session) remove(el *Element, done chan error) error {
+	return s.do(func(time.Time) { s.opRemove(el, done) })
+}
+
+// The operations, on the session's goroutine (step follows each).
+
+func (s *session) opActive(now time.Time, el *Element, on bool) {
+	st := s.elems[el]
+	if st == nil || st.removing {
+		return
 	}
-	return el, nil
+	if on && !st.active {
+		st.nextReg = now
+	}
+	st.active = on
 }
 
-// post hands an operation to the loop.
-func (s *session) post(op any) error {
-	select {
-	case s.ops <- op:
-		return nil
-	case <-s.quit:
-		return ErrClosed
+func (s *session) opPolicy(now time.Time, el *Element, p wire.Policy) {
+	st := s.elems[el]
+	if st == nil || policyEqual(st.pe.Policy, p) {
+		return
+	}
+	st.pe.Policy = p
+	if st.pending == pendReg {
+		st.dirty = true
+	} else if st.registered {
+		st.nextReg = now
 	}
 }
 
-// deliver hands an event to the loop; false once the session is closing.
-func (s *session) deliver(ev any) bool {
-	select {
-	case s.events <- ev:
-		return true
-	case <-s.quit:
-		return false
+func (s *session) opRemove(el *Element, done chan error) {
+	st := s.elems[el]
+	if st == nil {
+		done <- nil
+		return
 	}
+	st.removing, st.active, st.done = true, false, done
 }
 
-// close stops the loop and waits for every goroutine of the session. It
-// does not deregister: the registrar removes the elements when the
-// connection closes.
-func (s *session) close() {
-	s.once.Do(func() {
-		close(s.quit)
-		s.liveMu.Lock()
-		if s.live != nil {
-			_ = s.live.Close() // a write blocked on a registrar that does not read returns
-		}
-		s.liveMu.Unlock()
-	})
-	s.wg.Wait()
-}
-
-func (s *session) setLive(c transport.Conn) {
-	s.liveMu.Lock()
-	s.live = c
-	s.liveMu.Unlock()
-}
-
-// setRegistrars replaces the static list; it applies from the next hunt.
-func (s *session) setRegistrars(list []string) {
-	s.regMu.Lock()
-	s.static = append([]string(nil), list...)
-	s.regMu.Unlock()
-}
-
-// maxLearned bounds the registrar addresses learned from announces (as
-// many as pucache keeps). Static registrars are always tried first.
-const maxLearned = 64
-
-// learn adds (or refreshes) a registrar address heard in an announce; it
-// is forgotten after ttl (T7). While maxLearned unexpired addresses are
-// known, new ones are ignored.
-func (s *session) learn(addr string, ttl time.Duration) {
-	s.regMu.Lock()
-	defer s.regMu.Unlock()
-	now := time.Now()
-	if _, known := s.learned[addr]; !known && len(s.learned) >= maxLearned {
-		for a, exp := range s.learned {
-			if now.After(exp) {
-				delete(s.learned, a)
+// step sends what is due and asks for a Tick at the next deadline.
+func (s *session) step(now time.Time) {
+	want := false
+	var wake time.Time
+	for _, st := range s.elems {
+		if st.removing {
+			switch {
+			case st.pending != pendNone:
+				// Wait for the answer in flight: a registration the
+				// registrar accepts must be deregistered, not forgotten.
+				want = true
+			case !st.registered || !s.up:
+				s.finishRemove(st, nil) // nothing is registered without a connection
+			default:
+				s.send(st, pendDereg, now)
+				want = true
 			}
-		}
-		if len(s.learned) >= maxLearned {
-			return // announces are unauthenticated: a flood must not grow the list
-		}
-	}
-	s.learned[addr] = now.Add(ttl)
-}
-
-// huntList is the static list followed by the unexpired learned addresses.
-func (s *session) huntList(now time.Time) []string {
-	s.regMu.Lock()
-	defer s.regMu.Unlock()
-	list := append([]string(nil), s.static...)
-	seen := map[string]bool{}
-	for _, a := range list {
-		seen[a] = true
-	}
-	for a, exp := range s.learned {
-		if now.After(exp) {
-			delete(s.learned, a)
 			continue
 		}
-		if !seen[a] {
-			list = append(list, a)
-		}
-	}
-	return list
-}
-
-func (s *session) loop() {
-	defer s.wg.Done()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		now := time.Now()
-		wake := s.step(now)
-		s.publishAll()
-		if wake.IsZero() {
-			timer.Reset(time.Hour)
-		} else {
-			timer.Reset(wake.Sub(now))
-		}
-		select {
-		case <-s.quit:
-			s.shutdown()
-			return
-		case op := <-s.ops:
-			s.handleOp(op, time.Now())
-		case ev := <-s.events:
-			s.handleEvent(ev, time.Now())
-		case <-timer.C:
-		}
-	}
-}
-
-// step performs every action that is due and returns when to run again
-// (zero: only on the next operation or event).
-func (s *session) step(now time.Time) time.Time {
-	var wake time.Time
-	at := func(t time.Time) {
-		if wake.IsZero() || t.Before(wake) {
-			wake = t
-		}
-	}
-	if s.conn == nil {
-		need := false
-		for _, st := range s.elems {
-			if st.removing {
-				s.finishRemove(st, nil) // nothing is registered without a connection
-				continue
-			}
-			need = need || st.active
-		}
-		if need && !s.dialing {
-			if now.Before(s.nextDial) {
-				at(s.nextDial)
-			} else {
-				s.startDial(now)
-			}
-		}
-		return wake
-	}
-	for _, st := range s.elems {
-		if s.conn == nil {
-			return now // a send failed; run again to hunt
-		}
-		if st.pending != pendNone {
-			if now.Before(st.deadline) {
-				at(st.deadline)
-				continue
-			}
-			s.responseTimeout(st, now)
-			return now
+		want = want || st.active || st.registered
+		if st.pending != pendNone || !s.up {
+			continue
 		}
 		switch {
-		case st.removing:
-			if st.registered {
-				s.send(st, pendDereg, now)
-				at(st.deadline)
-			} else {
-				s.finishRemove(st, nil)
-			}
 		case st.active:
 			if now.Before(st.nextReg) {
-				at(st.nextReg)
+				if wake.IsZero() || st.nextReg.Before(wake) {
+					wake = st.nextReg
+				}
 			} else {
 				s.send(st, pendReg, now)
-				at(st.deadline)
 			}
 		case st.registered:
 			s.send(st, pendDereg, now)
-			at(st.deadline)
 		}
 	}
-	return wake
+	s.link.Want(want)
+	s.link.WakeAt(wake)
 }
 
-// send sends a registration or deregistration for st and starts T2/T3.
+// send sends a registration or deregistration for st; the client times
+// it out (T2/T3 = its T1) and re-sends it at another registrar.
 func (s *session) send(st *elemState, kind int, now time.Time) {
 	var m wire.Message
 	if kind == pendReg {
@@ -399,163 +319,214 @@ func (s *session) send(st *elemState, kind int, now time.Time) {
 	} else {
 		m = &wire.Deregistration{PoolHandle: st.el.pool, ID: st.el.id}
 	}
-	st.pending, st.deadline = kind, now.Add(s.cfg.ResponseTimeout)
-	if err := s.write(m); err != nil {
-		s.dropConn(fmt.Errorf("send to registrar %s: %w", s.connAddr, err), now)
+	st.pending = kind
+	st.req = s.link.Request(now, m, func(now time.Time, resp wire.Message, err error) {
+		st.req = nil
+		if st.removed || errors.Is(err, regclient.ErrCancelled) || errors.Is(err, regclient.ErrClosed) {
+			st.pending = pendNone
+			return
+		}
+		if kind == pendReg {
+			s.registered(st, now, resp, err)
+		} else {
+			s.deregistered(st, resp, err)
+		}
+		s.step(now)
+		s.publishAll()
+	})
+}
+
+// registered handles the answer (or failure) of a registration.
+func (s *session) registered(st *elemState, now time.Time, resp wire.Message, err error) {
+	st.pending = pendNone
+	var rr *wire.RegistrationResponse
+	if err == nil {
+		rr, _ = resp.(*wire.RegistrationResponse)
+	}
+	switch {
+	case err != nil && errors.Is(err, regclient.ErrCancelled), err != nil && errors.Is(err, regclient.ErrClosed):
+		return
+	case err != nil:
+		result := "error"
+		if errors.Is(err, regclient.ErrTimeout) {
+			result, err = "timeout", fmt.Errorf("%w: %w", ErrTimeout, err)
+		}
+		s.log.Warn("registration failed", "registrar", s.homeAddr, "pool", st.el.pool, "pe", peID(st.el.id), "err", err)
+		s.retryLater(st, now, err)
+		s.hook(st, result)
+	case rr == nil:
+		s.retryLater(st, now, fmt.Errorf("registrar answered a registration with %T", resp))
+		s.hook(st, "error")
+	case rr.Reject:
+		var causes []wire.ErrorCause
+		if rr.Error != nil {
+			causes = rr.Error.Causes
+		}
+		err := &RejectedError{Causes: causes}
+		s.log.Warn("registration rejected", "registrar", s.homeAddr, "pool", st.el.pool, "err", err)
+		s.retryLater(st, now, err)
+		s.hook(st, "rejected")
+	default:
+		if !st.registered {
+			s.log.Info("registered", "registrar", s.homeAddr, "pool", st.el.pool, "pe", peID(st.el.id))
+		}
+		st.registered = s.up
+		st.retry = s.cfg.RetryInterval
+		st.nextReg = now.Add(st.interval)
+		if st.dirty {
+			st.dirty, st.nextReg = false, now
+		}
+		s.setErr(st, nil)
+		s.hook(st, "accepted")
 	}
 }
 
-func (s *session) write(m wire.Message) error {
-	b, err := m.AppendBinary(nil)
-	if err != nil {
-		return err
-	}
-	return s.conn.WriteMessage(transport.Message{PPID: wire.PPIDASAP, Data: b})
+// retryLater records a failed registration; the next attempt waits for
+// the element's retry interval, which doubles up to 30 s.
+func (s *session) retryLater(st *elemState, now time.Time, err error) {
+	st.registered = false
+	st.nextReg = now.Add(st.retry)
+	st.retry = min(2*st.retry, maxRetryInterval)
+	s.setErr(st, err)
 }
 
-// responseTimeout handles T2/T3 expiry: the registrar does not answer, so
-// the element set moves to another registrar.
-func (s *session) responseTimeout(st *elemState, now time.Time) {
-	s.log.Warn("registrar did not answer", "registrar", s.connAddr, "pool", st.el.pool,
-		"pe", fmt.Sprintf("0x%08x", st.el.id), "timeout", s.cfg.ResponseTimeout)
-	if st.pending == pendReg && s.hooks.registration != nil {
-		s.hooks.registration(st.el.pool, "timeout")
+func (s *session) hook(st *elemState, result string) {
+	if s.hooks.registration != nil {
+		s.hooks.registration(st.el.pool, result)
 	}
-	if st.removing {
-		s.finishRemove(st, ErrTimeout)
-	}
-	s.dropConn(fmt.Errorf("%w (%s)", ErrTimeout, s.connAddr), now)
 }
 
-// dropConn closes the home connection: every element is unregistered and
-// those that want to be registered will register at the next registrar.
-func (s *session) dropConn(cause error, now time.Time) {
-	if s.conn == nil {
+// deregistered handles the answer (or failure) of a deregistration.
+func (s *session) deregistered(st *elemState, resp wire.Message, err error) {
+	st.pending = pendNone
+	if errors.Is(err, regclient.ErrCancelled) || errors.Is(err, regclient.ErrClosed) {
 		return
 	}
-	s.log.Info("registrar connection closed", "registrar", s.connAddr, "err", cause)
-	_ = s.conn.Close()
-	s.setLive(nil)
-	s.conn, s.connAddr, s.home = nil, "", 0
-	s.gen++
-	s.huntStart = s.connIdx + 1 // try the next registrar first
-	if s.connOK {
-		s.nextDial, s.backoff = now, s.cfg.RetryInterval
-	} else {
-		s.nextDial = now.Add(s.backoff)
-		s.backoff = min(2*s.backoff, maxRetryInterval)
+	st.registered = false
+	switch {
+	case errors.Is(err, regclient.ErrTimeout):
+		err = fmt.Errorf("%w: %w", ErrTimeout, err)
+	case err == nil:
+		if d, ok := resp.(*wire.DeregistrationResponse); ok && d.Error != nil {
+			err = fmt.Errorf("deregistration refused: %d causes", len(d.Error.Causes))
+			if len(d.Error.Causes) > 0 {
+				err = fmt.Errorf("deregistration refused: cause 0x%04x", uint16(d.Error.Causes[0].Code))
+			}
+		}
 	}
+	s.log.Info("deregistered", "registrar", s.homeAddr, "pool", st.el.pool, "pe", peID(st.el.id), "err", err)
+	if st.removing {
+		s.finishRemove(st, err)
+	}
+}
+
+// ---- regclient.Handler ----
+
+// Up: a registrar connection is up; every active element registers there.
+func (s *session) Up(now time.Time, addr transport.Addr) {
+	s.up, s.homeAddr, s.home = true, addr, 0
 	for _, st := range s.elems {
-		st.registered, st.pending, st.dirty = false, pendNone, false
+		st.nextReg = now
+	}
+	s.step(now)
+	s.publishAll()
+}
+
+// Down: the connection is gone, and with it every registration (the
+// registrar drops the elements of a closed connection). Requests in
+// flight are re-sent on the next connection by the client.
+func (s *session) Down(now time.Time, err error) {
+	timedOut := errors.Is(err, regclient.ErrTimeout)
+	s.up, s.homeAddr, s.home = false, transport.Addr{}, 0
+	for _, st := range s.elems {
+		st.registered = false
+		if st.pending == pendReg && timedOut {
+			s.hook(st, "timeout")
+		}
 		if st.removing {
-			s.finishRemove(st, nil) // the registrar drops elements of a closed connection
+			st.req.Cancel(now)
+			rerr := error(nil)
+			if timedOut {
+				rerr = fmt.Errorf("%w: %w", ErrTimeout, err)
+			}
+			s.finishRemove(st, rerr)
 			continue
 		}
 		st.nextReg = now
 		if st.active {
-			s.setErr(st, cause)
+			s.setErr(st, err)
 		}
 	}
+	s.step(now)
+	s.publishAll()
 }
 
-func (s *session) startDial(now time.Time) {
-	list := s.huntList(now)
-	if len(list) == 0 {
-		s.nextDial = now.Add(s.backoff)
-		return
+// HuntFailed: no registrar could be reached; the client tries again after
+// its retry interval.
+func (s *session) HuntFailed(now time.Time, err error) {
+	for _, st := range s.elems {
+		if st.active {
+			s.setErr(st, err)
+		}
 	}
-	start := s.huntStart % len(list)
-	order := make([]int, len(list))
-	for i := range order {
-		order[i] = (start + i) % len(list)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.gen++
-	s.dialing, s.dialCancel = true, cancel
-	s.wg.Add(1)
-	go s.hunt(ctx, s.gen, list, order)
+	s.step(now)
+	s.publishAll()
 }
 
-// hunt tries the registrars one after another and reports the first
-// connection (or every failure) to the loop.
-func (s *session) hunt(ctx context.Context, gen int, list []string, order []int) {
-	defer s.wg.Done()
-	var errs []error
-	for _, i := range order {
-		dctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
-		c, err := s.cfg.Dial(dctx, list[i])
-		cancel()
-		if err == nil {
-			if !s.deliver(evDial{gen: gen, conn: c, addr: list[i], idx: i}) {
-				_ = c.Close()
-			}
-			return
-		}
-		errs = append(errs, err)
-		if ctx.Err() != nil {
-			return
-		}
-	}
-	s.deliver(evDial{gen: gen, err: fmt.Errorf("server hunt failed: %w", errors.Join(errs...))})
+// Tick: a re-registration is due.
+func (s *session) Tick(now time.Time) time.Time {
+	s.step(now)
+	s.publishAll()
+	return time.Time{}
 }
 
-// read reads one connection until it fails.
-func (s *session) read(c transport.Conn, gen int, addr string) {
-	defer s.wg.Done()
-	log := s.log.With("registrar", addr)
-	for {
-		m, err := c.ReadMessage()
-		if err != nil {
-			s.deliver(evLost{gen, err})
-			return
+// Message handles what the registrar sends unasked: Endpoint Keep-Alives
+// (answered with one Ack per matching registered element, RFC 5352 §3.4
+// KA1-KA2; H=1 moves the home registrar, KA2.4) and error messages.
+func (s *session) Message(now time.Time, msg wire.Message) {
+	switch m := msg.(type) {
+	case *wire.EndpointKeepAlive:
+		s.keepAlive(now, m)
+	case *wire.ASAPError:
+		err := fmt.Errorf("registrar error: %d causes", len(m.Error.Causes))
+		if len(m.Error.Causes) > 0 {
+			err = fmt.Errorf("registrar error: cause 0x%04x", uint16(m.Error.Causes[0].Code))
 		}
-		if m.PPID != wire.PPIDASAP && m.PPID != 0 {
+		s.log.Warn("registrar sent an error", "registrar", s.homeAddr, "err", err)
+	default:
+		s.log.Debug("unexpected message from registrar", "registrar", s.homeAddr, "type", fmt.Sprintf("%T", msg))
+	}
+	s.publishAll()
+}
+
+func (s *session) keepAlive(now time.Time, m *wire.EndpointKeepAlive) {
+	if m.ServerID != 0 && m.ServerID != s.home {
+		if m.Home && s.home != 0 {
+			s.log.Info("adopting new home registrar", "old", peID(s.home), "new", peID(m.ServerID))
+		}
+		if m.Home || s.home == 0 {
+			s.home = m.ServerID
+		}
+	}
+	for _, st := range s.elems {
+		if st.el.pool != m.PoolHandle || (m.HasID && st.el.id != m.ID) {
 			continue
 		}
-		msg, err := wire.ParseASAP(m.Data)
-		if err != nil {
-			log.Warn("undecodable message from registrar", "err", err)
+		if !st.registered && st.pending != pendReg {
 			continue
 		}
-		if !s.deliver(evRecv{gen, msg}) {
+		if err := s.link.Send(&wire.EndpointKeepAliveAck{PoolHandle: st.el.pool, ID: st.el.id}); err != nil {
 			return
+		}
+		if s.hooks.keepAlive != nil {
+			s.hooks.keepAlive(st.el.pool)
 		}
 	}
 }
 
-func (s *session) handleOp(op any, now time.Time) {
-	switch op := op.(type) {
-	case opAdd:
-		s.elems[op.st.el] = op.st
-	case opActive:
-		st := s.elems[op.el]
-		if st == nil || st.removing {
-			return
-		}
-		if op.on && !st.active {
-			st.nextReg = now
-		}
-		st.active = op.on
-	case opPolicy:
-		st := s.elems[op.el]
-		if st == nil || policyEqual(st.pe.Policy, op.p) {
-			return
-		}
-		st.pe.Policy = op.p
-		if st.pending == pendReg {
-			st.dirty = true
-		} else if st.registered {
-			st.nextReg = now
-		}
-	case opRemove:
-		st := s.elems[op.el]
-		if st == nil {
-			op.done <- nil
-			return
-		}
-		st.removing, st.active, st.done = true, false, op.done
-	}
-}
+// ---- state ----
+
+func peID(id uint32) string { return fmt.Sprintf("0x%08x", id) }
 
 func policyEqual(a, b wire.Policy) bool {
 	if a.Type != b.Type || a.Weight != b.Weight || a.Priority != b.Priority || a.Load != b.Load ||
@@ -571,154 +542,6 @@ func policyEqual(a, b wire.Policy) bool {
 	return true
 }
 
-func (s *session) handleEvent(ev any, now time.Time) {
-	switch ev := ev.(type) {
-	case evDial:
-		if ev.gen != s.gen {
-			if ev.conn != nil {
-				_ = ev.conn.Close()
-			}
-			return
-		}
-		s.dialing, s.dialCancel = false, nil
-		if ev.err != nil {
-			s.log.Warn("no registrar reachable", "err", ev.err, "retry_in", s.backoff)
-			s.nextDial, s.huntStart = now.Add(s.backoff), 0
-			s.backoff = min(2*s.backoff, maxRetryInterval)
-			for _, st := range s.elems {
-				if st.active {
-					s.setErr(st, ev.err)
-				}
-			}
-			return
-		}
-		s.log.Info("connected to registrar", "registrar", ev.addr)
-		s.conn, s.connAddr, s.connIdx, s.connOK = ev.conn, ev.addr, ev.idx, false
-		s.setLive(ev.conn)
-		for _, st := range s.elems {
-			st.nextReg = now
-		}
-		s.wg.Add(1)
-		go s.read(ev.conn, s.gen, ev.addr)
-	case evLost:
-		if ev.gen == s.gen {
-			s.dropConn(fmt.Errorf("registrar connection lost: %w", ev.err), now)
-		}
-	case evRecv:
-		if ev.gen == s.gen && s.conn != nil {
-			s.receive(ev.msg, now)
-		}
-	}
-}
-
-func (s *session) find(pool wire.PoolHandle, id uint32) *elemState {
-	for _, st := range s.elems {
-		if st.el.id == id && st.el.pool == pool {
-			return st
-		}
-	}
-	return nil
-}
-
-func (s *session) receive(msg wire.Message, now time.Time) {
-	switch m := msg.(type) {
-	case *wire.RegistrationResponse:
-		st := s.find(m.PoolHandle, m.ID)
-		if st == nil || st.pending != pendReg {
-			s.log.Debug("unexpected registration response", "pool", m.PoolHandle, "pe", m.ID)
-			return
-		}
-		st.pending = pendNone
-		if m.Reject {
-			var causes []wire.ErrorCause
-			if m.Error != nil {
-				causes = m.Error.Causes
-			}
-			err := &RejectedError{Causes: causes}
-			s.log.Warn("registration rejected", "registrar", s.connAddr, "pool", st.el.pool, "err", err)
-			st.registered = false
-			st.nextReg = now.Add(st.retry)
-			st.retry = min(2*st.retry, maxRetryInterval)
-			s.setErr(st, err)
-			if s.hooks.registration != nil {
-				s.hooks.registration(st.el.pool, "rejected")
-			}
-			return
-		}
-		if !st.registered {
-			s.log.Info("registered", "registrar", s.connAddr, "pool", st.el.pool, "pe", fmt.Sprintf("0x%08x", st.el.id))
-		}
-		st.registered, s.connOK = true, true
-		st.retry = s.cfg.RetryInterval
-		st.nextReg = now.Add(st.interval)
-		if st.dirty {
-			st.dirty, st.nextReg = false, now
-		}
-		s.setErr(st, nil)
-		if s.hooks.registration != nil {
-			s.hooks.registration(st.el.pool, "accepted")
-		}
-	case *wire.DeregistrationResponse:
-		st := s.find(m.PoolHandle, m.ID)
-		if st == nil || st.pending != pendDereg {
-			return
-		}
-		st.pending, st.registered = pendNone, false
-		var err error
-		if m.Error != nil {
-			err = fmt.Errorf("deregistration refused: %d causes", len(m.Error.Causes))
-			if len(m.Error.Causes) > 0 {
-				err = fmt.Errorf("deregistration refused: cause 0x%04x", uint16(m.Error.Causes[0].Code))
-			}
-		}
-		s.log.Info("deregistered", "registrar", s.connAddr, "pool", st.el.pool, "pe", fmt.Sprintf("0x%08x", st.el.id), "err", err)
-		if st.removing {
-			s.finishRemove(st, err)
-		}
-	case *wire.EndpointKeepAlive:
-		if m.ServerID != 0 && m.ServerID != s.home {
-			if m.Home && s.home != 0 {
-				s.log.Info("adopting new home registrar", "old", fmt.Sprintf("0x%08x", s.home), "new", fmt.Sprintf("0x%08x", m.ServerID))
-			}
-			if m.Home || s.home == 0 {
-				s.home = m.ServerID
-			}
-		}
-		for _, st := range s.elems {
-			if st.el.pool != m.PoolHandle || (m.HasID && st.el.id != m.ID) {
-				continue
-			}
-			if !st.registered && st.pending != pendReg {
-				continue
-			}
-			if err := s.write(&wire.EndpointKeepAliveAck{PoolHandle: st.el.pool, ID: st.el.id}); err != nil {
-				s.dropConn(fmt.Errorf("send keep-alive ack: %w", err), now)
-				return
-			}
-			if s.hooks.keepAlive != nil {
-				s.hooks.keepAlive(st.el.pool)
-			}
-		}
-	case *wire.ASAPError:
-		err := fmt.Errorf("registrar error: %d causes", len(m.Error.Causes))
-		if len(m.Error.Causes) > 0 {
-			err = fmt.Errorf("registrar error: cause 0x%04x", uint16(m.Error.Causes[0].Code))
-		}
-		s.log.Warn("registrar sent an error", "registrar", s.connAddr, "err", err)
-		for _, st := range s.elems {
-			if st.pending == pendReg {
-				st.pending, st.registered = pendNone, false
-				st.nextReg = now.Add(st.retry)
-				st.retry = min(2*st.retry, maxRetryInterval)
-				s.setErr(st, err)
-				if s.hooks.registration != nil {
-					s.hooks.registration(st.el.pool, "error")
-				}
-			}
-		}
-	}
-}
-
 func (s *session) setErr(st *elemState, err error) {
 	if st.lastErr == nil && err == nil {
 		return
@@ -728,10 +551,11 @@ func (s *session) setErr(st *elemState, err error) {
 
 func (s *session) finishRemove(st *elemState, err error) {
 	delete(s.elems, st.el)
-	st.registered = false
+	st.removed, st.registered = true, false
 	s.publish(st)
 	if st.done != nil {
 		st.done <- err
+		st.done = nil
 	}
 }
 
@@ -742,8 +566,8 @@ func (s *session) publishAll() {
 }
 
 func (s *session) publish(st *elemState) {
-	reg := st.registered && s.conn != nil
-	home, addr := s.home, s.connAddr
+	reg := st.registered && s.up
+	home, addr := s.home, s.homeAddr
 	errChanged := st.errDirty
 	st.errDirty = false
 	lastErr := st.lastErr
@@ -751,25 +575,4 @@ func (s *session) publish(st *elemState) {
 		v.Registered, v.Home, v.HomeAddr = reg, home, addr
 		v.LastErr = lastErr
 	})
-}
-
-func (s *session) shutdown() {
-	if s.annRecv != nil {
-		_ = s.annRecv.Close()
-	}
-	if s.dialCancel != nil {
-		s.dialCancel()
-	}
-	if s.conn != nil {
-		_ = s.conn.Close()
-		s.conn = nil
-	}
-	for _, st := range s.elems {
-		st.registered = false
-		if st.done != nil {
-			st.done <- ErrClosed
-			st.done = nil
-		}
-		s.publish(st)
-	}
 }

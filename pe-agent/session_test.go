@@ -18,22 +18,23 @@ import (
 type fakeRegistrar struct {
 	t    *testing.T
 	ln   transport.Listener
-	addr string
+	addr transport.Addr
 	msgs chan wire.Message
 	conn chan transport.Conn // each accepted connection
 	done chan struct{}
 
-	mu    sync.Mutex // guards conns
+	mu    sync.Mutex // guards conns, last
 	conns []transport.Conn
+	last  transport.Conn // the connection of the latest message
 }
 
 func newFakeRegistrar(t *testing.T) *fakeRegistrar {
 	t.Helper()
-	ln, err := transport.Listen("tcp://127.0.0.1:0", nil)
+	ln, err := transport.Listen(transport.MustParseAddr("tcp://127.0.0.1:0"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeRegistrar{t: t, ln: ln, addr: "tcp://" + ln.Addr().String(),
+	f := &fakeRegistrar{t: t, ln: ln, addr: transport.MustParseAddr("tcp://" + ln.Addr().String()),
 		msgs: make(chan wire.Message, 100), conn: make(chan transport.Conn, 10), done: make(chan struct{})}
 	readers := make(chan chan struct{}, 100)
 	go func() {
@@ -67,6 +68,9 @@ func newFakeRegistrar(t *testing.T) *fakeRegistrar {
 						t.Errorf("fake registrar: undecodable message: %v", err)
 						return
 					}
+					f.mu.Lock()
+					f.last = c
+					f.mu.Unlock()
 					f.msgs <- msg
 				}
 			}()
@@ -96,6 +100,13 @@ func (f *fakeRegistrar) accept() transport.Conn {
 		f.t.Fatal("fake registrar: no connection")
 		return nil
 	}
+}
+
+// lastConn returns the connection the latest message came on.
+func (f *fakeRegistrar) lastConn() transport.Conn {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.last
 }
 
 func (f *fakeRegistrar) next() wire.Message {
@@ -157,7 +168,7 @@ func waitState(t *testing.T, el *Element, what string, cond func(State) bool) St
 	}
 }
 
-func testPEConfig(registrars ...string) PEConfig {
+func testPEConfig(registrars ...transport.Addr) PEConfig {
 	return PEConfig{
 		Registrars: registrars,
 		PoolHandle: "TestPool",
@@ -290,6 +301,8 @@ func TestElementRejectedRetries(t *testing.T) {
 	}
 }
 
+// TestElementFailsOverWhenRegistrarSilent: the hunt tries both registrars
+// at once; if the silent one wins, T2 moves the element to the good one.
 func TestElementFailsOverWhenRegistrarSilent(t *testing.T) {
 	silent, good := newFakeRegistrar(t), newFakeRegistrar(t)
 	el, err := NewElement(testPEConfig(silent.addr, good.addr), Options{})
@@ -298,17 +311,16 @@ func TestElementFailsOverWhenRegistrarSilent(t *testing.T) {
 	}
 	defer closeEl(t, el)
 	el.Start()
-	silent.accept()
-	nextOf[*wire.Registration](silent) // never answered: T2 expires
-	c := good.accept()
-	reg := nextOf[*wire.Registration](good)
-	send(t, c, &wire.RegistrationResponse{PoolHandle: reg.PoolHandle, ID: reg.Element.ID})
+	reg := nextOf[*wire.Registration](good) // at once, or after the silent one's T2
+	send(t, good.lastConn(), &wire.RegistrationResponse{PoolHandle: reg.PoolHandle, ID: reg.Element.ID})
 	st := waitState(t, el, "registered at the second registrar", func(s State) bool { return s.Registered })
 	if st.HomeAddr != good.addr {
 		t.Errorf("home %q, want %q", st.HomeAddr, good.addr)
 	}
 }
 
+// TestElementReregistersAfterConnectionLoss: when the home registrar dies,
+// the element registers at the other one with the same PE ID.
 func TestElementReregistersAfterConnectionLoss(t *testing.T) {
 	a, b := newFakeRegistrar(t), newFakeRegistrar(t)
 	el, err := NewElement(testPEConfig(a.addr, b.addr), Options{})
@@ -317,18 +329,25 @@ func TestElementReregistersAfterConnectionLoss(t *testing.T) {
 	}
 	defer closeEl(t, el)
 	el.Start()
-	ca := a.accept()
-	reg := nextOf[*wire.Registration](a)
-	send(t, ca, &wire.RegistrationResponse{PoolHandle: reg.PoolHandle, ID: reg.Element.ID})
-	waitState(t, el, "registered", func(s State) bool { return s.Registered })
-	a.stop() // the home registrar dies
-	cb := b.accept()
-	reg2 := nextOf[*wire.Registration](b)
+	var reg *wire.Registration
+	home, other := a, b
+	select { // the parallel hunt connects to either first
+	case m := <-a.msgs:
+		reg = m.(*wire.Registration)
+	case m := <-b.msgs:
+		reg, home, other = m.(*wire.Registration), b, a
+	case <-time.After(5 * time.Second):
+		t.Fatal("no registration")
+	}
+	send(t, home.lastConn(), &wire.RegistrationResponse{PoolHandle: reg.PoolHandle, ID: reg.Element.ID})
+	waitState(t, el, "registered", func(s State) bool { return s.Registered && s.HomeAddr == home.addr })
+	home.stop() // the home registrar dies
+	reg2 := nextOf[*wire.Registration](other)
 	if reg2.Element.ID != reg.Element.ID {
 		t.Errorf("PE ID changed: %#x → %#x", reg.Element.ID, reg2.Element.ID)
 	}
-	send(t, cb, &wire.RegistrationResponse{PoolHandle: reg2.PoolHandle, ID: reg2.Element.ID})
-	waitState(t, el, "registered at b", func(s State) bool { return s.Registered && s.HomeAddr == b.addr })
+	send(t, other.lastConn(), &wire.RegistrationResponse{PoolHandle: reg2.PoolHandle, ID: reg2.Element.ID})
+	waitState(t, el, "registered at the other registrar", func(s State) bool { return s.Registered && s.HomeAddr == other.addr })
 }
 
 func TestElementSuspendResume(t *testing.T) {
@@ -371,7 +390,7 @@ func TestElementCloseBoundedWhenRegistrarSilent(t *testing.T) {
 }
 
 func TestElementNoRegistrarReachable(t *testing.T) {
-	el, err := NewElement(testPEConfig("tcp://"+closedPort(t)), Options{})
+	el, err := NewElement(testPEConfig(transport.MustParseAddr(closedPort(t))), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,11 +413,11 @@ func TestElementNoRegistrarReachable(t *testing.T) {
 func TestAgentElementsShareOneConnection(t *testing.T) {
 	f := newFakeRegistrar(t)
 	b1, b2 := startBackend(t), startBackend(t)
-	cfg := AgentConfig{Registrars: []string{f.addr}, ResponseTimeout: 5 * time.Second}
+	cfg := AgentConfig{Registrars: []transport.Addr{f.addr}, ResponseTimeout: 5 * time.Second}
 	for _, b := range []*backend{b1, b2} {
 		cfg.Elements = append(cfg.Elements, ElementConfig{Pool: "Shared", Backend: b.addr, Health: HealthConfig{Disable: true}})
 	}
-	a, err := NewAgent(cfg, Options{})
+	a, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,6 +69,13 @@ func (c *memConn) LocalAddr() net.Addr   { return &net.TCPAddr{} }
 func (c *memConn) RemoteAddr() net.Addr  { return &net.TCPAddr{} }
 func (c *memConn) PeerAddrs() []net.Addr { return nil }
 
+// Registrar addresses of the virtual-time tests (never dialed for real).
+var (
+	addrR0 = transport.MustParseAddr("tcp://r0:1")
+	addrR1 = transport.MustParseAddr("tcp://r1:1")
+	addrR2 = transport.MustParseAddr("tcp://r2:1")
+)
+
 type memRegistrar struct {
 	t *testing.T
 	c *memConn
@@ -100,26 +107,31 @@ func (r memRegistrar) send(m wire.Message) {
 
 // TestTimersVirtual checks the default timers exactly: T4 re-registration
 // after 30 s with Registration Life 90000 ms, T2 expiry after 3 s leading to
-// the next registrar, and the retry interval after a failed hunt.
+// the next registrar, and the parallel hunt: r0 refuses, r1 answers while
+// r2 is still connecting, so r1 becomes home and r2's attempt is dropped.
 func TestTimersVirtual(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		accepted := make(chan memRegistrar, 4)
-		down := map[string]bool{"r0": true}
 		var mu sync.Mutex
-		dials := map[string][]time.Time{}
-		dial := func(ctx context.Context, addr string) (transport.Conn, error) {
+		dials := map[transport.Addr][]time.Time{}
+		dial := func(ctx context.Context, addr transport.Addr) (transport.Conn, error) {
 			mu.Lock()
 			dials[addr] = append(dials[addr], time.Now())
+			first := len(dials[addr]) == 1
 			mu.Unlock()
-			if down[addr] {
+			switch {
+			case addr == addrR0:
 				return nil, errors.New("connection refused")
+			case addr == addrR2 && first:
+				<-ctx.Done() // a black hole until the hunt gives up on it
+				return nil, ctx.Err()
 			}
 			pe, reg := memPipe()
 			accepted <- memRegistrar{t, reg}
 			return pe, nil
 		}
 		el, err := NewElement(PEConfig{
-			Registrars: []string{"r0", "r1", "r2"},
+			Registrars: []transport.Addr{addrR0, addrR1, addrR2},
 			PoolHandle: "P",
 			Transport:  wire.Transport{Type: wire.TransportTCP, Port: 1, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}},
 			Policy:     wire.Policy{Type: wire.PolicyRoundRobin},
@@ -131,7 +143,10 @@ func TestTimersVirtual(t *testing.T) {
 		}
 		start := time.Now()
 		el.Start()
-		r1 := <-accepted // r0 refused, r1 next
+		r1 := <-accepted // r0 refused, r1 up, r2 still connecting
+		if d := time.Since(start); d != 0 {
+			t.Errorf("connected after %v, want at once", d)
+		}
 		reg := r1.next().(*wire.Registration)
 		if reg.Element.RegistrationLife != 90000 {
 			t.Errorf("Registration Life %d ms, want 90000", reg.Element.RegistrationLife)
@@ -142,7 +157,8 @@ func TestTimersVirtual(t *testing.T) {
 		if d := time.Since(t0); d != 30*time.Second {
 			t.Errorf("re-registration after %v, want 30s", d)
 		}
-		// No answer: T2 (3 s) expires and the element moves on to r2.
+		// No answer: T2 (3 s) expires and the element moves on to r2 (r1,
+		// which failed, is tried only if every other registrar fails).
 		t1 := time.Now()
 		r2 := <-accepted
 		if d := time.Since(t1); d != 3*time.Second {
@@ -157,7 +173,7 @@ func TestTimersVirtual(t *testing.T) {
 		}
 		r2.send(&wire.RegistrationResponse{PoolHandle: "P", ID: 42})
 		synctest.Wait()
-		if st := el.State(); !st.Registered || st.HomeAddr != "r2" {
+		if st := el.State(); !st.Registered || st.HomeAddr != addrR2 {
 			t.Errorf("state %+v", st)
 		}
 
@@ -173,8 +189,13 @@ func TestTimersVirtual(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if len(dials["r0"]) != 1 || !dials["r0"][0].Equal(start) {
-			t.Errorf("dials of r0: %v", dials["r0"])
+		for _, a := range []transport.Addr{addrR0, addrR1, addrR2} {
+			if len(dials[a]) == 0 || !dials[a][0].Equal(start) {
+				t.Errorf("%s: first dial at %v, want at the start (three in parallel)", a, dials[a])
+			}
+		}
+		if len(dials[addrR1]) != 1 {
+			t.Errorf("r1 dialed %d times; the failed home must wait until the others failed", len(dials[addrR1]))
 		}
 	})
 }
@@ -186,10 +207,10 @@ func TestRetryBackoffVirtual(t *testing.T) {
 		var mu sync.Mutex
 		var times []time.Time
 		el, err := NewElement(PEConfig{
-			Registrars: []string{"r0"},
+			Registrars: []transport.Addr{addrR0},
 			PoolHandle: "P",
 			Transport:  wire.Transport{Type: wire.TransportTCP, Port: 1, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}},
-			Dial: func(ctx context.Context, addr string) (transport.Conn, error) {
+			Dial: func(ctx context.Context, addr transport.Addr) (transport.Conn, error) {
 				mu.Lock()
 				times = append(times, time.Now())
 				mu.Unlock()

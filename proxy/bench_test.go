@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/rserpool/rserpool/proxy"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -53,7 +54,7 @@ func setupB(b *testing.B, be *backend) string {
 	r := startRegistrarB(b)
 	r.SetPool("P", wire.PolicyRoundRobin, peB(be))
 	c := newCacheB(b, r.Addr())
-	p, err := proxy.New([]proxy.ListenerConfig{{Listen: "127.0.0.1:0", Pool: "P"}}, proxy.Options{Cache: c})
+	p, err := proxy.New(&proxy.Config{Listeners: []proxy.ListenerConfig{{Listen: transport.MustParseAddr("127.0.0.1:0"), Pool: "P"}}}, proxy.Options{Cache: c})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func setupB(b *testing.B, be *backend) string {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { p.Close() })
-	return p.Addr("127.0.0.1:0").String()
+	return p.Addr(transport.MustParseAddr("127.0.0.1:0")).String()
 }
 
 // BenchmarkRequestResponse: one persistent connection, 64-byte request and

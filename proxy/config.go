@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -10,19 +11,21 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rserpool/rserpool/pucache"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
 // Duration is a time.Duration read from a TOML string such as "1s" or "250ms".
 type Duration = time.Duration
 
-// FileConfig is the proxy.toml file. Every field documents its unit,
-// default and what zero means.
-type FileConfig struct {
+// Config is the proxy's configuration, the proxy.toml file. Every field
+// documents its unit, default and what zero means.
+type Config struct {
 	// Registrars are the registrar ASAP addresses ("tcp://h:p", "sctp://h:p",
 	// "tls://h:p"; no scheme = tcp), tried in order. Empty: only registrars
 	// learned from announces are used.
-	Registrars []string `toml:"registrars"`
+	Registrars []transport.Addr `toml:"registrars"`
 	// AnnounceGroup is the ASAP announce multicast group ("239.0.0.50:3863"
 	// is RSPLIB's) whose Server Announces add registrars. Empty: the
 	// default group when Registrars is empty, else none.
@@ -33,8 +36,8 @@ type FileConfig struct {
 	// Admin is the admin HTTP address (/metrics, /healthz, /debug/pprof/).
 	// Empty: no admin endpoint.
 	Admin string `toml:"admin"`
-	// DrainTimeout is how long SIGTERM waits for established connections
-	// before closing them. Zero means 30 s.
+	// DrainTimeout is how long Shutdown (SIGTERM) waits for established
+	// connections before closing them. Zero means 30 s.
 	DrainTimeout Duration `toml:"drain_timeout"`
 	// Cache tunes the pool-user cache.
 	Cache CacheConfig `toml:"cache"`
@@ -60,7 +63,7 @@ type ListenerConfig struct {
 	Name string `toml:"name"`
 	// Listen is "host:port" (TCP) or "sctp://host:port" (kernel SCTP).
 	// Required.
-	Listen string `toml:"listen"`
+	Listen transport.Addr `toml:"listen"`
 	// Pool is the pool handle connections go to, in the escaped text form
 	// of wire.PoolHandle. Required.
 	Pool wire.PoolHandle `toml:"pool"`
@@ -86,24 +89,28 @@ type ListenerConfig struct {
 	ReplayBuffer int `toml:"replay_buffer"`
 }
 
+// DefaultDrainTimeout is the drain time of a zero DrainTimeout.
+const DefaultDrainTimeout = 30 * time.Second
+
 // DefaultAnnounceGroup is the ASAP announce group used when neither
 // registrars nor announce_group are configured (RSPLIB's default).
 const DefaultAnnounceGroup = "239.0.0.50:3863"
 
 // Announces returns the group to listen on for Server Announces, or "".
-func (c *FileConfig) Announces() string {
+func (c *Config) Announces() string {
 	if c.AnnounceGroup != "" || len(c.Registrars) > 0 {
 		return c.AnnounceGroup
 	}
 	return DefaultAnnounceGroup
 }
 
-// Label returns the listener's metrics label.
+// Label returns the listener's metrics label: Name, else the listen
+// address in its short form ("127.0.0.1:8080", "sctp://10.0.0.1:8080").
 func (l ListenerConfig) Label() string {
 	if l.Name != "" {
 		return l.Name
 	}
-	return l.Listen
+	return l.Listen.ShortString()
 }
 
 // Attempts returns the connection attempts per client connection.
@@ -115,10 +122,11 @@ func (l ListenerConfig) Attempts() int {
 }
 
 // ParseConfig decodes a proxy.toml strictly: unknown keys are errors naming
-// the key. It does not validate; call Validate.
-func ParseConfig(data string) (*FileConfig, error) {
-	var c FileConfig
-	md, err := toml.Decode(data, &c)
+// the key. It does not validate (flags may complete the file); call
+// Validate, as New does.
+func ParseConfig(data []byte) (*Config, error) {
+	var c Config
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&c)
 	if err != nil {
 		return nil, fmt.Errorf("proxy config: %w", err)
 	}
@@ -133,28 +141,38 @@ func ParseConfig(data string) (*FileConfig, error) {
 }
 
 // LoadConfig reads and parses a proxy.toml file (not validated).
-func LoadConfig(path string) (*FileConfig, error) {
+func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	c, err := ParseConfig(string(b))
+	c, err := ParseConfig(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil
 }
 
+// cacheConfig is the configuration of the pool-user cache the proxy owns.
+func (c *Config) cacheConfig() pucache.Config {
+	return pucache.Config{
+		Registrars:        c.Registrars,
+		StaleTimeout:      c.Cache.StaleTimeout,
+		RequestTimeout:    c.Cache.RequestTimeout,
+		Items:             c.Cache.Items,
+		AnnounceGroup:     c.Announces(),
+		AnnounceInterface: c.AnnounceInterface,
+	}
+}
+
 // Validate reports every problem of the configuration at once, each naming
 // its key.
-func (c *FileConfig) Validate() error {
+func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	for i, r := range c.Registrars {
-		if r == "" {
+		if r.IsZero() {
 			bad("registrars[%d]: empty address", i)
-		} else if _, _, err := splitScheme(r, "tcp", "sctp", "tls"); err != nil {
-			bad("registrars[%d]: %v", i, err)
 		}
 	}
 	if c.AnnounceGroup != "" {
@@ -179,16 +197,16 @@ func (c *FileConfig) Validate() error {
 	if len(c.Listeners) == 0 {
 		bad("listener: at least one [[listener]] is required")
 	}
-	seen := map[string]int{}
+	seen := map[transport.Addr]int{}
 	names := map[string]int{}
 	for i, l := range c.Listeners {
 		key := func(k string) string { return fmt.Sprintf("listener[%d].%s", i, k) }
-		if l.Listen == "" {
+		if l.Listen.IsZero() {
 			bad("%s: required", key("listen"))
-		} else if _, _, err := splitScheme(l.Listen, "tcp", "sctp"); err != nil {
-			bad("%s: %v", key("listen"), err)
+		} else if l.Listen.Scheme() == transport.SchemeTLS {
+			bad("%s: %s: the proxy listens on tcp or sctp, not tls", key("listen"), l.Listen)
 		} else if j, dup := seen[l.Listen]; dup {
-			bad("%s: %q already used by listener[%d]", key("listen"), l.Listen, j)
+			bad("%s: %q already used by listener[%d]", key("listen"), l.Listen.ShortString(), j)
 		} else {
 			seen[l.Listen] = i
 		}
@@ -224,24 +242,4 @@ func (c *FileConfig) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// splitScheme splits "scheme://host:port" (scheme optional, default tcp)
-// and checks the scheme is one of allowed and host:port is well formed.
-func splitScheme(addr string, allowed ...string) (scheme string, hostport string, err error) {
-	scheme, hostport = "tcp", addr
-	if i := strings.Index(addr, "://"); i >= 0 {
-		scheme, hostport = addr[:i], addr[i+3:]
-	}
-	ok := false
-	for _, a := range allowed {
-		ok = ok || a == scheme
-	}
-	if !ok {
-		return "", "", fmt.Errorf("scheme %q not one of %v", scheme, allowed)
-	}
-	if _, _, err := net.SplitHostPort(hostport); err != nil {
-		return "", "", err
-	}
-	return scheme, hostport, nil
 }

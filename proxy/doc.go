@@ -6,13 +6,17 @@
 //
 // # Usage
 //
-//	cfg, err := proxy.LoadConfig("proxy.toml") // strict TOML
-//	if err == nil { err = cfg.Validate() }     // every problem, by key
-//	p, err := proxy.New(cfg.Listeners, proxy.Options{Cache: cache, Logger: log, Registerer: reg})
-//	err = p.Start()
-//	...
-//	err = p.Reload(newCfg.Listeners)           // SIGHUP
-//	err = p.Shutdown(drainCtx)                 // SIGTERM: stop accepting, drain, close
+//	cfg, err := proxy.LoadConfig("proxy.toml") // strict TOML; or ParseConfig([]byte)
+//	p, err := proxy.New(cfg, proxy.Options{Logger: log, Registerer: reg}) // validates; starts nothing
+//	err = p.Start()             // cache, warm-up, listeners, admin: ready when it returns
+//	bound := p.Bound()          // "127.0.0.1:0" → "127.0.0.1:40123"
+//	err = p.Reload(newCfg)      // SIGHUP: listeners and registrars
+//	err = p.Shutdown(ctx)       // SIGTERM: stop accepting, drain (drain_timeout), close
+//
+// The proxy builds and owns its pool-user cache (registrars, announce
+// group, [cache]) unless Options.Cache gives one, which it uses as it is.
+// With admin set it serves /metrics, /healthz (503 while draining) and
+// /debug/pprof/ on the shared admin server (internal/admin).
 //
 // The relay follows inetaf/tcpproxy: io.Copy between *net.TCPConn in each
 // direction, so that Linux splices in the kernel; an EOF is passed on with
@@ -34,8 +38,8 @@
 //
 // # Concurrency
 //
-// All methods are safe for concurrent use. Shutdown and Close wait for every
-// goroutine of the proxy.
+// All methods are safe for concurrent use. New starts nothing; Shutdown and
+// Close wait for every goroutine of the proxy (and of a cache it owns).
 //
 // # Limitations
 //

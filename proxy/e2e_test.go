@@ -22,25 +22,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rserpool/rserpool/internal/sdnotify"
 	"github.com/rserpool/rserpool/pe-agent"
 	"github.com/rserpool/rserpool/pucache"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
 const (
-	backendEnv      = "RSERPOOL_TEST_BACKEND"
-	backendReadyEnv = "RSERPOOL_TEST_BACKEND_READY"
+	backendEnv = "RSERPOOL_TEST_BACKEND"
 )
 
 // runBackendProcess is the backend mode of the test binary: a line service
-// answering "<name>:<line>", until killed.
-func runBackendProcess(name, ready string) {
+// answering "<name>:<line>", until killed. It says READY=1 with ADDR= on
+// $NOTIFY_SOCKET, as the daemons do.
+func runBackendProcess(name string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if err := writeFileAtomic(ready, []byte(ln.Addr().String())); err != nil {
+	if err := sdnotify.Notify(sdnotify.Ready, "ADDR="+ln.Addr().String()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -59,13 +61,6 @@ func runBackendProcess(name, ready string) {
 			}
 		}()
 	}
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	if err := os.WriteFile(path+".tmp", b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
 }
 
 var (
@@ -100,16 +95,22 @@ func rserpoolBin(t *testing.T) string {
 
 // proc is a child process, killed and waited for at cleanup.
 type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-	out  *strings.Builder
+	cmd    *exec.Cmd
+	done   chan struct{}
+	err    error
+	out    *strings.Builder
+	notify *sdnotify.Listener
 }
 
+// startProc starts a process with its own $NOTIFY_SOCKET (see ready).
 func startProc(t *testing.T, name string, args []string, env ...string) *proc {
 	t.Helper()
+	notify, err := sdnotify.Listen(filepath.Join(t.TempDir(), "notify"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), env...), "NOTIFY_SOCKET="+notify.Path())
 	out := &strings.Builder{}
 	var mu sync.Mutex
 	w := writerFunc(func(b []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(b) })
@@ -117,11 +118,12 @@ func startProc(t *testing.T, name string, args []string, env ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, done: make(chan struct{}), out: out}
+	p := &proc{cmd: cmd, done: make(chan struct{}), out: out, notify: notify}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
 		<-p.done
+		notify.Close()
 		if t.Failed() {
 			mu.Lock()
 			t.Logf("%s %v output:\n%s", filepath.Base(name), args, out.String())
@@ -135,36 +137,29 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
-// waitFile polls for a file another process writes (no cross-process event
-// to wait on), up to 60 s (a loaded CI machine) or until p exits.
-func waitFile(t *testing.T, path string, p *proc) []byte {
+// ready waits for the process's next READY=1 on its notify socket (60 s: a
+// loaded CI machine) and returns the datagram's variables.
+func (p *proc) ready(t *testing.T) map[string]string {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-			return b
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("process exited before writing %s: %v\n%s", path, p.err, p.out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not written within 60s", path)
-		}
-		time.Sleep(10 * time.Millisecond)
+	vars, err := p.notify.WaitReadyOr(60*time.Second, p.done)
+	if err != nil {
+		t.Fatalf("%v: %v\n%s", err, p.err, p.out.String())
 	}
+	return vars
 }
 
 func startRegistrarProc(t *testing.T) (addr string, p *proc) {
-	dir := t.TempDir()
-	ready := filepath.Join(dir, "ready.json")
-	p = startProc(t, rserpoolBin(t), []string{"registrar", "-asap", "tcp://127.0.0.1:0", "-ready-file", ready, "-log-level", "warn"})
-	var r struct{ ASAP []string }
-	if err := json.Unmarshal(waitFile(t, ready, p), &r); err != nil || len(r.ASAP) == 0 {
-		t.Fatalf("registrar ready file: %v %+v", err, r)
+	return startRegistrarProcAt(t, "tcp://127.0.0.1:0")
+}
+
+// startRegistrarProcAt starts a registrar process listening on asap.
+func startRegistrarProcAt(t *testing.T, asap string) (addr string, p *proc) {
+	p = startProc(t, rserpoolBin(t), []string{"registrar", "-asap", asap, "-log-level", "warn"})
+	addrs := strings.Fields(p.ready(t)["ASAP"])
+	if len(addrs) == 0 {
+		t.Fatal("registrar: no ASAP= in its READY=1")
 	}
-	return r.ASAP[0], p
+	return addrs[0], p
 }
 
 func startBackendProc(t *testing.T, name string) (addr string, p *proc) {
@@ -172,9 +167,8 @@ func startBackendProc(t *testing.T, name string) (addr string, p *proc) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready := filepath.Join(t.TempDir(), "backend")
-	p = startProc(t, exe, []string{"-test.run=^$"}, backendEnv+"="+name, backendReadyEnv+"="+ready)
-	return string(waitFile(t, ready, p)), p
+	p = startProc(t, exe, []string{"-test.run=^$"}, backendEnv+"="+name)
+	return p.ready(t)["ADDR"], p
 }
 
 // hasPEAgentCommand reports whether the binary has "pe-agent".
@@ -195,8 +189,8 @@ func startAgent(t *testing.T, registrars []string, pool, backend, policy string,
 		startProc(t, rserpoolBin(t), args)
 		return
 	}
-	a, err := peagent.NewAgent(peagent.AgentConfig{
-		Registrars: registrars, Drain: -1, RetryInterval: 200 * time.Millisecond, ResponseTimeout: time.Second,
+	a, err := peagent.New(peagent.AgentConfig{
+		Registrars: mustAddrs(t, registrars), Drain: -1, RetryInterval: 200 * time.Millisecond, ResponseTimeout: time.Second,
 		Elements: []peagent.ElementConfig{{Pool: wire.PoolHandle(pool), Backend: backend, Policy: policy, Weight: uint32(weight),
 			Health: peagent.HealthConfig{Interval: 200 * time.Millisecond, Timeout: 200 * time.Millisecond, Rise: 1, Fall: 1}}},
 	}, peagent.Options{})
@@ -216,11 +210,14 @@ func startAgent(t *testing.T, registrars []string, pool, backend, policy string,
 // waitPool waits until a registrar lists want PEs in pool.
 func waitPool(t *testing.T, registrars []string, pool string, want int) {
 	t.Helper()
-	c, err := pucache.New(pucache.Config{Registrars: registrars, RequestTimeout: time.Second}, pucache.Options{})
+	c, err := pucache.New(pucache.Config{Registrars: mustAddrs(t, registrars), RequestTimeout: time.Second}, pucache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
 	p := c.Pool(wire.PoolHandle(pool))
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -239,27 +236,37 @@ func waitPool(t *testing.T, registrars []string, pool string, want int) {
 
 type proxyProc struct {
 	*proc
-	cfgPath, ready string
-	Listeners      map[string]string
-	Admin          string
+	cfgPath, readyFile string
+	Listeners          map[string]string
+	Admin              string
 }
 
 func startProxyProc(t *testing.T, cfg string) *proxyProc {
 	t.Helper()
 	dir := t.TempDir()
-	pp := &proxyProc{cfgPath: filepath.Join(dir, "proxy.toml"), ready: filepath.Join(dir, "ready.json")}
+	pp := &proxyProc{cfgPath: filepath.Join(dir, "proxy.toml"), readyFile: filepath.Join(dir, "ready.json")}
 	if err := os.WriteFile(pp.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pp.proc = startProc(t, rserpoolBin(t), []string{"proxy", "-config", pp.cfgPath, "-ready-file", pp.ready, "-log-level", "warn"})
+	pp.proc = startProc(t, rserpoolBin(t), []string{"proxy", "-config", pp.cfgPath, "-ready-file", pp.readyFile, "-log-level", "warn"})
 	pp.readReady(t)
 	return pp
 }
 
+// readReady awaits the proxy's READY=1 (after the start or a reload) and
+// reads its ready file, written before it.
 func (pp *proxyProc) readReady(t *testing.T) {
 	t.Helper()
-	if err := json.Unmarshal(waitFile(t, pp.ready, pp.proc), pp); err != nil {
+	vars := pp.ready(t)
+	b, err := os.ReadFile(pp.readyFile)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, pp); err != nil {
+		t.Fatal(err)
+	}
+	if vars["ADMIN"] != pp.Admin || len(strings.Fields(vars["LISTENERS"])) != len(pp.Listeners) {
+		t.Fatalf("READY=1 %v disagrees with the ready file %+v", vars, pp)
 	}
 }
 
@@ -441,8 +448,11 @@ func askRetryless(addr, line string) (string, error) {
 }
 
 func TestE2ERegistrarDownServesFromCacheAndFindsNext(t *testing.T) {
+	// The second registrar starts only when the first one is in use, so
+	// that the agents and the proxy (whose hunts try both at once) all
+	// begin at the first.
 	r1, r1p := startRegistrarProc(t)
-	r2, _ := startRegistrarProc(t)
+	r2 := "tcp://" + freePort(t)
 	regs := []string{r1, r2}
 	for i := 1; i <= 2; i++ {
 		a, _ := startBackendProc(t, "b"+strconv.Itoa(i))
@@ -466,6 +476,7 @@ pool = "P"
 		}
 	}
 	okBefore := pp.metric(t, "rserpool_pu_handle_resolutions_total", `result="ok"`)
+	startRegistrarProcAt(t, r2)
 	r1p.cmd.Process.Signal(syscall.SIGKILL)
 	<-r1p.done
 	// Served from the cache while no registrar is known to have the pool.
@@ -527,7 +538,6 @@ pool = "P"
 		if err := os.WriteFile(pp.cfgPath, []byte(cfg2), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		os.Remove(pp.ready)
 		pp.cmd.Process.Signal(syscall.SIGHUP)
 		pp.readReady(t)
 		second := pp.Listeners["127.0.0.3:0"]
@@ -574,4 +584,24 @@ pool = "P"
 			t.Fatal("proxy did not exit after the last connection closed")
 		}
 	})
+}
+
+func mustAddrs(t *testing.T, list []string) []transport.Addr {
+	t.Helper()
+	addrs, err := transport.ParseAddrs(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addrs
+}
+
+// freePort returns a loopback host:port nothing listens on (for a process
+// started later).
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

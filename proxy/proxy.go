@@ -6,48 +6,58 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/ishidawataru/sctp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rserpool/rserpool/failover"
+	"github.com/rserpool/rserpool/internal/admin"
 	"github.com/rserpool/rserpool/pucache"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
 // Options carries the injected dependencies of a Proxy.
 type Options struct {
-	// Cache resolves the listeners' pools. Required; the Proxy does not
-	// close it.
+	// Cache resolves the listeners' pools. Nil: the Proxy builds one from
+	// Config (registrars, announces, [cache]) and owns it (starts, reloads
+	// and closes it). A given Cache is used as it is and not closed.
 	Cache      *pucache.Cache
 	Logger     *slog.Logger          // nil discards
-	Registerer prometheus.Registerer // nil registers nothing
+	Registerer prometheus.Registerer // nil registers nothing; served at /metrics when a Gatherer
 }
 
 // Proxy accepts client connections on its listeners and relays each one to
 // a live PE of the listener's pool. Its methods are safe for concurrent use.
 type Proxy struct {
-	cache *pucache.Cache
-	log   *slog.Logger
-	m     *metrics
-	ctx   context.Context // cancelled by Close: aborts PE dials
-	abort context.CancelFunc
-	wg    sync.WaitGroup // accept loops and connection handlers
+	cache    *pucache.Cache
+	ownCache bool
+	log      *slog.Logger
+	reg      prometheus.Registerer
+	m        *metrics
+	ctx      context.Context // cancelled by Close: aborts PE dials
+	abort    context.CancelFunc
+	wg       sync.WaitGroup // accept loops and connection handlers
+	draining atomic.Bool    // Shutdown began: /healthz answers 503
 
 	mu        sync.Mutex // guards the fields below
-	listeners map[string]*listener
+	cfg       *Config
+	listeners map[transport.Addr]*listener
 	conns     map[*relay]struct{}
 	pools     []wire.PoolHandle // pools of the current listeners
+	admin     *admin.Server
 	started   bool
 	stopping  bool // Shutdown or Close called: no new listeners
 }
 
-// New returns a Proxy for the listeners; Start binds them.
-func New(listeners []ListenerConfig, opts Options) (*Proxy, error) {
-	if opts.Cache == nil {
-		return nil, errors.New("proxy: Options.Cache is required")
+// New builds a Proxy for cfg (validated: see Config.Validate); it starts
+// nothing (see Start).
+func New(cfg *Config, opts Options) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	log := opts.Logger
 	if log == nil {
@@ -57,13 +67,20 @@ func New(listeners []ListenerConfig, opts Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	cache, own := opts.Cache, false
+	if cache == nil {
+		if cache, err = pucache.New(cfg.cacheConfig(), pucache.Options{Logger: log.With("component", "pucache"), Registerer: opts.Registerer}); err != nil {
+			return nil, err
+		}
+		own = true
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
-		cache: opts.Cache, log: log, m: m, ctx: ctx, abort: cancel,
-		listeners: map[string]*listener{}, conns: map[*relay]struct{}{},
+		cache: cache, ownCache: own, log: log, reg: opts.Registerer, m: m, ctx: ctx, abort: cancel, cfg: cfg,
+		listeners: map[transport.Addr]*listener{}, conns: map[*relay]struct{}{},
 	}
 	seen := map[wire.PoolHandle]bool{}
-	for _, lc := range listeners {
+	for _, lc := range cfg.Listeners {
 		l := p.newListener(lc)
 		p.listeners[lc.Listen] = l
 		if !seen[lc.Pool] {
@@ -74,23 +91,47 @@ func New(listeners []ListenerConfig, opts Options) (*Proxy, error) {
 	return p, nil
 }
 
-// Start binds every listener and starts accepting. On error, nothing stays
-// bound.
+// Start starts the cache it owns, resolves every configured pool once (so
+// that the first client does not wait for a registrar; a failure is logged,
+// the pool is resolved again on the first connection), binds every
+// listener and the admin server, and starts accepting. The Proxy is ready
+// when Start returns; on error nothing stays bound.
 func (p *Proxy) Start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.started || p.stopping {
 		return errors.New("proxy: already started or stopped")
 	}
+	if p.ownCache {
+		if err := p.cache.Start(); err != nil {
+			return err
+		}
+		if g := p.cfg.Announces(); g != "" {
+			p.log.Info("listening for registrar announces", "group", g)
+		}
+	}
+	p.warm()
 	var bound []*listener
+	unbind := func() {
+		for _, b := range bound {
+			b.ln.Close()
+		}
+	}
 	for _, l := range p.listeners {
 		if err := l.bind(); err != nil {
-			for _, b := range bound {
-				b.ln.Close()
-			}
+			unbind()
 			return err
 		}
 		bound = append(bound, l)
+	}
+	if p.cfg.Admin != "" {
+		srv, err := admin.Listen(p.cfg.Admin, p.adminHandler(), p.log)
+		if err != nil {
+			unbind()
+			return fmt.Errorf("proxy: admin: %w", err)
+		}
+		p.admin = srv
+		p.log.Info("listening", "proto", "admin", "addr", srv.Addr())
 	}
 	for _, l := range bound {
 		p.startListener(l)
@@ -99,9 +140,77 @@ func (p *Proxy) Start() error {
 	return nil
 }
 
+// warm resolves every configured pool once, within 5 s in all. With
+// announced registrars only, it waits for the first announce (registrars
+// announce about once a second) rather than giving up at once.
+func (p *Proxy) warm() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	announced := p.ownCache && len(p.cfg.Registrars) == 0 && p.cfg.Announces() != ""
+	for _, pool := range p.pools {
+		for {
+			err := p.cache.Pool(pool).Refresh(ctx)
+			if err == nil {
+				break
+			}
+			if !announced || !errors.Is(err, pucache.ErrNoRegistrar) || ctx.Err() != nil {
+				p.log.Warn("pool not resolvable yet", "pool", pool, "err", err)
+				break
+			}
+			t := time.NewTimer(250 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+	}
+}
+
+// adminHandler serves /metrics, /healthz (503 while draining) and the Go
+// profiling endpoints under /debug/pprof/.
+func (p *Proxy) adminHandler() http.Handler {
+	mux := admin.Mux(admin.Gatherer(p.reg), func() error {
+		if p.draining.Load() {
+			return errors.New("draining")
+		}
+		return nil
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// AdminAddr returns the bound admin address ("" without one).
+func (p *Proxy) AdminAddr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.admin == nil {
+		return ""
+	}
+	return p.admin.Addr()
+}
+
+// Bound returns the bound address of every listener, by its configured
+// listen address in short form ("127.0.0.1:0" → "127.0.0.1:40123").
+func (p *Proxy) Bound() map[string]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]string{}
+	for a, l := range p.listeners {
+		if l.ln != nil {
+			out[a.ShortString()] = l.ln.Addr().String()
+		}
+	}
+	return out
+}
+
 // Addr returns the bound address of the listener configured with listen
 // (its "listen" key), or nil.
-func (p *Proxy) Addr(listen string) net.Addr {
+func (p *Proxy) Addr(listen transport.Addr) net.Addr {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if l := p.listeners[listen]; l != nil && l.ln != nil {
@@ -110,18 +219,36 @@ func (p *Proxy) Addr(listen string) net.Addr {
 	return nil
 }
 
-// Reload applies a new listener set without touching established
+// Reload applies a new configuration without touching established
 // connections: new listeners are bound (if one fails, nothing changes and
 // the error is returned), listeners with the same listen address take the
-// new settings for their next connections, and removed listeners stop
-// accepting while their connections run on.
-func (p *Proxy) Reload(listeners []ListenerConfig) error {
+// new settings for their next connections, removed listeners stop
+// accepting while their connections run on, and a cache the Proxy owns
+// takes the new registrar list. Admin address, announce group and [cache]
+// timers apply at the next start.
+func (p *Proxy) Reload(cfg *Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := p.reloadListeners(cfg.Listeners); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.cfg = cfg
+	p.mu.Unlock()
+	if p.ownCache {
+		p.cache.SetRegistrars(cfg.Registrars)
+	}
+	return nil
+}
+
+func (p *Proxy) reloadListeners(listeners []ListenerConfig) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopping {
 		return errors.New("proxy: stopping")
 	}
-	want := map[string]ListenerConfig{}
+	want := map[transport.Addr]ListenerConfig{}
 	for _, lc := range listeners {
 		want[lc.Listen] = lc
 	}
@@ -178,20 +305,35 @@ func (p *Proxy) Reload(listeners []ListenerConfig) error {
 	return nil
 }
 
-// Shutdown stops accepting, waits for established connections to finish
-// until ctx ends, then closes the remaining ones and returns ctx's error.
+// Shutdown drains: it stops accepting (and /healthz answers 503), waits
+// for established connections to finish until ctx ends or DrainTimeout
+// passed, then closes the remaining ones, the admin server and a cache the
+// Proxy owns. It returns context.DeadlineExceeded (or ctx's error) when
+// connections had to be closed.
 func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.draining.Store(true)
+	p.mu.Lock()
+	d := p.cfg.DrainTimeout
+	p.mu.Unlock()
+	if d <= 0 {
+		d = DefaultDrainTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	p.log.Info("draining", "drain_timeout", d, "active", p.Active())
 	p.stopAccepting()
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		p.closeConns()
 		<-done
-		return ctx.Err()
+		err = ctx.Err()
 	}
+	p.closeRest()
+	return err
 }
 
 // Close stops accepting, closes every connection at once and waits for
@@ -200,7 +342,22 @@ func (p *Proxy) Close() error {
 	p.stopAccepting()
 	p.closeConns()
 	p.wg.Wait()
+	p.closeRest()
 	return nil
+}
+
+// closeRest closes the admin server and an owned cache.
+func (p *Proxy) closeRest() {
+	p.mu.Lock()
+	srv := p.admin
+	p.admin = nil
+	p.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+	}
+	if p.ownCache {
+		p.cache.Close()
+	}
 }
 
 // Active returns the number of open client connections over all listeners.
@@ -292,19 +449,7 @@ func (p *Proxy) settingsFor(lc ListenerConfig, lm *listenerMetrics) *settings {
 func (l *listener) set(s *settings) { l.st.Store(s) }
 
 func (l *listener) bind() error {
-	scheme, hostport, err := splitScheme(l.cfg.Listen, "tcp", "sctp")
-	if err != nil {
-		return fmt.Errorf("proxy: listener %s: %w", l.label, err)
-	}
-	var ln net.Listener
-	if scheme == "sctp" {
-		var a *sctp.SCTPAddr
-		if a, err = sctp.ResolveSCTPAddr("sctp", hostport); err == nil {
-			ln, err = sctp.ListenSCTP("sctp", a)
-		}
-	} else {
-		ln, err = listenConfig.Listen(context.Background(), "tcp", hostport)
-	}
+	ln, err := transport.ListenStream(l.cfg.Listen, &listenConfig)
 	if err != nil {
 		return fmt.Errorf("proxy: listener %s: %w", l.label, err)
 	}

@@ -25,7 +25,7 @@ import (
 
 func TestMain(m *testing.M) {
 	if name := os.Getenv(backendEnv); name != "" {
-		runBackendProcess(name, os.Getenv(backendReadyEnv))
+		runBackendProcess(name)
 		return
 	}
 	goleak.VerifyTestMain(m)
@@ -109,21 +109,24 @@ func setup(t *testing.T, pol wire.PolicyType, backends []*backend, listeners ...
 		pes = append(pes, pucachetest.PE(uint32(i+1), b.addr(), pol, uint32(i+1)))
 	}
 	r.SetPool("P", pol, pes...)
-	c, err := pucache.New(pucache.Config{Registrars: []string{r.Addr()}}, pucache.Options{})
+	c, err := pucache.New(pucache.Config{Registrars: []transport.Addr{r.Addr()}}, pucache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
 	for i := range listeners {
-		if listeners[i].Listen == "" {
-			listeners[i].Listen = "127.0.0.1:0"
+		if listeners[i].Listen.IsZero() {
+			listeners[i].Listen = transport.MustParseAddr("127.0.0.1:0")
 		}
 		if listeners[i].Pool == "" {
 			listeners[i].Pool = "P"
 		}
 	}
 	reg := prometheus.NewRegistry()
-	p, err := proxy.New(listeners, proxy.Options{Cache: c, Registerer: reg})
+	p, err := proxy.New(&proxy.Config{Listeners: listeners}, proxy.Options{Cache: c, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +137,7 @@ func setup(t *testing.T, pol wire.PolicyType, backends []*backend, listeners ...
 	return &env{reg: r, cache: c, prom: reg, p: p}
 }
 
-func (e *env) addr(t *testing.T, listen string) string {
+func (e *env) addr(t *testing.T, listen transport.Addr) string {
 	a := e.p.Addr(listen)
 	if a == nil {
 		t.Fatalf("no listener %q", listen)
@@ -160,8 +163,8 @@ func ask(t *testing.T, addr, line string) (string, error) {
 
 func TestRoundRobinThroughProxy(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil), startBackend(t, "b", nil), startBackend(t, "c", nil)}
-	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0"})
-	addr := e.addr(t, "127.0.0.1:0")
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0")})
+	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
 	counts := map[string]int{}
 	for i := range 30 {
 		got, err := ask(t, addr, "hi")
@@ -187,8 +190,8 @@ func TestRoundRobinThroughProxy(t *testing.T) {
 
 func TestConnectTimeFailoverZeroClientErrors(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil), startBackend(t, "b", nil), startBackend(t, "c", nil)}
-	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0"})
-	addr := e.addr(t, "127.0.0.1:0")
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0")})
+	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
 	if _, err := ask(t, addr, "warm"); err != nil {
 		t.Fatal(err)
 	}
@@ -213,8 +216,8 @@ func TestConnectTimeFailoverZeroClientErrors(t *testing.T) {
 
 func TestMaxConnectionsRefusesQuickly(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
-	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0", MaxConnections: 1})
-	addr := e.addr(t, "127.0.0.1:0")
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), MaxConnections: 1})
+	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
 	held, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -244,8 +247,8 @@ func TestHalfClosePropagates(t *testing.T) {
 		n, _ := io.Copy(io.Discard, c)
 		io.WriteString(c, strings.Repeat("z", int(n)))
 	})
-	e := setup(t, wire.PolicyRoundRobin, []*backend{b}, proxy.ListenerConfig{Listen: "127.0.0.1:0", IdleTimeout: 5 * time.Second})
-	c, err := net.Dial("tcp", e.addr(t, "127.0.0.1:0"))
+	e := setup(t, wire.PolicyRoundRobin, []*backend{b}, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), IdleTimeout: 5 * time.Second})
+	c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,8 +264,8 @@ func TestHalfClosePropagates(t *testing.T) {
 
 func TestIdleTimeout(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
-	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0", IdleTimeout: 100 * time.Millisecond})
-	c, err := net.Dial("tcp", e.addr(t, "127.0.0.1:0"))
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), IdleTimeout: 100 * time.Millisecond})
+	c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,8 +304,8 @@ func TestProxyProtocol(t *testing.T) {
 				}
 				io.WriteString(c, "ok\n")
 			})
-			e := setup(t, wire.PolicyRoundRobin, []*backend{b}, proxy.ListenerConfig{Listen: "127.0.0.1:0", ProxyProtocol: v})
-			c, err := net.Dial("tcp", e.addr(t, "127.0.0.1:0"))
+			e := setup(t, wire.PolicyRoundRobin, []*backend{b}, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), ProxyProtocol: v})
+			c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -330,10 +333,10 @@ func TestReplayThroughProxy(t *testing.T) {
 	dropper := startBackend(t, "a", func(c net.Conn) { bufio.NewReader(c).ReadString('\n') })
 	good := startBackend(t, "b", nil)
 	e := setup(t, wire.PolicyRoundRobin, []*backend{dropper, good},
-		proxy.ListenerConfig{Listen: "127.0.0.1:0", ReplayBuffer: 4096})
+		proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), ReplayBuffer: 4096})
 	// First connection goes to PE 1 (the dropper) by round robin; the
 	// request is replayed to PE 2 and answered.
-	got, err := ask(t, e.addr(t, "127.0.0.1:0"), "GET /")
+	got, err := ask(t, e.addr(t, transport.MustParseAddr("127.0.0.1:0")), "GET /")
 	if err != nil || got != "b:GET /" {
 		t.Fatalf("got %q, %v", got, err)
 	}
@@ -341,8 +344,8 @@ func TestReplayThroughProxy(t *testing.T) {
 
 func TestShutdownDrains(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
-	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0"})
-	addr := e.addr(t, "127.0.0.1:0")
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0")})
+	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -376,8 +379,8 @@ func TestShutdownDrains(t *testing.T) {
 
 func TestShutdownDrainTimeoutCloses(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
-	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0"})
-	c, err := net.Dial("tcp", e.addr(t, "127.0.0.1:0"))
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0")})
+	c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -400,8 +403,8 @@ func TestShutdownDrainTimeoutCloses(t *testing.T) {
 
 func TestReloadAddsListenerKeepsConnections(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
-	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: "127.0.0.1:0", Name: "one"})
-	c, err := net.Dial("tcp", e.addr(t, "127.0.0.1:0"))
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), Name: "one"})
+	c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,23 +415,23 @@ func TestReloadAddsListenerKeepsConnections(t *testing.T) {
 	if _, err := r.ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
-	err = e.p.Reload([]proxy.ListenerConfig{
-		{Listen: "127.0.0.1:0", Name: "one", Pool: "P"},
-		{Listen: "[::1]:0", Name: "two", Pool: "P"},
-	})
+	err = e.p.Reload(&proxy.Config{Listeners: []proxy.ListenerConfig{
+		{Listen: transport.MustParseAddr("127.0.0.1:0"), Name: "one", Pool: "P"},
+		{Listen: transport.MustParseAddr("[::1]:0"), Name: "two", Pool: "P"},
+	}})
 	if err != nil {
 		// No IPv6 loopback here: add a second IPv4 listener instead.
-		err = e.p.Reload([]proxy.ListenerConfig{
-			{Listen: "127.0.0.1:0", Name: "one", Pool: "P"},
-			{Listen: "127.0.0.2:0", Name: "two", Pool: "P"},
-		})
+		err = e.p.Reload(&proxy.Config{Listeners: []proxy.ListenerConfig{
+			{Listen: transport.MustParseAddr("127.0.0.1:0"), Name: "one", Pool: "P"},
+			{Listen: transport.MustParseAddr("127.0.0.2:0"), Name: "two", Pool: "P"},
+		}})
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	var second net.Addr
 	for _, a := range []string{"[::1]:0", "127.0.0.2:0"} {
-		if x := e.p.Addr(a); x != nil {
+		if x := e.p.Addr(transport.MustParseAddr(a)); x != nil {
 			second = x
 		}
 	}
@@ -445,8 +448,8 @@ func TestNoBackendResetsClient(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := &backend{ln: ln}
 	dead.ln.Close()
-	e := setup(t, wire.PolicyRoundRobin, []*backend{dead}, proxy.ListenerConfig{Listen: "127.0.0.1:0"})
-	if _, err := ask(t, e.addr(t, "127.0.0.1:0"), "x"); err == nil {
+	e := setup(t, wire.PolicyRoundRobin, []*backend{dead}, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0")})
+	if _, err := ask(t, e.addr(t, transport.MustParseAddr("127.0.0.1:0")), "x"); err == nil {
 		t.Fatal("served without a live PE")
 	}
 	waitFor(t, func() bool {
@@ -503,12 +506,15 @@ func peB(be *backend) wire.PoolElement {
 	return pucachetest.PE(1, be.addr(), wire.PolicyRoundRobin, 0)
 }
 
-func newCacheB(b *testing.B, reg string) *pucache.Cache {
-	c, err := pucache.New(pucache.Config{Registrars: []string{reg}}, pucache.Options{})
+func newCacheB(b *testing.B, reg transport.Addr) *pucache.Cache {
+	c, err := pucache.New(pucache.Config{Registrars: []transport.Addr{reg}}, pucache.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close() })
+	if err := c.Start(); err != nil {
+		b.Fatal(err)
+	}
 	return c
 }
 
@@ -518,7 +524,10 @@ func TestSCTPListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	p, err := proxy.New([]proxy.ListenerConfig{{Listen: "sctp://127.0.0.1:0", Pool: "P"}}, proxy.Options{Cache: c})
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := proxy.New(&proxy.Config{Listeners: []proxy.ListenerConfig{{Listen: transport.MustParseAddr("sctp://127.0.0.1:0"), Pool: "P"}}}, proxy.Options{Cache: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,7 +537,7 @@ func TestSCTPListener(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kernel has SCTP but the listener failed: %v", err)
 		}
-		if p.Addr("sctp://127.0.0.1:0") == nil {
+		if p.Addr(transport.MustParseAddr("sctp://127.0.0.1:0")) == nil {
 			t.Fatal("no bound SCTP address")
 		}
 		return

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rserpool/rserpool/regclient"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
@@ -32,10 +33,10 @@ var (
 
 // Config tunes a Cache. The zero value of every field takes its documented default.
 type Config struct {
-	// Registrars is the static list of registrar ASAP addresses
-	// ("tcp://h:p", "sctp://h:p", "tls://h:p"; no scheme means tcp). Tried in
-	// order; announced registrars (LearnRegistrar) are tried after them.
-	Registrars []string
+	// Registrars is the static list of registrar ASAP addresses, tried
+	// first, in order; announced registrars (LearnRegistrar, AnnounceGroup)
+	// are tried after them.
+	Registrars []transport.Addr
 	// Transport configures the registrar connections; nil means defaults.
 	Transport *transport.Config
 	// StaleTimeout is how long a resolution result is considered fresh
@@ -44,14 +45,21 @@ type Config struct {
 	// unreachable. Zero means 5 s.
 	StaleTimeout time.Duration
 	// RequestTimeout is T1-ENRPrequest: how long to wait for a Handle
-	// Resolution Response before trying the next registrar. Zero means 3 s.
+	// Resolution Response before re-sending it at another registrar (twice
+	// at most, MAX-REQUEST-RETRANSMIT). Zero means 3 s.
 	RequestTimeout time.Duration
-	// ConnectTimeout bounds one connection attempt to a registrar (T5).
-	// Zero means 2 s.
+	// ConnectTimeout is the initial T5 of the server hunt (up to three
+	// registrars tried at once; doubled when none answers in time) and
+	// bounds one connection attempt of Dial to a PE. Zero means 2 s.
 	ConnectTimeout time.Duration
 	// Items is the number of PEs asked for with RSPLIB's Handle Resolution
 	// Option. Zero means 128 (RSPLIB's cap).
 	Items uint32
+	// AnnounceGroup, if set, is the multicast group ("239.0.0.50:3863",
+	// RSPLIB's) on which ASAP Server Announces add registrars;
+	// AnnounceInterface names the interface ("" = the routing table's).
+	AnnounceGroup     string
+	AnnounceInterface string
 	// AnnounceLifetime is T7-ENRPoutdate: how long a registrar address learned
 	// from an ASAP Server Announce stays known. Zero means 5 s.
 	AnnounceLifetime time.Duration
@@ -91,19 +99,21 @@ func (c *Config) withDefaults() Config {
 
 // Cache is a pool user's view of the handlespace: it resolves pool handles
 // at a registrar, keeps the results fresh in the background and selects PEs
-// by each pool's policy. It is safe for concurrent use. Close stops it.
+// by each pool's policy. It is safe for concurrent use. Start runs it;
+// Close stops it.
 type Cache struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	rc      *regclient.Client
 	ctx     context.Context // cancelled by Close; owns every background request
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // every goroutine the cache starts
 
-	mu    sync.Mutex // guards pools
-	pools map[wire.PoolHandle]*Pool
+	mu      sync.Mutex // guards pools, started
+	pools   map[wire.PoolHandle]*Pool
+	started bool
 
-	regs    registrars
 	reports chan report // Endpoint Unreachable queue, drained by reportLoop
 }
 
@@ -112,12 +122,12 @@ type report struct {
 	id     uint32
 }
 
-// New returns a running Cache. It does not contact a registrar until the
-// first resolution.
+// New builds a Cache; it starts nothing (see Start) and does not contact
+// a registrar until the first resolution.
 func New(cfg Config, opts Options) (*Cache, error) {
 	d := cfg.withDefaults()
 	for _, a := range d.Registrars {
-		if a == "" {
+		if a.IsZero() {
 			return nil, errors.New("pucache: empty registrar address")
 		}
 	}
@@ -135,11 +145,36 @@ func New(cfg Config, opts Options) (*Cache, error) {
 		pools:   make(map[wire.PoolHandle]*Pool),
 		reports: make(chan report, 256),
 	}
-	c.regs.init(c, d.Registrars)
+	c.rc = regclient.New(regclient.Config{
+		Registrars:        d.Registrars,
+		Transport:         d.Transport,
+		ConnectTimeout:    d.ConnectTimeout,
+		RequestTimeout:    d.RequestTimeout,
+		AnnounceLifetime:  d.AnnounceLifetime,
+		AnnounceGroup:     d.AnnounceGroup,
+		AnnounceInterface: d.AnnounceInterface,
+		Logger:            log,
+	})
+	return c, nil
+}
+
+// Start starts the registrar client (and the announce listener when
+// Config.AnnounceGroup is set) and the background refresh and report
+// loops. Resolutions wait for Start.
+func (c *Cache) Start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started || c.ctx.Err() != nil {
+		return errors.New("pucache: already started or closed")
+	}
+	if err := c.rc.Start(); err != nil {
+		return fmt.Errorf("pucache: %w", err)
+	}
+	c.started = true
 	c.wg.Add(2)
 	go c.refreshLoop()
 	go c.reportLoop()
-	return c, nil
+	return nil
 }
 
 // Close stops background refreshes, closes the registrar connection and
@@ -149,7 +184,7 @@ func (c *Cache) Close() error {
 	c.mu.Lock()
 	c.cancel()
 	c.mu.Unlock()
-	c.regs.close()
+	c.rc.Close()
 	c.wg.Wait()
 	return nil
 }
@@ -198,13 +233,14 @@ func (c *Cache) ReportUnreachable(handle wire.PoolHandle, id uint32) {
 	c.Pool(handle).ReportUnreachable(id)
 }
 
-// Dial connects to an element of the pool, trying up to three elements in
-// policy order and reporting each one that refuses the connection.
+// Dial connects to an element of the pool by its registered user
+// transport, TCP or SCTP (transport.DialStream), trying up to three
+// elements in policy order and reporting each one that refuses the
+// connection. Each attempt is bounded by Config.ConnectTimeout and ctx.
 func (c *Cache) Dial(ctx context.Context, handle wire.PoolHandle) (net.Conn, error) {
 	p := c.Pool(handle)
 	var tried [3]uint32
 	var lastErr error
-	var d net.Dialer
 	for n := 0; n < len(tried); n++ {
 		e, err := p.Pick(ctx, tried[:n])
 		if err != nil {
@@ -213,7 +249,13 @@ func (c *Cache) Dial(ctx context.Context, handle wire.PoolHandle) (net.Conn, err
 			}
 			return nil, err
 		}
-		conn, err := d.DialContext(ctx, e.Network, e.Addr)
+		addr, err := e.TransportAddr()
+		var conn net.Conn
+		if err == nil {
+			dctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+			conn, err = transport.DialStream(dctx, addr)
+			cancel()
+		}
 		if err == nil {
 			return conn, nil
 		}
@@ -225,6 +267,15 @@ func (c *Cache) Dial(ctx context.Context, handle wire.PoolHandle) (net.Conn, err
 		p.ReportUnreachable(e.ID)
 	}
 	return nil, fmt.Errorf("pucache: dial %q: %w", handle, lastErr)
+}
+
+// TransportAddr returns the address to connect to e: tcp:// or sctp://.
+func (e Element) TransportAddr() (transport.Addr, error) {
+	switch e.Network {
+	case "tcp", "sctp":
+		return transport.ParseAddr(e.Network + "://" + e.Addr)
+	}
+	return transport.Addr{}, fmt.Errorf("pucache: PE 0x%08x: cannot connect over %q", e.ID, e.Network)
 }
 
 // Pool is the cache entry of one pool handle. Its methods are safe for
@@ -352,54 +403,66 @@ func (p *Pool) start() *call {
 // does not fail the others.
 func (p *Pool) resolve(cl *call) {
 	defer p.c.wg.Done()
-	resp, err := p.c.regs.resolve(p.c.ctx, p.handle)
+	resp, err := p.c.resolve(p.c.ctx, p.handle)
 	now := time.Now()
 	if err == nil {
-		pol, elems := fromResponse(resp)
-		p.mu.Lock()
-		kept := elems[:0:0]
-		for _, e := range elems {
-			if until, held := p.holdDown[e.elem.ID]; held && now.Before(until) {
-				continue
-			}
-			kept = append(kept, e)
-		}
-		for id, until := range p.holdDown {
-			if !now.Before(until) {
-				delete(p.holdDown, id)
-			}
-		}
-		if len(kept) == 0 && len(elems) > 0 {
-			// Every listed PE is held down: the registrar still believes in
-			// them and this cache knows nothing better. Serving them lets
-			// the caller's failover decide instead of failing outright.
-			kept = elems
-		}
-		p.choose.apply(pol, kept)
-		cl.snap, cl.at = newSnapshot(pol, kept), now
-		p.snap.Store(cl.snap)
-		p.fetched.Store(now.UnixNano())
-		p.inflight = nil
-		p.failed = nil
-		if len(kept) == 0 {
-			p.failed = cl
-		}
-		p.mu.Unlock()
+		cl.snap, cl.at = p.apply(resp, now, cl), now
+		close(cl.done)
 		p.c.metrics.resolutions.WithLabelValues("ok").Inc()
-	} else {
-		cl.err, cl.at = err, now
-		p.mu.Lock()
-		p.inflight = nil
-		p.failed = cl
-		p.mu.Unlock()
-		result := "error"
-		if errors.Is(err, ErrUnknownPool) {
-			result = "unknown_pool"
-		}
-		p.c.metrics.resolutions.WithLabelValues(result).Inc()
-		p.c.log.Warn("handle resolution failed", "pool", p.handle, "err", err)
+		return
 	}
+	cl.err, cl.at = err, now
+	p.mu.Lock()
+	p.inflight = nil
+	p.failed = cl
+	p.mu.Unlock()
+	result := "error"
+	if errors.Is(err, ErrUnknownPool) {
+		result = "unknown_pool"
+	}
+	p.c.metrics.resolutions.WithLabelValues(result).Inc()
+	p.c.log.Warn("handle resolution failed", "pool", p.handle, "err", err)
 	close(cl.done)
+}
+
+// apply installs a registrar's Handle Resolution Response (whatever it
+// holds: a hostile registrar may send anything) as the pool's elements,
+// without the PEs held down, and ends the resolution cl (nil: none). It
+// returns the new snapshot.
+func (p *Pool) apply(resp *wire.HandleResolutionResponse, now time.Time, cl *call) *snapshot {
+	pol, elems := fromResponse(resp)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := elems[:0:0]
+	for _, e := range elems {
+		if until, held := p.holdDown[e.elem.ID]; held && now.Before(until) {
+			continue
+		}
+		kept = append(kept, e)
+	}
+	for id, until := range p.holdDown {
+		if !now.Before(until) {
+			delete(p.holdDown, id)
+		}
+	}
+	if len(kept) == 0 && len(elems) > 0 {
+		// Every listed PE is held down: the registrar still believes in
+		// them and this cache knows nothing better. Serving them lets
+		// the caller's failover decide instead of failing outright.
+		kept = elems
+	}
+	p.choose.apply(pol, kept)
+	snap := newSnapshot(pol, kept)
+	p.snap.Store(snap)
+	p.fetched.Store(now.UnixNano())
+	if p.inflight == cl {
+		p.inflight = nil
+	}
+	p.failed = nil
+	if len(kept) == 0 && cl != nil {
+		p.failed = cl
+	}
+	return snap
 }
 
 // ReportUnreachable removes the PE from this pool's cache at once, holds it
@@ -438,7 +501,6 @@ func (c *Cache) refreshLoop() {
 		case <-c.ctx.Done():
 			return
 		case now := <-tick.C:
-			c.regs.expire(now)
 			due = due[:0]
 			c.mu.Lock()
 			for _, p := range c.pools {
@@ -463,7 +525,7 @@ func (c *Cache) reportLoop() {
 		case <-c.ctx.Done():
 			return
 		case r := <-c.reports:
-			err := c.regs.send(c.ctx, &wire.EndpointUnreachable{PoolHandle: r.handle, ID: r.id})
+			err := c.rc.Send(c.ctx, &wire.EndpointUnreachable{PoolHandle: r.handle, ID: r.id})
 			if err != nil {
 				c.metrics.reports.WithLabelValues("error").Inc()
 				c.log.Warn("endpoint unreachable report failed", "pool", r.handle, "pe", fmt.Sprintf("0x%08x", r.id), "err", err)

@@ -38,6 +38,11 @@ func deadPort(t testing.TB) int {
 	return port
 }
 
+// deadAddr returns a registrar address nothing listens on.
+func deadAddr(t testing.TB) transport.Addr {
+	return transport.AddrFrom(transport.SchemeTCP, ap(t, deadPort(t)))
+}
+
 func newCache(t testing.TB, cfg pucache.Config) *pucache.Cache {
 	t.Helper()
 	c, err := pucache.New(cfg, pucache.Options{})
@@ -45,6 +50,9 @@ func newCache(t testing.TB, cfg pucache.Config) *pucache.Cache {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
@@ -61,7 +69,7 @@ func TestRoundRobinExactOverCycles(t *testing.T) {
 		pucachetest.PE(3, ap(t, 7003), wire.PolicyRoundRobin, 0),
 		pucachetest.PE(1, ap(t, 7001), wire.PolicyRoundRobin, 0),
 		pucachetest.PE(2, ap(t, 7002), wire.PolicyRoundRobin, 0))
-	c := newCache(t, pucache.Config{Registrars: []string{r.Addr()}})
+	c := newCache(t, pucache.Config{Registrars: []transport.Addr{r.Addr()}})
 	p := c.Pool("P")
 	counts := map[uint32]int{}
 	var seq []uint32
@@ -93,7 +101,7 @@ func TestWeightedPolicies(t *testing.T) {
 				pucachetest.PE(1, ap(t, 7001), pol, 1),
 				pucachetest.PE(2, ap(t, 7002), pol, 2),
 				pucachetest.PE(3, ap(t, 7003), pol, 5))
-			c := newCache(t, pucache.Config{Registrars: []string{r.Addr()}})
+			c := newCache(t, pucache.Config{Registrars: []transport.Addr{r.Addr()}})
 			p := c.Pool("W")
 			const n = 8000
 			counts := map[uint32]int{}
@@ -122,7 +130,7 @@ func TestConcurrentResolutionsCollapse(t *testing.T) {
 	r := pucachetest.Start(t)
 	r.SetPool("P", wire.PolicyRoundRobin, pucachetest.PE(1, ap(t, 7001), wire.PolicyRoundRobin, 0))
 	r.SetDelay(200 * time.Millisecond)
-	c := newCache(t, pucache.Config{Registrars: []string{r.Addr()}})
+	c := newCache(t, pucache.Config{Registrars: []transport.Addr{r.Addr()}})
 	var wg sync.WaitGroup
 	errs := make(chan error, 32)
 	for range 32 {
@@ -147,7 +155,7 @@ func TestConcurrentResolutionsCollapse(t *testing.T) {
 
 func TestUnknownPool(t *testing.T) {
 	r := pucachetest.Start(t)
-	c := newCache(t, pucache.Config{Registrars: []string{r.Addr()}})
+	c := newCache(t, pucache.Config{Registrars: []transport.Addr{r.Addr()}})
 	_, err := c.Select(ctxT(t), "nope")
 	if !errors.Is(err, pucache.ErrUnknownPool) {
 		t.Fatalf("err = %v, want ErrUnknownPool", err)
@@ -161,10 +169,10 @@ func TestHuntsToNextRegistrar(t *testing.T) {
 	silent.SetSilent(true)
 	tests := []struct {
 		name string
-		regs []string
+		regs []transport.Addr
 	}{
-		{"refused", []string{"tcp://127.0.0.1:" + itoa(deadPort(t)), good.Addr()}},
-		{"silent", []string{silent.Addr(), good.Addr()}},
+		{"refused", []transport.Addr{deadAddr(t), good.Addr()}},
+		{"silent", []transport.Addr{silent.Addr(), good.Addr()}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -181,7 +189,7 @@ func TestHuntsToNextRegistrar(t *testing.T) {
 }
 
 func TestNoRegistrar(t *testing.T) {
-	c := newCache(t, pucache.Config{Registrars: []string{"tcp://127.0.0.1:" + itoa(deadPort(t))}})
+	c := newCache(t, pucache.Config{Registrars: []transport.Addr{deadAddr(t)}})
 	if _, err := c.Select(ctxT(t), "P"); !errors.Is(err, pucache.ErrNoRegistrar) {
 		t.Fatalf("err = %v, want ErrNoRegistrar", err)
 	}
@@ -193,12 +201,15 @@ func TestReportUnreachable(t *testing.T) {
 		pucachetest.PE(1, ap(t, 7001), wire.PolicyRoundRobin, 0),
 		pucachetest.PE(2, ap(t, 7002), wire.PolicyRoundRobin, 0))
 	reg := prometheus.NewRegistry()
-	c, err := pucache.New(pucache.Config{Registrars: []string{r.Addr()}, StaleTimeout: 100 * time.Millisecond, HoldDown: time.Hour},
+	c, err := pucache.New(pucache.Config{Registrars: []transport.Addr{r.Addr()}, StaleTimeout: 100 * time.Millisecond, HoldDown: time.Hour},
 		pucache.Options{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
 	p := c.Pool("P")
 	if _, err := p.Pick(ctxT(t), nil); err != nil {
 		t.Fatal(err)
@@ -256,7 +267,7 @@ func mustCounter(t *testing.T, reg *prometheus.Registry, name string) prometheus
 func TestBackgroundRefreshAndStaleServing(t *testing.T) {
 	r := pucachetest.Start(t)
 	r.SetPool("P", wire.PolicyRoundRobin, pucachetest.PE(1, ap(t, 7001), wire.PolicyRoundRobin, 0))
-	c := newCache(t, pucache.Config{Registrars: []string{r.Addr()}, StaleTimeout: 100 * time.Millisecond})
+	c := newCache(t, pucache.Config{Registrars: []transport.Addr{r.Addr()}, StaleTimeout: 100 * time.Millisecond})
 	p := c.Pool("P")
 	if _, err := p.Pick(ctxT(t), nil); err != nil {
 		t.Fatal(err)
@@ -286,7 +297,7 @@ func TestPickExclude(t *testing.T) {
 	r.SetPool("P", wire.PolicyRoundRobin,
 		pucachetest.PE(1, ap(t, 7001), wire.PolicyRoundRobin, 0),
 		pucachetest.PE(2, ap(t, 7002), wire.PolicyRoundRobin, 0))
-	c := newCache(t, pucache.Config{Registrars: []string{r.Addr()}})
+	c := newCache(t, pucache.Config{Registrars: []transport.Addr{r.Addr()}})
 	p := c.Pool("P")
 	for range 4 {
 		e, err := p.Pick(ctxT(t), []uint32{1})
@@ -310,7 +321,7 @@ func TestDialFailsOver(t *testing.T) {
 	r.SetPool("P", wire.PolicyRoundRobin,
 		pucachetest.PE(1, ap(t, deadPort(t)), wire.PolicyRoundRobin, 0),
 		pucachetest.PE(2, ap(t, live), wire.PolicyRoundRobin, 0))
-	c := newCache(t, pucache.Config{Registrars: []string{r.Addr()}})
+	c := newCache(t, pucache.Config{Registrars: []transport.Addr{r.Addr()}})
 	for range 3 {
 		conn, err := c.Dial(ctxT(t), "P")
 		if err != nil {
@@ -334,7 +345,7 @@ func TestAnnounceLearnsRegistrar(t *testing.T) {
 	if _, err := c.Select(ctxT(t), "P"); !errors.Is(err, pucache.ErrNoRegistrar) {
 		t.Fatalf("without registrars: %v", err)
 	}
-	addr := netip.MustParseAddrPort(r.Addr()[len("tcp://"):])
+	addr := netip.MustParseAddrPort(r.Addr().HostPort())
 	c.HandleAnnounce(&wire.ServerAnnounce{ServerID: 7, Transports: []wire.Transport{{
 		Type: wire.TransportTCP, Port: addr.Port(), Addrs: []netip.Addr{addr.Addr()}}}}, netip.MustParseAddrPort("127.0.0.1:3863"))
 	if got := c.Registrars(); len(got) != 1 || got[0] != r.Addr() {
@@ -349,7 +360,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestNegativeResultIsCachedBriefly(t *testing.T) {
 	r := pucachetest.Start(t)
-	c := newCache(t, pucache.Config{Registrars: []string{r.Addr()}})
+	c := newCache(t, pucache.Config{Registrars: []transport.Addr{r.Addr()}})
 	for range 50 {
 		if _, err := c.Select(ctxT(t), "missing"); !errors.Is(err, pucache.ErrUnknownPool) {
 			t.Fatalf("err = %v", err)
@@ -370,7 +381,6 @@ func TestNegativeResultIsCachedBriefly(t *testing.T) {
 func TestListenAnnounces(t *testing.T) {
 	r := pucachetest.Start(t)
 	r.SetPool("P", wire.PolicyRoundRobin, pucachetest.PE(1, ap(t, 7001), wire.PolicyRoundRobin, 0))
-	c := newCache(t, pucache.Config{AnnounceLifetime: time.Hour})
 	u, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +388,12 @@ func TestListenAnnounces(t *testing.T) {
 	port := u.LocalAddr().(*net.UDPAddr).Port
 	u.Close()
 	group := "239.0.0.77:" + itoa(port)
-	if err := c.ListenAnnounces(group, "lo"); err != nil {
+	c, err := pucache.New(pucache.Config{AnnounceLifetime: time.Hour, AnnounceGroup: group, AnnounceInterface: "lo"}, pucache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Start(); err != nil {
 		t.Skipf("no multicast on the loopback interface here: %v", err)
 	}
 	tx, err := transport.NewMulticastSender(group, "lo", 1, true)
@@ -386,7 +401,7 @@ func TestListenAnnounces(t *testing.T) {
 		t.Skipf("no multicast sending on lo here: %v", err)
 	}
 	defer tx.Close()
-	addr := netip.MustParseAddrPort(r.Addr()[len("tcp://"):])
+	addr := netip.MustParseAddrPort(r.Addr().HostPort())
 	msg, err := (&wire.ServerAnnounce{ServerID: 9, Transports: []wire.Transport{{
 		Type: wire.TransportTCP, Port: addr.Port(), Addrs: []netip.Addr{addr.Addr()}}}}).AppendBinary(nil)
 	if err != nil {

@@ -4,10 +4,11 @@
 //
 // # Usage
 //
-//	c, err := pucache.New(pucache.Config{Registrars: []string{"tcp://127.0.0.1:3863"}},
+//	c, err := pucache.New(pucache.Config{Registrars: []transport.Addr{transport.MustParseAddr("tcp://127.0.0.1:3863")}},
 //		pucache.Options{Logger: log, Registerer: reg})
+//	err = c.Start()
 //	defer c.Close()
-//	conn, err := c.Dial(ctx, "EchoPool") // resolve, select, connect, fail over
+//	conn, err := c.Dial(ctx, "EchoPool") // resolve, select, connect (TCP or SCTP), fail over
 //
 // A program that connects often keeps the *Pool of a handle:
 //
@@ -16,15 +17,16 @@
 //	... on a connection failure:
 //	p.ReportUnreachable(e.ID)           // removed at once; ASAP Endpoint Unreachable sent
 //
-// Registrars: the static Config.Registrars are tried in order, then the ones
-// learned from ASAP Server Announces (ListenAnnounces joins the multicast
-// group; HandleAnnounce and LearnRegistrar feed them directly), each
-// forgotten after Config.AnnounceLifetime. One connection to the current
-// registrar carries every request; a connect failure, a broken connection or
-// a request without answer within Config.RequestTimeout (T1) moves to the
-// next registrar. Each Handle Resolution carries RSPLIB's Handle Resolution
-// Option asking for Config.Items PEs (default 128), so that the cache sees
-// the whole pool.
+// Registrars are reached through a regclient.Client: the static
+// Config.Registrars first, then the ones learned from ASAP Server
+// Announces (Config.AnnounceGroup; HandleAnnounce and LearnRegistrar feed
+// them directly), bounded and forgotten after Config.AnnounceLifetime; the
+// server hunt tries up to three at once. One connection to the home
+// registrar carries every request; a request without answer within
+// Config.RequestTimeout (T1) is re-sent at another registrar. Each Handle
+// Resolution carries RSPLIB's Handle Resolution Option asking for
+// Config.Items PEs (default 128), so that the cache sees the whole pool.
+// Dial connects to a PE by its registered user transport, TCP or SCTP.
 //
 // Cache: an entry is fresh for Config.StaleTimeout after its resolution; a
 // background loop re-resolves every entry after half of that, so a
@@ -55,12 +57,13 @@
 // # Concurrency
 //
 // Cache and Pool are safe for concurrent use. Pick on a resolved pool takes
-// only the pool's selection lock (about 60-130 ns: BenchmarkPick). Close stops
-// every goroutine the cache started and waits for them.
+// only the pool's selection lock (about 60-130 ns: BenchmarkPick). New
+// starts nothing; Start starts the registrar client, a refresh loop and a
+// report loop; Close stops every goroutine the cache started and waits for
+// them.
 //
 // # Limitations
 //
-//   - The server hunt tries one registrar at a time, not three in parallel.
 //   - Dynamic subscriptions (S flag) are not used; freshness comes from
 //     background refreshes.
 //   - Least-used selection uses the load values of the last resolution and

@@ -4,7 +4,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/rserpool/rserpool/transport"
@@ -24,21 +24,20 @@ type announcer struct {
 
 func newAnnouncer(cfg AnnounceConfig, id uint32, asapAddrs []string, log *slog.Logger, m *metrics) (*announcer, error) {
 	sa := &wire.ServerAnnounce{ServerID: id}
-	for _, a := range asapAddrs {
-		scheme, hp, _ := strings.Cut(a, "://")
-		ap, err := netip.ParseAddrPort(hp)
-		if err != nil || scheme == "tls" {
+	for _, s := range asapAddrs {
+		a, err := transport.ParseAddr(s)
+		if err != nil || a.Scheme() == transport.SchemeTLS {
 			continue
 		}
-		if ap.Addr().IsUnspecified() {
+		t, ok := a.Transport()
+		if !ok {
+			continue
+		}
+		if slices.ContainsFunc(t.Addrs, netip.Addr.IsUnspecified) {
 			// A wildcard listener has no address to announce; receivers then
 			// fall back to the datagram's source address (RFC 5352 §3.6).
 			log.Warn("announce: listener on a wildcard address is not announced; listen on a specific address", "addr", a)
 			continue
-		}
-		t := wire.Transport{Type: wire.TransportTCP, Port: ap.Port(), Addrs: []netip.Addr{ap.Addr().Unmap()}}
-		if scheme == "sctp" {
-			t.Type = wire.TransportSCTP
 		}
 		sa.Transports = append(sa.Transports, t)
 	}

@@ -85,7 +85,7 @@ func pipeline[T wire.Message](b *testing.B, c transport.Conn, msgs [][]byte, che
 func dialN(b *testing.B, addr string, n int) []transport.Conn {
 	cs := make([]transport.Conn, n)
 	for i := range cs {
-		c, err := transport.Dial(context.Background(), addr, &transport.Config{HeartbeatInterval: -1})
+		c, err := transport.Dial(context.Background(), transport.MustParseAddr(addr), &transport.Config{HeartbeatInterval: -1})
 		if err != nil {
 			b.Fatal(err)
 		}

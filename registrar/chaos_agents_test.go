@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rserpool/rserpool/pucache"
+	"github.com/rserpool/rserpool/transport"
 )
 
 // chaosAgentsRegConfig: short ENRP timers as in the other ENRP e2e tests,
@@ -383,12 +384,15 @@ func TestE2EENRPChaosAgents(t *testing.T) {
 
 	// The PU resolves through pucache; Refresh asks a registrar every time
 	// (no cached answer counts) and the cache hunts across all three.
-	cache, err := pucache.New(pucache.Config{Registrars: asapAddrs, RequestTimeout: time.Second,
+	cache, err := pucache.New(pucache.Config{Registrars: mustAddrs(t, asapAddrs), RequestTimeout: time.Second,
 		ConnectTimeout: 500 * time.Millisecond}, pucache.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cache.Close()
+	if err := cache.Start(); err != nil {
+		t.Fatal(err)
+	}
 	pool := cache.Pool(chaosAgentsPool)
 	type puResult struct {
 		ok, failed int
@@ -554,4 +558,13 @@ func TestE2EENRPChaosAgents(t *testing.T) {
 		"%d live agents; PU %d resolutions, %d failed, longest gap %v (bound %v); SIGKILLed agent's PE gone within %v (bound %v); converged %v after the last operation; owners %s",
 		ops, lastOp.Sub(begin).Round(time.Millisecond), regKills, agentKills, agentRestarts, agentTerms, agentStarts,
 		len(agents), pu.ok, pu.failed, pu.longest.Round(time.Millisecond), puGapMax, peGone.Round(time.Millisecond), peGoneMax, converge.Round(time.Millisecond), b)
+}
+
+func mustAddrs(t *testing.T, list []string) []transport.Addr {
+	t.Helper()
+	addrs, err := transport.ParseAddrs(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addrs
 }

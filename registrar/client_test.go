@@ -32,7 +32,7 @@ func dial(t testing.TB, addr string) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	tc, err := transport.Dial(ctx, addr, &transport.Config{HeartbeatInterval: -1})
+	tc, err := transport.Dial(ctx, transport.MustParseAddr(addr), &transport.Config{HeartbeatInterval: -1})
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}

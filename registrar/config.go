@@ -1,12 +1,15 @@
 package registrar
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/rserpool/rserpool/registrar/asap"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -324,20 +328,34 @@ func DefaultConfig() Config {
 // LoadConfig reads a TOML file over DefaultConfig. Unknown keys and bad
 // values are errors naming the key; the result is validated.
 func LoadConfig(path string) (Config, error) {
-	cfg := DefaultConfig()
-	md, err := toml.DecodeFile(path, &cfg)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	cfg, err := ParseConfig(b)
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes TOML text over DefaultConfig, strictly (an unknown
+// key is an error), and validates the result, as LoadConfig does.
+func ParseConfig(b []byte) (Config, error) {
+	cfg := DefaultConfig()
+	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&cfg)
+	if err != nil {
+		return Config{}, err
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, len(und))
 		for i, k := range und {
 			keys[i] = k.String()
 		}
-		return Config{}, fmt.Errorf("%s: unknown keys: %s", path, strings.Join(keys, ", "))
+		return Config{}, fmt.Errorf("unknown keys: %s", strings.Join(keys, ", "))
 	}
 	if err := cfg.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
+		return Config{}, err
 	}
 	return cfg, nil
 }
@@ -352,15 +370,15 @@ func (c *Config) Validate() error {
 		bad("asap.listen", "at least one address is required")
 	}
 	for i, a := range c.ASAP.Listen {
-		if err := checkAddr(a); err != nil {
+		if _, err := transport.ParseAddr(a); err != nil {
 			bad(fmt.Sprintf("asap.listen[%d]", i), "%v", err)
 		}
-		if strings.HasPrefix(a, "tls://") && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		if schemeOf(a) == transport.SchemeTLS && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 			bad(fmt.Sprintf("asap.listen[%d]", i), "tls:// needs tls.cert_file and tls.key_file")
 		}
 	}
 	for i, a := range c.ENRP.Listen {
-		if err := checkAddr(a); err != nil {
+		if _, err := transport.ParseAddr(a); err != nil {
 			bad(fmt.Sprintf("enrp.listen[%d]", i), "%v", err)
 		}
 	}
@@ -371,7 +389,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, a := range c.ENRP.Peers {
-		if err := checkAddr(a); err != nil {
+		if _, err := transport.ParseAddr(a); err != nil {
 			bad(fmt.Sprintf("enrp.peers[%d]", i), "%v", err)
 		} else if ip, ok := addrIP(a); ok && len(enrpAllow) > 0 && !asap.Contains(enrpAllow, ip) {
 			bad(fmt.Sprintf("enrp.peers[%d]", i), "%q is outside enrp.allow", a)
@@ -399,7 +417,7 @@ func (c *Config) Validate() error {
 		bad("enrp.table_chunk_bytes", "%d is outside 0..65000", c.ENRP.TableChunkBytes)
 	}
 	for i, a := range c.ENRP.Listen {
-		if strings.HasPrefix(a, "tls://") && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
+		if schemeOf(a) == transport.SchemeTLS && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 			bad(fmt.Sprintf("enrp.listen[%d]", i), "tls:// needs tls.cert_file and tls.key_file")
 		}
 	}
@@ -519,34 +537,37 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// addrIP returns the IP address of a transport address whose host is an
-// IP literal.
+// addrIP returns the IP address of a transport address whose (first)
+// host is an IP literal.
 func addrIP(a string) (netip.Addr, bool) {
-	_, hp, ok := strings.Cut(a, "://")
-	if !ok {
-		hp = a
-	}
-	ap, err := netip.ParseAddrPort(hp)
+	x, err := transport.ParseAddr(a)
 	if err != nil {
 		return netip.Addr{}, false
 	}
-	return ap.Addr().Unmap(), true
+	ips, ok := x.IPs()
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return ips[0].Unmap(), true
 }
 
-func checkAddr(a string) error {
-	s, hp, ok := strings.Cut(a, "://")
-	if !ok {
-		hp, s = a, "tcp"
+// schemeOf returns the scheme of a configured address, "" if it does not
+// parse (Validate reports that).
+func schemeOf(a string) transport.Scheme {
+	x, err := transport.ParseAddr(a)
+	if err != nil {
+		return ""
 	}
-	switch s {
-	case "tcp", "sctp", "tls":
-	default:
-		return fmt.Errorf("%q: unknown scheme %q (tcp, sctp, tls)", a, s)
+	return x.Scheme()
+}
+
+// dialAddr dials a configured or learned address.
+func dialAddr(ctx context.Context, a string, cfg *transport.Config) (transport.Conn, error) {
+	x, err := transport.ParseAddr(a)
+	if err != nil {
+		return nil, err
 	}
-	if _, _, err := net.SplitHostPort(hp); err != nil {
-		return fmt.Errorf("%q: %v", a, err)
-	}
-	return nil
+	return transport.Dial(ctx, x, cfg)
 }
 
 func randomID() ServerID {

@@ -88,7 +88,7 @@ func (r *Registrar) dialConn(addr string) *conn {
 		case <-ctx.Done():
 		}
 	}()
-	tc, err := transport.Dial(ctx, addr, &r.tcfg)
+	tc, err := dialAddr(ctx, addr, &r.tcfg)
 	cancel()
 	<-watched
 	if err != nil {

@@ -121,24 +121,21 @@ func enrpConfig(cfg Config, info wire.ServerInfo) enrp.Config {
 // tls:// one as a TCP transport (the parameter has no TLS type; a TLS-only
 // registrar reaches every peer over TLS, see peerMgr.tlsOnly).
 func serverInfo(addrs []string) wire.ServerInfo {
-	for _, a := range addrs {
-		if strings.HasPrefix(a, "tls://") && !slices.ContainsFunc(addrs, func(s string) bool { return !strings.HasPrefix(s, "tls://") }) {
-			a = "tcp://" + strings.TrimPrefix(a, "tls://")
-		}
-		scheme, hp, _ := strings.Cut(a, "://")
-		ap, err := netip.ParseAddrPort(hp)
+	tlsOnly := !slices.ContainsFunc(addrs, func(s string) bool { return schemeOf(s) != transport.SchemeTLS })
+	for _, s := range addrs {
+		a, err := transport.ParseAddr(s)
 		if err != nil {
 			continue
 		}
-		t := wire.Transport{Type: wire.TransportTCP, Port: ap.Port(), Addrs: []netip.Addr{ap.Addr().Unmap()}}
-		switch scheme {
-		case "sctp":
-			t.Type = wire.TransportSCTP
-		case "tcp":
-		default:
-			continue
+		if a.Scheme() == transport.SchemeTLS {
+			if !tlsOnly {
+				continue
+			}
+			a = a.WithScheme(transport.SchemeTCP)
 		}
-		return wire.ServerInfo{Transport: t}
+		if t, ok := a.Transport(); ok {
+			return wire.ServerInfo{Transport: t}
+		}
 	}
 	return wire.ServerInfo{}
 }
@@ -346,7 +343,7 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 	defer pm.wg.Done()
 	ctx, cancel := context.WithTimeout(pm.ctx, pm.dialTO)
 	tcfg := pm.tcfg
-	if strings.HasPrefix(pc.addr, "tls://") {
+	if schemeOf(pc.addr) == transport.SchemeTLS {
 		tcfg.TLS = pm.tlsCli
 		if tcfg.TLS == nil {
 			pm.log.Warn("ENRP peer uses tls:// but tls.cert_file is not configured", "addr", pc.addr)
@@ -355,7 +352,7 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 	var tc transport.Conn
 	err := errNotAllowed
 	if ip, ok := addrIP(pc.addr); !ok || pm.allowed(ip) {
-		tc, err = transport.Dial(ctx, pc.addr, &tcfg)
+		tc, err = dialAddr(ctx, pc.addr, &tcfg)
 		if err == nil && !pm.allowedConn(tc) {
 			pm.closeRefused(tc)
 			err = errNotAllowed
@@ -416,7 +413,7 @@ func (pm *peerMgr) serve(pc *peerConn, tc transport.Conn) {
 
 // read decodes ENRP messages from tc and posts them to the loop.
 func (pm *peerMgr) read(pc *peerConn, tc transport.Conn) {
-	checked := pm.ids == nil || !strings.HasPrefix(pc.addr, "tls://")
+	checked := pm.ids == nil || schemeOf(pc.addr) != transport.SchemeTLS
 	src := enrp.Source{Addr: pc.addr}
 	for {
 		msg, err := tc.ReadMessage()
@@ -477,7 +474,10 @@ func (pm *peerMgr) accept(ln transport.Listener, scheme transport.Scheme) {
 			}
 			continue
 		}
-		addr := transport.FormatAddr(scheme, tc.RemoteAddr())
+		addr := tc.RemoteAddr().String()
+		if ra, err := transport.AddrFromNet(scheme, tc.RemoteAddr()); err == nil {
+			addr = ra.String()
+		}
 		if !pm.allowedConn(tc) {
 			pm.closeRefused(tc)
 			pm.m.limitRejections.WithLabelValues(limitENRPAllow).Inc()

@@ -134,7 +134,7 @@ func TestENRPBadInput(t *testing.T) {
 	a := startReady(t, enrpTestConfig())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := transport.Dial(ctx, a.r.ENRPAddrs()[0], &transport.Config{HeartbeatInterval: -1})
+	c, err := transport.Dial(ctx, transport.MustParseAddr(a.r.ENRPAddrs()[0]), &transport.Config{HeartbeatInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -274,7 +274,7 @@ func TestCloseDoesNotWaitForThePeer(t *testing.T) {
 			peer <- c
 		}
 	}()
-	tc, err := transport.Dial(context.Background(), "tcp://"+ln.Addr().String(), &transport.Config{HeartbeatInterval: -1})
+	tc, err := transport.Dial(context.Background(), transport.MustParseAddr("tcp://"+ln.Addr().String()), &transport.Config{HeartbeatInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

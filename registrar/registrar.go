@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"slices"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rserpool/rserpool/internal/admin"
 	"github.com/rserpool/rserpool/registrar/enrp"
 	"github.com/rserpool/rserpool/transport"
 )
@@ -62,7 +62,7 @@ type Registrar struct {
 	asapAddrs []string
 	conns     map[*conn]struct{}
 	perSource map[netip.Addr]int // accepted ASAP connections per source address
-	admin     *http.Server
+	admin     *admin.Server
 	adminAddr string
 	announce  *announcer
 	nextConn  uint64
@@ -181,21 +181,21 @@ func (r *Registrar) Start() (err error) {
 	}()
 	for _, a := range cfg.ASAP.Listen {
 		tc := r.tcfg
-		scheme, _, err := transport.SplitAddr(a)
+		la, err := transport.ParseAddr(a)
 		if err != nil {
-			return fmt.Errorf("registrar: asap.listen %q: %w", a, err)
+			return fmt.Errorf("registrar: asap.listen: %w", err)
 		}
-		if scheme == transport.SchemeTLS {
+		if la.Scheme() == transport.SchemeTLS {
 			if tc.TLS, err = serverTLS(cfg.TLS); err != nil {
 				return fmt.Errorf("registrar: tls: %w", err)
 			}
 		}
-		ln, err := transport.Listen(a, &tc)
+		ln, err := transport.Listen(la, &tc)
 		if err != nil {
 			return fmt.Errorf("registrar: listen %q: %w", a, err)
 		}
 		r.listeners = append(r.listeners, ln)
-		r.asapAddrs = append(r.asapAddrs, string(scheme)+"://"+ln.Addr().String())
+		r.asapAddrs = append(r.asapAddrs, boundAddr(la.Scheme(), ln))
 	}
 	if cfg.ENRP.Enabled() {
 		if err := r.startENRP(cfg); err != nil {
@@ -205,19 +205,11 @@ func (r *Registrar) Start() (err error) {
 		close(r.ready)
 	}
 	if cfg.Admin.Listen != "" {
-		ln, err := net.Listen("tcp", cfg.Admin.Listen)
+		srv, err := admin.Listen(cfg.Admin.Listen, r.adminHandler(), r.log)
 		if err != nil {
 			return fmt.Errorf("registrar: admin.listen %q: %w", cfg.Admin.Listen, err)
 		}
-		r.adminAddr = ln.Addr().String()
-		r.admin = newAdminServer(r.adminHandler())
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			if err := r.admin.Serve(limitListener(ln, maxAdminConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				r.log.Error("admin server failed", "err", err)
-			}
-		}()
+		r.admin, r.adminAddr = srv, srv.Addr()
 	}
 	if cfg.Announce.Enabled {
 		a, err := newAnnouncer(cfg.Announce, uint32(r.id), r.asapAddrs, r.log, r.m)
@@ -237,9 +229,8 @@ func (r *Registrar) Start() (err error) {
 	}()
 	if r.peerMgr != nil {
 		for i, ln := range r.enrpLns {
-			scheme, _, _ := transport.SplitAddr(cfg.ENRP.Listen[i])
 			r.wg.Add(1)
-			go r.peerMgr.accept(ln, scheme)
+			go r.peerMgr.accept(ln, schemeOf(cfg.ENRP.Listen[i]))
 			r.log.Info("listening", "proto", "enrp", "addr", r.enrpAddrs[i])
 		}
 		if r.mcRecv != nil {
@@ -248,9 +239,8 @@ func (r *Registrar) Start() (err error) {
 		}
 	}
 	for i, ln := range r.listeners {
-		scheme, _, _ := transport.SplitAddr(cfg.ASAP.Listen[i])
 		r.wg.Add(1)
-		go r.acceptLoop(ln, scheme)
+		go r.acceptLoop(ln, schemeOf(cfg.ASAP.Listen[i]))
 		r.log.Info("listening", "proto", "asap", "addr", r.asapAddrs[i])
 	}
 	if r.adminAddr != "" {
@@ -280,11 +270,11 @@ func (r *Registrar) startENRP(cfg Config) error {
 	for _, a := range cfg.ENRP.Listen {
 		tc := r.tcfg
 		tc.MaxMessageSize = 0 // Handle Table Responses are larger than ASAP messages
-		scheme, _, err := transport.SplitAddr(a)
+		la, err := transport.ParseAddr(a)
 		if err != nil {
-			return fmt.Errorf("registrar: enrp.listen %q: %w", a, err)
+			return fmt.Errorf("registrar: enrp.listen: %w", err)
 		}
-		if scheme == transport.SchemeTLS {
+		if la.Scheme() == transport.SchemeTLS {
 			if tc.TLS, err = serverTLS(cfg.TLS); err != nil {
 				return fmt.Errorf("registrar: tls: %w", err)
 			}
@@ -292,12 +282,12 @@ func (r *Registrar) startENRP(cfg Config) error {
 				tc.TLS.ClientAuth = tls.RequireAndVerifyClientCert
 			}
 		}
-		ln, err := transport.Listen(a, &tc)
+		ln, err := transport.Listen(la, &tc)
 		if err != nil {
 			return fmt.Errorf("registrar: listen %q: %w", a, err)
 		}
 		r.enrpLns = append(r.enrpLns, ln)
-		r.enrpAddrs = append(r.enrpAddrs, string(scheme)+"://"+ln.Addr().String())
+		r.enrpAddrs = append(r.enrpAddrs, boundAddr(la.Scheme(), ln))
 	}
 	cli, err := clientTLS(cfg.TLS)
 	if err != nil {
@@ -312,7 +302,7 @@ func (r *Registrar) startENRP(cfg Config) error {
 	}
 	pm.ctx, pm.cancel = context.WithCancel(context.Background())
 	pm.tlsOnly = len(cfg.ENRP.Listen) > 0 && !slices.ContainsFunc(cfg.ENRP.Listen, func(a string) bool {
-		return !strings.HasPrefix(a, "tls://")
+		return schemeOf(a) != transport.SchemeTLS
 	})
 	// Peers that reach us (listeners) or that we learn of by multicast
 	// are unauthenticated unless every ENRP connection is TLS.
@@ -629,4 +619,12 @@ func (r *Registrar) do(fn func(*loop)) error {
 	case <-r.loopDone:
 		return errors.New("registrar: closed")
 	}
+}
+
+// boundAddr is the text form of a listener's bound address.
+func boundAddr(s transport.Scheme, ln transport.Listener) string {
+	if a, err := transport.AddrFromNet(s, ln.Addr()); err == nil {
+		return a.String()
+	}
+	return string(s) + "://" + ln.Addr().String()
 }

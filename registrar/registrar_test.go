@@ -490,7 +490,7 @@ func TestClientThatNeverReads(t *testing.T) {
 		pe.register(regMsg("R", i, 7000, wire.PolicyRoundRobin))
 	}
 	// A raw connection that pipelines large resolutions and never reads.
-	bad, err := transport.Dial(context.Background(), h.addr, &transport.Config{HeartbeatInterval: -1})
+	bad, err := transport.Dial(context.Background(), transport.MustParseAddr(h.addr), &transport.Config{HeartbeatInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func TestTLSIdentityAuthorization(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		tc, err := transport.Dial(ctx, tlsAddr, &transport.Config{HeartbeatInterval: -1,
+		tc, err := transport.Dial(ctx, transport.MustParseAddr(tlsAddr), &transport.Config{HeartbeatInterval: -1,
 			TLS: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}, ServerName: "127.0.0.1"}})
 		if err != nil {
 			t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"time"
 )
 
@@ -164,38 +163,33 @@ func (r resolved) mapping() resolved {
 // ErrNoSCTP is returned for sctp:// addresses where the kernel has no SCTP.
 var ErrNoSCTP = errors.New("transport: kernel has no SCTP support")
 
-// Dial connects to addr ("tcp://h:p", "sctp://h:p", "tls://h:p"; a bare
-// "h:p" means tcp). The context bounds the connection set-up (for TLS, the
-// handshake too); for sctp:// only its state at the start is checked.
-func Dial(ctx context.Context, addr string, cfg *Config) (Conn, error) {
-	scheme, hostport, err := SplitAddr(addr)
-	if err != nil {
-		return nil, err
+// Dial connects a message conn to addr. The context bounds the connection
+// set-up: the connect (SCTP included: connect(2) is abandoned at ctx's
+// deadline or cancellation) and for tls:// the handshake too.
+func Dial(ctx context.Context, addr Addr, cfg *Config) (Conn, error) {
+	if addr.IsZero() {
+		return nil, errors.New("transport: dial: no address")
 	}
 	r := resolve(cfg)
-	switch scheme {
+	switch addr.Scheme() {
 	case SchemeSCTP:
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		return dialSCTP(hostport, r)
+		return dialSCTP(ctx, addr, r)
 	case SchemeTLS:
 		if r.tls == nil {
 			return nil, fmt.Errorf("transport: dial %s: Config.TLS is required", addr)
 		}
 	}
 	var d net.Dialer
-	raw, err := d.DialContext(ctx, "tcp", hostport)
+	raw, err := d.DialContext(ctx, "tcp", addr.HostPort())
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
 	}
-	if scheme == SchemeTCP {
+	if addr.Scheme() == SchemeTCP {
 		return newMapConn(raw, raw, r.mapping(), false), nil
 	}
 	tc := r.tls.Clone()
 	if tc.ServerName == "" {
-		host, _, _ := net.SplitHostPort(hostport)
-		tc.ServerName = host
+		tc.ServerName = addr.Hosts()[0]
 	}
 	conn := tls.Client(raw, tc)
 	if err := conn.HandshakeContext(ctx); err != nil {
@@ -205,28 +199,60 @@ func Dial(ctx context.Context, addr string, cfg *Config) (Conn, error) {
 	return newMapConn(conn, raw, r.mapping(), false), nil
 }
 
-// Listen listens on addr (same forms as Dial; port 0 picks a free port).
-// Accepted tls:// connections complete their handshake in the background,
-// bounded by Config.ChunkTimeout; a failed handshake fails the connection.
-func Listen(addr string, cfg *Config) (Listener, error) {
-	scheme, hostport, err := SplitAddr(addr)
-	if err != nil {
-		return nil, err
+// Listen listens on addr (port 0 picks a free port). Accepted tls://
+// connections complete their handshake in the background, bounded by
+// Config.ChunkTimeout; a failed handshake fails the connection.
+func Listen(addr Addr, cfg *Config) (Listener, error) {
+	if addr.IsZero() {
+		return nil, errors.New("transport: listen: no address")
 	}
 	r := resolve(cfg)
-	switch scheme {
+	switch addr.Scheme() {
 	case SchemeSCTP:
-		return listenSCTP(hostport, r)
+		return listenSCTP(addr.hostsPort(), r)
 	case SchemeTLS:
 		if r.tls == nil {
 			return nil, fmt.Errorf("transport: listen %s: Config.TLS is required", addr)
 		}
 	}
-	ln, err := net.Listen("tcp", hostport)
+	ln, err := net.Listen("tcp", addr.HostPort())
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen %s: %w", addr, err)
 	}
-	return &mapListener{ln: ln, cfg: r.mapping(), tls: scheme == SchemeTLS}, nil
+	return &mapListener{ln: ln, cfg: r.mapping(), tls: addr.Scheme() == SchemeTLS}, nil
+}
+
+// DialStream connects a byte stream to addr: the data connection to a pool
+// element's user transport. tcp:// is plain TCP (not the TCP mapping);
+// sctp:// is one SCTP association whose Writes are user messages with
+// PPID 0 and whose Reads return the peer's data, with deadlines, Close and
+// CloseWrite (SHUTDOWN) as on TCP. ctx bounds the connect; tls:// is
+// refused (a pool element's transport has no TLS type).
+func DialStream(ctx context.Context, addr Addr) (net.Conn, error) {
+	switch addr.Scheme() {
+	case SchemeSCTP:
+		return dialSCTPStream(ctx, addr)
+	case SchemeTCP:
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr.HostPort())
+	}
+	return nil, fmt.Errorf("transport: cannot dial a stream to %q", addr)
+}
+
+// ListenStream listens for byte streams on addr: TCP through lc (nil means
+// a zero net.ListenConfig) for tcp://, one-to-one SCTP associations for
+// sctp://; tls:// is refused.
+func ListenStream(addr Addr, lc *net.ListenConfig) (net.Listener, error) {
+	switch addr.Scheme() {
+	case SchemeSCTP:
+		return listenSCTPStream(addr)
+	case SchemeTCP:
+		if lc == nil {
+			lc = &net.ListenConfig{}
+		}
+		return lc.Listen(context.Background(), "tcp", addr.HostPort())
+	}
+	return nil, fmt.Errorf("transport: cannot listen for streams on %q", addr)
 }
 
 // mapListener accepts TCP-mapping connections (over TLS if tls is set).
@@ -253,27 +279,3 @@ func (l *mapListener) Close() error { return l.ln.Close() }
 
 // Addr returns the bound address (a *net.TCPAddr).
 func (l *mapListener) Addr() net.Addr { return l.ln.Addr() }
-
-// SplitAddr splits "scheme://host:port" into its scheme (default tcp) and
-// host:port. IPv6 hosts are bracketed: "tcp://[::1]:3863".
-func SplitAddr(addr string) (Scheme, string, error) {
-	scheme, hostport := SchemeTCP, addr
-	if i := strings.Index(addr, "://"); i >= 0 {
-		scheme, hostport = Scheme(addr[:i]), addr[i+3:]
-		switch scheme {
-		case SchemeTCP, SchemeSCTP, SchemeTLS:
-		default:
-			return "", "", fmt.Errorf("transport: address %q: unknown scheme %q (want tcp, sctp or tls)", addr, scheme)
-		}
-	}
-	if _, _, err := net.SplitHostPort(hostport); err != nil {
-		return "", "", fmt.Errorf("transport: address %q: %w", addr, err)
-	}
-	return scheme, hostport, nil
-}
-
-// FormatAddr formats a bound or peer address for scheme s, for example
-// "tcp://127.0.0.1:12345" or "tcp://[::1]:3863".
-func FormatAddr(s Scheme, a net.Addr) string {
-	return string(s) + "://" + a.String()
-}

@@ -6,13 +6,17 @@
 //
 // # Usage
 //
-// Addresses are "tcp://host:port" (the TCP mapping; also a bare "host:port"),
+// Addresses are transport.Addr values, parsed and printed in one place
+// (addr.go): "tcp://host:port" (the TCP mapping; also a bare "host:port"),
 // "sctp://host:port" (kernel SCTP; "sctp://10.0.0.1/10.0.1.1:3863" binds or
-// dials several addresses of a multi-homed host) and "tls://host:port". IPv6
-// hosts are bracketed: "tcp://[::1]:3863".
+// dials several addresses of a multi-homed host) and "tls://host:port".
+// IPv6 hosts are bracketed: "tcp://[::1]:3863". Addr is comparable (a map
+// key), implements encoding.TextUnmarshaler (TOML values, flag.TextVar) and
+// is built from a wire.Transport (AddrFromTransport) or a net.Addr
+// (AddrFromNet).
 //
-//	ln, err := transport.Listen("tcp://127.0.0.1:0", &transport.Config{Logger: log})
-//	addr := transport.FormatAddr(transport.SchemeTCP, ln.Addr()) // "tcp://127.0.0.1:40123"
+//	ln, err := transport.Listen(transport.MustParseAddr("tcp://127.0.0.1:0"), &transport.Config{Logger: log})
+//	addr, err := transport.AddrFromNet(transport.SchemeTCP, ln.Addr()) // tcp://127.0.0.1:40123
 //	c, err := transport.Dial(ctx, addr, nil)
 //	err = c.WriteMessage(transport.Message{PPID: 11, Data: asapBytes})
 //	m, err := c.ReadMessage() // m.Data valid until the next ReadMessage
@@ -77,6 +81,17 @@
 // IPPROTO_SCTP) once; without kernel SCTP, sctp:// Dial and Listen fail with
 // an error wrapping ErrNoSCTP that names the cause.
 //
+// There is one SCTP connect (sctpdial_linux.go): a non-blocking socket,
+// connect(2) (sctp_connectx for a multi-homed address), then a wait on the
+// runtime poller that ends at the context's deadline or cancellation (the
+// socket is closed; the error is the context's). Dial builds the message
+// conn on it; DialStream gives a byte-stream net.Conn (PPID 0, one message
+// per Write, deadlines and CloseWrite as on TCP) for relaying to pool
+// elements, and ListenStream its server side. TestSCTPDialHonoursContext
+// checks the deadline and the cancellation against a black-holed address
+// in a network namespace of its own; the interoperability suite runs the
+// SCTP tests on a kernel with SCTP.
+//
 // # Concurrency
 //
 // A Conn's ReadMessage may be called by one goroutine at a time; WriteMessage
@@ -108,9 +123,11 @@
 //     loses the connection (on both ends).
 //   - All streams share one ordered byte stream: no unordered delivery, and
 //     head-of-line blocking remains (the U flag is parsed and ignored).
-//   - SCTP Dial does not honour the context's deadline once connect(2) has
-//     started (the library has no context support). SCTP was not exercised on
-//     a kernel with SCTP here; TestSCTPRoundTrip runs where it is available.
+//   - The SCTP tests run only where the kernel has SCTP (interop/run runs
+//     them in a VM); elsewhere they check the ErrNoSCTP path.
+//   - A message conn over SCTP reads and writes with blocking system calls on
+//     its own descriptor (one goroutine each while blocked); Close unblocks
+//     them.
 //   - Messages larger than MaxMessageSize are refused (ErrTooLarge); over
 //     SCTP a larger incoming message closes the association.
 package transport

@@ -2,18 +2,13 @@ package transport
 
 import (
 	"fmt"
+	"github.com/rserpool/rserpool/internal/netnstest"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
-
-// netnsEnv marks a test binary re-executed inside its own network namespace.
-const netnsEnv = "RSERPOOL_TRANSPORT_NETNS"
 
 // inNetns runs the calling test again in a fresh network namespace whose
 // loopback interface is up with multicast on, and reports its result. It
@@ -21,39 +16,14 @@ const netnsEnv = "RSERPOOL_TRANSPORT_NETNS"
 // namespace also has a veth pair v0 (10.9.9.1/24) - v1.
 func inNetns(t *testing.T) bool {
 	t.Helper()
-	if os.Getenv(netnsEnv) == t.Name() {
-		for _, args := range [][]string{
-			{"link", "set", "lo", "up", "multicast", "on"},
-			{"route", "add", "239.0.0.0/8", "dev", "lo"},
-			{"link", "add", "v0", "type", "veth", "peer", "name", "v1"},
-			{"link", "set", "v0", "up"},
-			{"link", "set", "v1", "up"},
-			{"addr", "add", "10.9.9.1/24", "dev", "v0"},
-		} {
-			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-				t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-			}
-		}
-		return true
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace for multicast on lo")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command (iproute2) to configure the namespace")
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), netnsEnv+"="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("test in a network namespace: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
-		t.Fatalf("test in a network namespace did not pass:\n%s", out)
-	}
-	t.Logf("ran in a fresh network namespace:\n%s", out)
-	return false
+	return netnstest.Run(t,
+		[]string{"ip", "link", "set", "lo", "up", "multicast", "on"},
+		[]string{"ip", "route", "add", "239.0.0.0/8", "dev", "lo"},
+		[]string{"ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1"},
+		[]string{"ip", "link", "set", "v0", "up"},
+		[]string{"ip", "link", "set", "v1", "up"},
+		[]string{"ip", "addr", "add", "10.9.9.1/24", "dev", "v0"},
+	)
 }
 
 func readDatagram(t *testing.T, r *MulticastReceiver) (string, netip.AddrPort) {

@@ -39,25 +39,6 @@ func sctpSocketConfig() *sctp.SocketConfig {
 	}
 }
 
-func dialSCTP(hostport string, cfg resolved) (Conn, error) {
-	if ok, err := SCTPAvailable(); !ok {
-		return nil, fmt.Errorf("transport: dial sctp://%s: %w", hostport, err)
-	}
-	raddr, err := sctp.ResolveSCTPAddr("sctp", hostport)
-	if err != nil {
-		return nil, fmt.Errorf("transport: dial sctp://%s: %w", hostport, err)
-	}
-	c, err := sctpSocketConfig().Dial("sctp", nil, raddr)
-	if err != nil {
-		return nil, fmt.Errorf("transport: dial sctp://%s: %w", hostport, err)
-	}
-	sc, err := newSCTPConn(c, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return sc, nil
-}
-
 func listenSCTP(hostport string, cfg resolved) (Listener, error) {
 	if ok, err := SCTPAvailable(); !ok {
 		return nil, fmt.Errorf("transport: listen sctp://%s: %w", hostport, err)

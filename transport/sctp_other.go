@@ -3,7 +3,9 @@
 package transport
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"runtime"
 )
 
@@ -13,12 +15,22 @@ func SCTPAvailable() (bool, error) {
 	return false, fmt.Errorf("%w: not supported on %s/%s", ErrNoSCTP, runtime.GOOS, runtime.GOARCH)
 }
 
-func dialSCTP(hostport string, _ resolved) (Conn, error) {
+func dialSCTP(_ context.Context, a Addr, _ resolved) (Conn, error) {
 	_, err := SCTPAvailable()
-	return nil, fmt.Errorf("transport: dial sctp://%s: %w", hostport, err)
+	return nil, fmt.Errorf("transport: dial %s: %w", a, err)
+}
+
+func dialSCTPStream(_ context.Context, a Addr) (net.Conn, error) {
+	_, err := SCTPAvailable()
+	return nil, fmt.Errorf("transport: dial %s: %w", a, err)
 }
 
 func listenSCTP(hostport string, _ resolved) (Listener, error) {
 	_, err := SCTPAvailable()
 	return nil, fmt.Errorf("transport: listen sctp://%s: %w", hostport, err)
+}
+
+func listenSCTPStream(a Addr) (net.Listener, error) {
+	_, err := SCTPAvailable()
+	return nil, fmt.Errorf("transport: listen %s: %w", a, err)
 }

@@ -495,8 +495,11 @@ func (c *mapConn) WriteMessage(m Message) error {
 func (c *mapConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
-		limit := time.NewTimer(c.cfg.closeTimeout)
-		defer limit.Stop()
+		// One bound for the flush and the wait for the peer's end of
+		// stream together: a timer's channel fires once, and the second
+		// wait must not depend on the first one having left it unread.
+		limit, cancel := context.WithTimeout(context.Background(), c.cfg.closeTimeout)
+		defer cancel()
 		c.wmu.Lock()
 		c.wclosing = true
 		c.wcond.Broadcast()
@@ -509,7 +512,7 @@ func (c *mapConn) Close() error {
 		select {
 		case <-c.wdone:
 		case <-c.done:
-		case <-limit.C:
+		case <-limit.Done():
 		}
 		c.wmu.Lock()
 		flushed := c.werr == nil
@@ -524,7 +527,7 @@ func (c *mapConn) Close() error {
 			if err == nil {
 				select {
 				case <-c.done: // the reader saw the peer's EOF
-				case <-limit.C:
+				case <-limit.Done():
 				}
 			}
 		}

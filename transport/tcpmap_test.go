@@ -53,7 +53,7 @@ func testConfig(t testing.TB) *Config {
 // listen starts a transport listener on loopback.
 func listen(t testing.TB, scheme Scheme, cfg *Config) Listener {
 	t.Helper()
-	ln, err := Listen(string(scheme)+"://127.0.0.1:0", cfg)
+	ln, err := Listen(MustParseAddr(string(scheme)+"://127.0.0.1:0"), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func pair(t testing.TB, scheme Scheme, srvCfg, cliCfg *Config) (client, server C
 	ch := accept(t, ln)
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	c, err := Dial(ctx, FormatAddr(scheme, ln.Addr()), cliCfg)
+	c, err := Dial(ctx, mustAddrFromNet(t, scheme, ln.Addr()), cliCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,62 +164,19 @@ func readMessage(t testing.TB, c Conn) (Message, error) {
 	}
 }
 
-func TestSplitAddr(t *testing.T) {
-	tests := []struct {
-		in         string
-		scheme     Scheme
-		hostport   string
-		errContain string
-	}{
-		{in: "tcp://127.0.0.1:3863", scheme: SchemeTCP, hostport: "127.0.0.1:3863"},
-		{in: "127.0.0.1:3863", scheme: SchemeTCP, hostport: "127.0.0.1:3863"},
-		{in: "localhost:0", scheme: SchemeTCP, hostport: "localhost:0"},
-		{in: "[::1]:9901", scheme: SchemeTCP, hostport: "[::1]:9901"},
-		{in: "sctp://[::1]:9901", scheme: SchemeSCTP, hostport: "[::1]:9901"},
-		{in: "tls://reg.example:3864", scheme: SchemeTLS, hostport: "reg.example:3864"},
-		{in: "udp://1.2.3.4:5", errContain: `unknown scheme "udp"`},
-		{in: "tcp://1.2.3.4", errContain: "missing port"},
-		{in: "::1:3863", errContain: "too many colons"},
+func mustAddrFromNet(t testing.TB, s Scheme, a net.Addr) Addr {
+	t.Helper()
+	x, err := AddrFromNet(s, a)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			s, hp, err := SplitAddr(tt.in)
-			if tt.errContain != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.errContain) {
-					t.Fatalf("SplitAddr(%q) error = %v, want containing %q", tt.in, err, tt.errContain)
-				}
-				return
-			}
-			if err != nil || s != tt.scheme || hp != tt.hostport {
-				t.Fatalf("SplitAddr(%q) = %q, %q, %v; want %q, %q", tt.in, s, hp, err, tt.scheme, tt.hostport)
-			}
-		})
-	}
-}
-
-func TestFormatAddr(t *testing.T) {
-	for _, tt := range []struct {
-		s    Scheme
-		a    net.Addr
-		want string
-	}{
-		{SchemeTCP, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 12345}, "tcp://127.0.0.1:12345"},
-		{SchemeTLS, &net.TCPAddr{IP: net.IPv6loopback, Port: 3864}, "tls://[::1]:3864"},
-	} {
-		if got := FormatAddr(tt.s, tt.a); got != tt.want {
-			t.Errorf("FormatAddr = %q, want %q", got, tt.want)
-		}
-		// Round trip through SplitAddr.
-		if s, _, err := SplitAddr(FormatAddr(tt.s, tt.a)); err != nil || s != tt.s {
-			t.Errorf("SplitAddr(FormatAddr) = %q, %v", s, err)
-		}
-	}
+	return x
 }
 
 func TestRoundTrip(t *testing.T) {
 	for _, host := range []string{"127.0.0.1", "[::1]"} {
 		t.Run(host, func(t *testing.T) {
-			ln, err := Listen("tcp://"+host+":0", testConfig(t))
+			ln, err := Listen(MustParseAddr("tcp://"+host+":0"), testConfig(t))
 			if err != nil {
 				t.Skipf("no loopback for %s: %v", host, err)
 			}
@@ -227,7 +184,7 @@ func TestRoundTrip(t *testing.T) {
 			ch := accept(t, ln)
 			ctx, cancel := context.WithTimeout(context.Background(), deadline)
 			defer cancel()
-			c, err := Dial(ctx, FormatAddr(SchemeTCP, ln.Addr()), testConfig(t))
+			c, err := Dial(ctx, mustAddrFromNet(t, SchemeTCP, ln.Addr()), testConfig(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -646,6 +603,68 @@ func (s *safeBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestRegressionCloseBoundedPeerNeverReads (found by regclient's
+// TestClientRegistrarNeverReads): Close against a peer that neither reads
+// nor closes blocked for ever when the flush timed out: the CloseTimeout
+// timer was spent on the flush, and the wait for the peer's end of stream
+// had no bound left.
+func TestRegressionCloseBoundedPeerNeverReads(t *testing.T) {
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	held := make(chan net.Conn, 1)
+	go func() {
+		if c, err := raw.Accept(); err == nil {
+			held <- c // never read, never closed until the end
+		}
+	}()
+	cfg := &Config{HeartbeatInterval: -1, CloseTimeout: 200 * time.Millisecond}
+	c, err := Dial(context.Background(), mustAddrFromNet(t, SchemeTCP, raw.Addr()), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-held
+	defer peer.Close()
+	big := make([]byte, 60000)
+	errc := make(chan error, 1)
+	go func() {
+		for { // until the kernel buffers and the send queue are full and Close ends it
+			if err := c.WriteMessage(Message{Data: big}); err != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	// Wait until the writers are stuck: the kernel buffers and the send
+	// queue are full.
+	for i := 0; c.(*mapConn).queued() < sendQueueBytes; i++ {
+		if i == 1000 {
+			t.Fatal("the send queue never filled")
+		}
+		time.Sleep(10 * time.Millisecond) // the queue has no event to wait on
+	}
+	done := make(chan struct{})
+	start := time.Now()
+	go func() { c.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Close still blocked after %v with CloseTimeout 200ms", time.Since(start))
+	}
+	if err := <-errc; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("blocked WriteMessage returned %v, want net.ErrClosed", err)
+	}
+}
+
+// queued returns the bytes in the send queue.
+func (c *mapConn) queued() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return len(c.wbuf)
 }
 
 // TestAbortDoesNotWaitForThePeer: Close waits up to CloseTimeout for a peer

@@ -115,7 +115,7 @@ func TestTLSRejectsClientWithoutCert(t *testing.T) {
 	ch := accept(t, ln)
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	c, err := Dial(ctx, FormatAddr(SchemeTLS, ln.Addr()), cli)
+	c, err := Dial(ctx, mustAddrFromNet(t, SchemeTLS, ln.Addr()), cli)
 	if err == nil {
 		// TLS 1.3: the client learns of the rejection on its first read.
 		defer c.Close()
@@ -131,10 +131,10 @@ func TestTLSRejectsClientWithoutCert(t *testing.T) {
 }
 
 func TestTLSRequiresConfig(t *testing.T) {
-	if _, err := Listen("tls://127.0.0.1:0", nil); err == nil || !strings.Contains(err.Error(), "Config.TLS") {
+	if _, err := Listen(MustParseAddr("tls://127.0.0.1:0"), nil); err == nil || !strings.Contains(err.Error(), "Config.TLS") {
 		t.Fatalf("Listen without TLS config = %v", err)
 	}
-	if _, err := Dial(context.Background(), "tls://127.0.0.1:1", &Config{}); err == nil || !strings.Contains(err.Error(), "Config.TLS") {
+	if _, err := Dial(context.Background(), MustParseAddr("tls://127.0.0.1:1"), &Config{}); err == nil || !strings.Contains(err.Error(), "Config.TLS") {
 		t.Fatalf("Dial without TLS config = %v", err)
 	}
 }
@@ -170,10 +170,10 @@ func TestSCTPUnavailable(t *testing.T) {
 	if !errors.Is(reason, ErrNoSCTP) || reason.Error() == ErrNoSCTP.Error() {
 		t.Fatalf("SCTPAvailable reason = %v, want ErrNoSCTP with the cause", reason)
 	}
-	if _, err := Listen("sctp://127.0.0.1:0", nil); !errors.Is(err, ErrNoSCTP) {
+	if _, err := Listen(MustParseAddr("sctp://127.0.0.1:0"), nil); !errors.Is(err, ErrNoSCTP) {
 		t.Fatalf("Listen sctp = %v, want ErrNoSCTP", err)
 	}
-	if _, err := Dial(context.Background(), "sctp://127.0.0.1:9", nil); !errors.Is(err, ErrNoSCTP) {
+	if _, err := Dial(context.Background(), MustParseAddr("sctp://127.0.0.1:9"), nil); !errors.Is(err, ErrNoSCTP) {
 		t.Fatalf("Dial sctp = %v, want ErrNoSCTP", err)
 	}
 }

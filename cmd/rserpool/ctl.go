@@ -12,12 +12,12 @@ var ctlCommands = map[string]command{}
 func registerCtl(c command) { ctlCommands[c.name] = c }
 
 func init() {
-	register(command{name: "ctl", summary: "tools: decode, resolve, handlespace", run: runCtl})
+	register(command{name: "ctl", summary: "tools: decode, resolve, handlespace, dial", run: runCtl})
 }
 
 func runCtl(args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "usage: rserpool ctl <decode|resolve|handlespace> [flags]")
+		fmt.Fprintln(os.Stderr, "usage: rserpool ctl <decode|resolve|handlespace|dial> [flags]")
 		names := make([]string, 0, len(ctlCommands))
 		for n := range ctlCommands {
 			names = append(names, n)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ishidawataru/sctp"
+	"github.com/rserpool/rserpool/regclient"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
@@ -47,7 +48,8 @@ type hsOwnerCsum struct {
 
 func runCtlHandlespace(args []string) int {
 	fs := flag.NewFlagSet("ctl handlespace", flag.ContinueOnError)
-	addr := fs.String("registrar", "", "registrar ENRP `addr` (tcp://h:p, sctp://h:p, tls://h:p; required)")
+	var addr transport.Addr
+	fs.TextVar(&addr, "registrar", transport.Addr{}, "registrar ENRP `addr` (tcp://h:p, sctp://h:p, tls://h:p; required)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
 	fs.Usage = func() {
@@ -60,11 +62,11 @@ func runCtlHandlespace(args []string) int {
 		}
 		return 2
 	}
-	if *addr == "" || fs.NArg() != 0 {
+	if addr.IsZero() || fs.NArg() != 0 {
 		fs.Usage()
 		return 2
 	}
-	d, err := fetchHandlespace(*addr, *timeout)
+	d, err := fetchHandlespace(addr, *timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rserpool ctl handlespace:", err)
 		return 1
@@ -79,16 +81,14 @@ func runCtlHandlespace(args []string) int {
 // fetchHandlespace downloads the handlespace as RSPLIB's hsdump does:
 // ENRP_HANDLE_TABLE_REQUEST (W=0) from a random server ID, repeated while
 // the response has M=1. Checksums are computed from what arrived.
-func fetchHandlespace(addr string, timeout time.Duration) (*hsDump, error) {
+func fetchHandlespace(addr transport.Addr, timeout time.Duration) (*hsDump, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c, err := transport.Dial(ctx, addr, &transport.Config{})
-	if err != nil {
+	c := ctlClient(addr, timeout)
+	if err := c.Start(); err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
 
 	var b [4]byte
 	var id uint32
@@ -107,51 +107,27 @@ func fetchHandlespace(addr string, timeout time.Duration) (*hsDump, error) {
 		if chunk == maxChunks {
 			return nil, errors.New("more than 1,048,576 Handle Table Responses; giving up")
 		}
-		req, err := (&wire.HandleTableRequest{Sender: id}).AppendBinary(nil)
-		if err != nil {
+		m, err := c.Request(ctx, &wire.HandleTableRequest{Sender: id})
+		var reply *regclient.ErrorReply
+		switch {
+		case errors.As(err, &reply):
+			return nil, fmt.Errorf("registrar answered with ENRP_ERROR %+v", reply.Causes)
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, regclient.ErrTimeout):
+			return nil, fmt.Errorf("no complete answer within %v", timeout)
+		case err != nil:
 			return nil, err
 		}
-		if err := c.WriteMessage(transport.Message{PPID: wire.PPIDENRP, Data: req}); err != nil {
-			return nil, err
-		}
-		var resp *wire.HandleTableResponse
-		for resp == nil {
-			m, err := c.ReadMessage()
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, fmt.Errorf("no complete answer within %v", timeout)
-				}
-				if errors.Is(err, io.EOF) {
-					return nil, errors.New("the registrar closed the connection")
-				}
-				return nil, err
-			}
-			if m.PPID != wire.PPIDENRP {
-				continue
-			}
-			msg, err := wire.ParseENRP(m.Data)
-			if err != nil {
-				return nil, fmt.Errorf("malformed ENRP message: %w", err)
-			}
-			switch msg := msg.(type) {
-			case *wire.HandleTableResponse:
-				resp = msg
-			case *wire.ENRPError:
-				return nil, fmt.Errorf("registrar answered with ENRP_ERROR %+v", msg.Error)
-			default: // e.g. a Presence: not for us
-			}
+		resp, ok := m.(*wire.HandleTableResponse)
+		if !ok {
+			return nil, fmt.Errorf("unexpected answer %T", m)
 		}
 		if resp.Reject && !announced && chunk == 0 {
 			// RSPLIB answers Handle Table Requests only from servers in its
 			// peer list (R=1 otherwise). Introduce this tool with a Presence,
 			// as hsdump does, and ask again.
 			announced = true
-			pres, err := (&wire.Presence{Sender: id, Info: &wire.ServerInfo{ServerID: id,
-				Transport: localTransport(c.LocalAddr())}}).AppendBinary(nil)
-			if err != nil {
-				return nil, err
-			}
-			if err := c.WriteMessage(transport.Message{PPID: wire.PPIDENRP, Data: pres}); err != nil {
+			pres := &wire.Presence{Sender: id, Info: &wire.ServerInfo{ServerID: id, Transport: localTransport(c.LocalAddr())}}
+			if err := c.Send(ctx, pres); err != nil {
 				return nil, err
 			}
 			chunk--

@@ -34,7 +34,7 @@ func TestCtlHandlespaceChunks(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := transport.Dial(ctx, r.ASAPAddrs()[0], &transport.Config{HeartbeatInterval: -1})
+	c, err := transport.Dial(ctx, transport.MustParseAddr(r.ASAPAddrs()[0]), &transport.Config{HeartbeatInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestCtlHandlespaceChunks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d, err := fetchHandlespace(r.ENRPAddrs()[0], 5*time.Second)
+	d, err := fetchHandlespace(transport.MustParseAddr(r.ENRPAddrs()[0]), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestCtlHandlespaceChunks(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Elements != n {
 		t.Fatalf("json output %s: %v", js.String(), err)
 	}
-	if _, err := fetchHandlespace("tcp://127.0.0.1:1", time.Second); err == nil {
+	if _, err := fetchHandlespace(transport.MustParseAddr("tcp://127.0.0.1:1"), time.Second); err == nil {
 		t.Fatal("no error from a closed port")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/rserpool/rserpool/regclient"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
@@ -35,7 +36,8 @@ type resolvedPE struct {
 
 func runCtlResolve(args []string) int {
 	fs := flag.NewFlagSet("ctl resolve", flag.ContinueOnError)
-	addr := fs.String("registrar", "", "registrar ASAP `addr` (tcp://h:p, sctp://h:p, tls://h:p; required)")
+	var addr transport.Addr
+	fs.TextVar(&addr, "registrar", transport.Addr{}, "registrar ASAP `addr` (tcp://h:p, sctp://h:p, tls://h:p; required)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	items := fs.Uint("items", 0, "PEs wanted (RSPLIB Handle Resolution Option; 0 = the registrar's default)")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
@@ -50,7 +52,7 @@ func runCtlResolve(args []string) int {
 		}
 		return 2
 	}
-	if *addr == "" || fs.NArg() != 1 || fs.Arg(0) == "" {
+	if addr.IsZero() || fs.NArg() != 1 || fs.Arg(0) == "" {
 		fs.Usage()
 		return 2
 	}
@@ -59,7 +61,7 @@ func runCtlResolve(args []string) int {
 		fmt.Fprintln(os.Stderr, "rserpool ctl resolve: HANDLE:", err)
 		return 2
 	}
-	resp, err := resolveOnce(*addr, handle, uint32(*items), *timeout)
+	resp, err := resolveOnce(addr, handle, uint32(*items), *timeout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rserpool ctl resolve:", err)
 		return 1
@@ -75,46 +77,43 @@ func runCtlResolve(args []string) int {
 }
 
 // resolveOnce sends one ASAP_HANDLE_RESOLUTION and waits for its response.
-func resolveOnce(addr string, handle wire.PoolHandle, items uint32, timeout time.Duration) (*wire.HandleResolutionResponse, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	c, err := transport.Dial(ctx, addr, &transport.Config{})
-	if err != nil {
+func resolveOnce(addr transport.Addr, handle wire.PoolHandle, items uint32, timeout time.Duration) (*wire.HandleResolutionResponse, error) {
+	c := ctlClient(addr, timeout)
+	if err := c.Start(); err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() }) // unblocks ReadMessage at the deadline
-	defer stop()
-	req := &wire.HandleResolution{PoolHandle: handle, HasItems: items != 0, Items: items}
-	b, err := req.AppendBinary(nil)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	m, err := c.Request(ctx, &wire.HandleResolution{PoolHandle: handle, HasItems: items != 0, Items: items})
+	var reply *regclient.ErrorReply
+	switch {
+	case errors.As(err, &reply):
+		return nil, fmt.Errorf("registrar answered ASAP_ERROR: %v", causes(&wire.OperationError{Causes: reply.Causes}))
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, regclient.ErrTimeout):
+		return nil, fmt.Errorf("no answer from %s within %v", addr, timeout)
+	case err != nil:
 		return nil, err
 	}
-	if err := c.WriteMessage(transport.Message{PPID: wire.PPIDASAP, Data: b}); err != nil {
-		return nil, err
+	resp, ok := m.(*wire.HandleResolutionResponse)
+	if !ok {
+		return nil, fmt.Errorf("unexpected answer %T", m)
 	}
-	for {
-		m, err := c.ReadMessage()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("no answer from %s within %v", addr, timeout)
-			}
-			return nil, err
-		}
-		if m.PPID != wire.PPIDASAP {
-			continue
-		}
-		msg, err := wire.ParseASAP(m.Data)
-		if err != nil {
-			return nil, fmt.Errorf("undecodable answer: %w", err)
-		}
-		switch msg := msg.(type) {
-		case *wire.HandleResolutionResponse:
-			return msg, nil
-		case *wire.ASAPError:
-			return nil, fmt.Errorf("registrar answered ASAP_ERROR: %v", causes(&msg.Error))
-		}
-	}
+	return resp, nil
+}
+
+// ctlClient is a registrar client for one request-response exchange with
+// addr: one attempt, no re-send, everything within timeout.
+func ctlClient(addr transport.Addr, timeout time.Duration) *regclient.Client {
+	return regclient.New(regclient.Config{
+		Registrars:     []transport.Addr{addr},
+		Transport:      &transport.Config{},
+		ConnectTimeout: timeout,
+		RequestTimeout: timeout,
+		MaxRetransmit:  -1,
+		Parallel:       1,
+		MaxLearned:     -1,
+	})
 }
 
 func causes(e *wire.OperationError) string {

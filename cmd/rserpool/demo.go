@@ -20,6 +20,7 @@ import (
 	"github.com/rserpool/rserpool/proxy"
 	"github.com/rserpool/rserpool/pucache"
 	"github.com/rserpool/rserpool/registrar"
+	"github.com/rserpool/rserpool/transport"
 )
 
 func init() {
@@ -30,7 +31,7 @@ func init() {
 const demoPool = "DemoPool"
 
 type demoOptions struct {
-	listen    string
+	listen    transport.Addr
 	killEvery time.Duration
 	policy    string
 	verbose   bool
@@ -39,7 +40,7 @@ type demoOptions struct {
 func runDemo(args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	var o demoOptions
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "proxy listen `addr`")
+	fs.TextVar(&o.listen, "listen", transport.MustParseAddr("127.0.0.1:8080"), "proxy listen `addr`")
 	fs.DurationVar(&o.killEvery, "kill-every", 0, "every `interval`, stop one backend or bring the stopped one back (0: never)")
 	fs.StringVar(&o.policy, "policy", "round-robin", "pool `policy` the backends register with")
 	fs.BoolVar(&o.verbose, "v", false, "log every component's events to stderr")
@@ -78,7 +79,10 @@ func demo(ctx context.Context, o demoOptions, out io.Writer, ready func(addr str
 		return err
 	}
 	defer reg.Close()
-	regAddrs := reg.ASAPAddrs()
+	regAddrs, err := transport.ParseAddrs(reg.ASAPAddrs())
+	if err != nil {
+		return err
+	}
 
 	// 2. Three backends, each registered by its own pe-agent.
 	var backends []*demoBackend
@@ -101,7 +105,7 @@ func demo(ctx context.Context, o demoOptions, out io.Writer, ready func(addr str
 			return err
 		}
 		backends = append(backends, b)
-		a, err := peagent.NewAgent(peagent.AgentConfig{
+		a, err := peagent.New(peagent.AgentConfig{
 			Registrars:             regAddrs,
 			ReregistrationInterval: 10 * time.Second,
 			Drain:                  -1,
@@ -126,9 +130,12 @@ func demo(ctx context.Context, o demoOptions, out io.Writer, ready func(addr str
 		return err
 	}
 	defer cache.Close()
+	if err := cache.Start(); err != nil {
+		return err
+	}
 	retries := 3
 	lc := proxy.ListenerConfig{Listen: o.listen, Pool: demoPool, Retries: &retries, ConnectTimeout: time.Second, IdleTimeout: time.Minute}
-	px, err := proxy.New([]proxy.ListenerConfig{lc}, proxy.Options{Cache: cache, Logger: log.With("component", "proxy")})
+	px, err := proxy.New(&proxy.Config{Listeners: []proxy.ListenerConfig{lc}}, proxy.Options{Cache: cache, Logger: log.With("component", "proxy")})
 	if err != nil {
 		return err
 	}
@@ -174,7 +181,7 @@ and the proxy on %s. Try:
     nc %s %s   # type lines; the backend that serves you echoes them
 
 Registrar (ASAP): %s
-`, demoPool, o.policy, addr, addr, hostOf(addr), portOf(addr), strings.Join(regAddrs, ", "))
+`, demoPool, o.policy, addr, addr, hostOf(addr), portOf(addr), strings.Join(reg.ASAPAddrs(), ", "))
 	for _, b := range backends {
 		fmt.Fprintf(out, "    %s on %s\n", b.name, b.addr)
 	}

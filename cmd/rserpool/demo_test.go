@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rserpool/rserpool/transport"
 	"go.uber.org/goleak"
 )
 
@@ -19,7 +20,7 @@ func TestDemoServesAllThreeBackendsAndStopsCleanly(t *testing.T) {
 	var out strings.Builder
 	done := make(chan error, 1)
 	go func() {
-		done <- demo(ctx, demoOptions{listen: "127.0.0.1:0", policy: "round-robin"}, &out, func(a string) { ready <- a })
+		done <- demo(ctx, demoOptions{listen: transport.MustParseAddr("127.0.0.1:0"), policy: "round-robin"}, &out, func(a string) { ready <- a })
 	}()
 	var addr string
 	select {

@@ -2,20 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	peagent "github.com/rserpool/rserpool/pe-agent"
 	"github.com/rserpool/rserpool/wire"
@@ -24,12 +14,6 @@ import (
 func init() {
 	register(command{name: "pe-agent", summary: "register legacy servers as pool elements", run: runPEAgent})
 }
-
-// addrList is a repeatable string flag.
-type addrList []string
-
-func (s *addrList) String() string     { return strings.Join(*s, ",") }
-func (s *addrList) Set(v string) error { *s = append(*s, v); return nil }
 
 func runPEAgent(args []string) int {
 	fs := flag.NewFlagSet("pe-agent", flag.ContinueOnError)
@@ -73,7 +57,7 @@ func runPEAgent(args []string) int {
 		var cfg peagent.AgentConfig
 		if *configPath != "" {
 			var err error
-			if cfg, err = peagent.LoadConfigFile(*configPath); err != nil {
+			if cfg, err = peagent.LoadConfig(*configPath); err != nil {
 				return cfg, err
 			}
 		}
@@ -103,134 +87,35 @@ func runPEAgent(args []string) int {
 		fmt.Fprintln(os.Stderr, "rserpool pe-agent:", err)
 		return 2
 	}
-	cfg = cfg.Normalize()
-
-	reg := newRegistry()
-	a, err := peagent.NewAgent(cfg, peagent.Options{Logger: log, Registerer: reg})
+	a, err := peagent.New(cfg, peagent.Options{Logger: log, Registerer: newRegistry()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rserpool pe-agent:", err)
 		return 2
 	}
-
-	var adminSrv *http.Server
-	adminAddr := ""
-	adminDone := make(chan struct{})
-	if cfg.Admin != "" {
-		ln, err := net.Listen("tcp", cfg.Admin)
-		if err != nil {
-			log.Error("admin listen", "err", err)
-			a.Close()
-			return 1
-		}
-		adminAddr = ln.Addr().String()
-		adminSrv, ln = newAdminServer(peAgentAdmin(a, reg), ln)
-		go func() {
-			defer close(adminDone)
-			if err := adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("admin server", "err", err)
-			}
-		}()
-	} else {
-		close(adminDone)
-	}
+	ctx, stop, hup := signals()
+	defer stop()
 	if err := a.Start(); err != nil {
-		log.Error("start", "err", err)
+		log.Error("start failed", "err", err)
 		return 1
 	}
-	log.Info("pe-agent started", "registrars", cfg.Registrars, "elements", len(cfg.Elements), "admin", adminAddr)
-	if *readyFile != "" {
-		if err := writeJSONFile(*readyFile, map[string]any{"admin": adminAddr, "pid": os.Getpid()}); err != nil {
-			log.Error("writing ready file", "err", err)
-		}
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-hup:
+	svc := &service{
+		name: "pe-agent", log: log, readyFile: *readyFile,
+		readyJSON: func() any { return map[string]any{"admin": a.AdminAddr(), "pid": os.Getpid()} },
+		notify:    func() []string { return []string{"ADMIN=" + a.AdminAddr()} },
+		reload: func() error {
 			if *configPath == "" {
-				log.Warn("SIGHUP without -config: nothing to reload")
-				continue
+				return errors.New("SIGHUP without -config: nothing to reload")
 			}
 			ncfg, err := load()
 			if err != nil {
-				log.Error("reload failed; keeping the running configuration", "err", err)
-				continue
+				return err
 			}
-			if err := a.Reload(ncfg); err != nil {
-				log.Error("reload", "err", err)
-			} else {
-				log.Info("configuration reloaded", "elements", len(ncfg.Elements))
-			}
-		case <-ctx.Done():
-			stop() // a second signal kills the process
+			return a.Reload(ncfg)
+		},
+		shutdown: func() error {
 			log.Info("deregistering")
-			sctx, cancel := context.WithTimeout(context.Background(), cfg.ResponseTimeout+5*time.Second)
-			err := a.Shutdown(sctx)
-			cancel()
-			if err != nil {
-				log.Warn("deregistration", "err", err)
-			}
-			if cfg.Drain > 0 {
-				log.Info("draining", "for", cfg.Drain)
-				time.Sleep(cfg.Drain) // lets connections already sent to the backends finish
-			}
-			if adminSrv != nil {
-				actx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_ = adminSrv.Shutdown(actx)
-				cancel()
-			}
-			<-adminDone
-			log.Info("stopped")
-			return 0
-		}
+			return a.Shutdown(context.Background())
+		},
 	}
-}
-
-// peAgentAdmin serves /metrics, /healthz (200 when every healthy backend is
-// registered) and /status (JSON, one entry per element).
-func peAgentAdmin(a *peagent.Agent, reg *prometheus.Registry) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.Ready() {
-			http.Error(w, "not registered", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
-		type status struct {
-			Pool       wire.PoolHandle `json:"pool"`
-			Backend    string          `json:"backend"`
-			ID         string          `json:"id"`
-			Healthy    bool            `json:"healthy"`
-			Registered bool            `json:"registered"`
-			Load       uint32          `json:"load"`
-			Home       string          `json:"home,omitempty"`
-			HomeAddr   string          `json:"home_addr,omitempty"`
-			LastError  string          `json:"last_error,omitempty"`
-		}
-		out := []status{}
-		for _, s := range a.Status() {
-			st := status{Pool: s.Pool, Backend: s.Backend, ID: fmt.Sprintf("0x%08x", s.ID), Healthy: s.Healthy,
-				Registered: s.Registered, Load: s.Load, HomeAddr: s.HomeAddr}
-			if s.Home != 0 {
-				st.Home = fmt.Sprintf("0x%08x", s.Home)
-			}
-			if s.LastErr != nil {
-				st.LastError = s.LastErr.Error()
-			}
-			out = append(out, st)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(out)
-	})
-	return mux
+	return svc.run(ctx, stop, hup)
 }

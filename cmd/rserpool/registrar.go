@@ -6,8 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+	"strings"
 	"time"
 
 	"github.com/rserpool/rserpool/registrar"
@@ -82,64 +81,49 @@ func runRegistrar(args []string) int {
 		fmt.Fprintln(os.Stderr, "rserpool registrar:", err)
 		return 2
 	}
-	reg := newRegistry()
-	r, err := registrar.New(cfg, registrar.Options{Logger: log, Registerer: reg})
+	r, err := registrar.New(cfg, registrar.Options{Logger: log, Registerer: newRegistry()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rserpool registrar:", err)
 		return 2
 	}
-	// Signals are caught before the registrar serves, so that a SIGTERM
-	// right after "registrar serving" shuts it down gracefully.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop, hup := signals()
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	if err := r.Start(); err != nil {
 		log.Error("start failed", "err", err)
 		return 1
 	}
-	if *readyFile != "" {
-		if err := writeReadyFile(*readyFile, r); err != nil {
-			log.Error("writing ready file", "err", err)
-			r.Close()
-			return 1
-		}
-	}
-	log.Info("registrar serving", "id", r.ID().String(), "asap", r.ASAPAddrs(), "admin", r.AdminAddr())
-
-	for {
-		select {
-		case <-hup:
+	svc := &service{
+		name: "registrar", log: log, readyFile: *readyFile,
+		readyJSON: func() any {
+			return struct {
+				ID    string   `json:"id"`
+				ASAP  []string `json:"asap"`
+				Admin string   `json:"admin,omitempty"`
+				PID   int      `json:"pid"`
+				ENRP  []string `json:"enrp,omitempty"`
+			}{r.ID().String(), r.ASAPAddrs(), r.AdminAddr(), os.Getpid(), r.ENRPAddrs()}
+		},
+		notify: func() []string {
+			return []string{"ID=" + r.ID().String(), "ASAP=" + strings.Join(r.ASAPAddrs(), " "),
+				"ENRP=" + strings.Join(r.ENRPAddrs(), " "), "ADMIN=" + r.AdminAddr()}
+		},
+		serving: func() {
+			log.Info("registrar serving", "id", r.ID().String(), "asap", r.ASAPAddrs(), "admin", r.AdminAddr())
+		},
+		reload: func() error {
 			cfg, err := load()
 			if err != nil {
-				log.Error("reload failed; keeping the running configuration", "err", err)
-				continue
+				return err
 			}
-			if err := r.Reload(cfg); err != nil {
-				log.Error("reload failed", "err", err)
-			}
-		case <-ctx.Done():
+			return r.Reload(cfg)
+		},
+		strictShutdown: true,
+		shutdown: func() error {
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := r.Shutdown(sctx)
-			cancel()
-			if err != nil {
-				log.Error("shutdown", "err", err)
-				return 1
-			}
-			return 0
-		}
+			defer cancel()
+			return r.Shutdown(sctx)
+		},
 	}
-}
-
-// writeReadyFile writes {"id":..., "asap":[...], "admin":...} atomically.
-func writeReadyFile(path string, r *registrar.Registrar) error {
-	return writeJSONFile(path, struct {
-		ID    string   `json:"id"`
-		ASAP  []string `json:"asap"`
-		Admin string   `json:"admin,omitempty"`
-		PID   int      `json:"pid"`
-		ENRP  []string `json:"enrp,omitempty"`
-	}{r.ID().String(), r.ASAPAddrs(), r.AdminAddr(), os.Getpid(), r.ENRPAddrs()})
+	return svc.run(ctx, stop, hup)
 }

@@ -34,10 +34,17 @@ type pool struct {
 	elems  []wire.PoolElement
 }
 
-// Start starts a Registrar; it is stopped by t.Cleanup.
+// Start starts a Registrar on a free port; it is stopped by t.Cleanup.
 func Start(t testing.TB) *Registrar {
 	t.Helper()
-	ln, err := transport.Listen("tcp://127.0.0.1:0", nil)
+	return StartAt(t, transport.MustParseAddr("tcp://127.0.0.1:0"))
+}
+
+// StartAt starts a Registrar listening on addr (a restarted registrar
+// takes the address of the one it replaces).
+func StartAt(t testing.TB, addr transport.Addr) *Registrar {
+	t.Helper()
+	ln, err := transport.Listen(addr, nil)
 	if err != nil {
 		t.Fatalf("pucachetest: listen: %v", err)
 	}
@@ -50,7 +57,13 @@ func Start(t testing.TB) *Registrar {
 }
 
 // Addr returns the registrar's ASAP address ("tcp://127.0.0.1:port").
-func (r *Registrar) Addr() string { return "tcp://" + r.ln.Addr().String() }
+func (r *Registrar) Addr() transport.Addr {
+	a, err := transport.AddrFromNet(transport.SchemeTCP, r.ln.Addr())
+	if err != nil {
+		panic("pucachetest: " + err.Error())
+	}
+	return a
+}
 
 // Stop closes the listener and every connection and waits for all goroutines.
 // It is idempotent.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rserpool/rserpool/handlespace"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -265,17 +266,14 @@ func (c *Core) Disown(now time.Time, handle wire.PoolHandle, id uint32) []Output
 // (specified, non-multicast) address and a port qualifies. Over the TCP
 // mapping the PE reconnects by itself.
 func DialTarget(t wire.Transport) (string, bool) {
-	if t.Type != wire.TransportSCTP || t.Port == 0 {
+	if t.Type != wire.TransportSCTP {
 		return "", false
 	}
-	for _, a := range t.Addrs {
-		a = a.Unmap()
-		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {
-			continue
-		}
-		return "sctp://" + netip.AddrPortFrom(a, t.Port).String(), true
+	a, err := transport.AddrFromTransport(t)
+	if err != nil {
+		return "", false
 	}
-	return "", false
+	return a.String(), true
 }
 
 // reach asks for an association to o's PE when it has no connection here

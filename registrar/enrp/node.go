@@ -1,14 +1,13 @@
 package enrp
 
 import (
-	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rserpool/rserpool/handlespace"
+	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -130,12 +129,13 @@ func (n *Node) Peers() []Peer {
 	return ps
 }
 
-// NormalizeAddr adds the default "tcp://" scheme to an address without one.
+// NormalizeAddr returns the canonical form of a transport address
+// (transport.Addr; "h:p" means tcp), or a unchanged when it does not parse.
 func NormalizeAddr(a string) string {
-	if strings.Contains(a, "://") {
-		return a
+	if x, err := transport.ParseAddr(a); err == nil {
+		return x.String()
 	}
-	return "tcp://" + a
+	return a
 }
 
 // ServerInfoAddr returns the transport address ("tcp://h:p" or "sctp://h:p")
@@ -144,40 +144,30 @@ func NormalizeAddr(a string) string {
 // source as src: its host replaces the Server Information's addresses
 // (RSPLIB: datagram source plus the port from the Server Information).
 func ServerInfoAddr(si *wire.ServerInfo, src Source) string {
-	if si == nil || si.Transport.Port == 0 {
+	if si == nil {
 		return ""
 	}
-	scheme := ""
-	switch si.Transport.Type {
-	case wire.TransportTCP:
-		scheme = "tcp://"
-	case wire.TransportSCTP:
-		scheme = "sctp://"
-	default:
-		return ""
-	}
-	var host netip.Addr
-	if src.Multicast {
-		a := src.Addr
-		if i := strings.Index(a, "://"); i >= 0 {
-			a = a[i+3:]
-		}
-		if h, _, err := net.SplitHostPort(a); err == nil {
-			host, _ = netip.ParseAddr(h)
+	t := si.Transport
+	t.Addrs = nil
+	if src.Multicast { // src.Addr is the datagram's source, "udp://host:port"
+		_, hp, _ := strings.Cut(src.Addr, "://")
+		if ap, err := netip.ParseAddrPort(hp); err == nil {
+			t.Addrs = []netip.Addr{ap.Addr()}
 		}
 	}
-	if !host.IsValid() {
+	if len(t.Addrs) == 0 {
 		for _, a := range si.Transport.Addrs {
 			if !a.IsUnspecified() {
-				host = a
+				t.Addrs = []netip.Addr{a}
 				break
 			}
 		}
 	}
-	if !host.IsValid() {
+	a, err := transport.AddrFromTransport(t)
+	if err != nil {
 		return ""
 	}
-	return scheme + net.JoinHostPort(host.Unmap().String(), strconv.Itoa(int(si.Transport.Port)))
+	return a.String()
 }
 
 // jitter returns d ± 12.5 %, uniformly (RSPLIB).
