@@ -164,9 +164,8 @@
 // loop goroutine: the hook for ENRP replication. Every exported method is
 // safe for concurrent use; Shutdown and Close wait for every goroutine.
 //
-// The admin HTTP server gives a client 5 s for its request header, 10 s
-// for the request, 60 s idle, 16 KiB of header, and serves 64 connections
-// at once (more wait in the listen backlog).
+// The admin HTTP server is internal/admin's, with its bounds on slow and
+// idle clients (5 s header, 30 s idle, 256 connections at once).
 //
 // # Limitations
 //
