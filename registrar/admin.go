@@ -164,6 +164,11 @@ func (r *Registrar) adminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(s)
 	})
+	if page, err := r.statusPage(); err != nil {
+		r.log.Error("no status page", "err", err)
+	} else {
+		page.Handle(mux)
+	}
 	return mux
 }
 

@@ -143,7 +143,7 @@ func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //	num F         a count with thousands separated ("12 345")
 //	pct A B       A/B as a percentage ("12%"); "–" when B is 0
 //	hex32 N       "0x%08x"
-//	meter A B     A/B clamped to 0..100, for a bar's width in percent
+//	load32 N      a policy load or load degradation (RFC 5356: 0..0xffffffff is 0..100 %) as "12.5%"
 func Funcs() template.FuncMap {
 	return template.FuncMap{
 		"ago": func(now, t time.Time) string {
@@ -162,11 +162,8 @@ func Funcs() template.FuncMap {
 			return strconv.FormatFloat(100*a/b, 'f', 0, 64) + "%"
 		},
 		"hex32": func(n uint32) string { return fmt.Sprintf("0x%08x", n) },
-		"meter": func(a, b float64) float64 {
-			if b <= 0 || math.IsNaN(a) {
-				return 0
-			}
-			return math.Round(math.Max(0, math.Min(100, 100*a/b)))
+		"load32": func(n uint32) string {
+			return strconv.FormatFloat(100*float64(n)/math.MaxUint32, 'f', 1, 64) + "%"
 		},
 	}
 }
