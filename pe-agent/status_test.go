@@ -67,7 +67,7 @@ func TestStatusPage(t *testing.T) {
 		`<code class="handle">EchoPool</code>`, `<code class="handle">B\x00\xff&lt;i&gt;</code>`,
 		`<span class="badge ok">up</span>`, `<span class="badge bad">down</span>`,
 		"not registered: backend down", "connection refused",
-		"least-used · weight 1", "25.0%", "from fixed",
+		"<td>least-used<br>", "load 25.0% (fixed)", "load not reported",
 		"<b class=\"warn\">1/2</b><span>elements registered</span>", "<b class=\"bad\">1/2</b><span>backends up</span>",
 	} {
 		if !strings.Contains(body, want) {
@@ -77,7 +77,7 @@ func TestStatusPage(t *testing.T) {
 	if strings.Contains(body, "<i>") {
 		t.Error("status page holds the handle's raw bytes")
 	}
-	if !regexp.MustCompile(`home registrar</th><td><code>0x[0-9a-f]{8}</code> at <code>tcp://127\.0\.0\.1:[0-9]+</code>`).MatchString(body) {
+	if !regexp.MustCompile(`<td><code>0x[0-9a-f]{8}</code><br><span class="muted small">at <code>tcp://127\.0\.0\.1:[0-9]+</code>`).MatchString(body) {
 		t.Error("status page lacks the home registrar's ID and address")
 	}
 	metrics := get("/metrics")

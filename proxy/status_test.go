@@ -103,7 +103,7 @@ func TestStatusPage(t *testing.T) {
 		t.Error("status page holds the handle's raw bytes")
 	}
 	// The web listener: one connection active, ten relayed, failovers.
-	if len(cells) < 4 || cells[2][1] != "10" || !strings.Contains(cells[3][1], `class="warn"`) {
+	if len(cells) < 5 || cells[4][1] != "10" || !strings.Contains(cells[2][1], `class="warn"`) {
 		t.Errorf("web listener row: %s", webRow.FindString(body))
 	}
 	// PE 2's row counts its failures; the live PEs their connections.
@@ -112,7 +112,7 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("PE 2 row: %s", pe2)
 	}
 	pe1 := regexp.MustCompile(`(?s)0x00000001</code>.*?</tr>`).FindString(body)
-	if c := regexp.MustCompile(`<td class="num">([0-9]+)</td>`).FindStringSubmatch(pe1); c == nil || c[1] == "0" {
+	if c := regexp.MustCompile(`<td class="num">([0-9]+)</td>`).FindStringSubmatch(pe1); c == nil || c[1] == "0" { // connections
 		t.Errorf("PE 1 row: %s", pe1)
 	}
 }

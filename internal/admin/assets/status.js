@@ -6,6 +6,7 @@
   var secs = parseInt(document.body.getAttribute("data-refresh"), 10) || 5;
   var box = document.getElementById("autorefresh");
   var key = "rserpool.autorefresh";
+  var refreshed = 0;
   try { if (localStorage.getItem(key) === "off") { box.checked = false; } } catch (e) {}
   box.addEventListener("change", function () {
     try { localStorage.setItem(key, box.checked ? "on" : "off"); } catch (e) {}
@@ -24,6 +25,7 @@
       swap(doc, "content");
       swap(doc, "stamp");
       document.body.classList.remove("unreachable");
+      document.body.setAttribute("data-refreshed", String(++refreshed));
     }).catch(function () {
       document.body.classList.add("unreachable");
     }).finally(function () { setTimeout(tick, secs * 1000); });
