@@ -55,13 +55,12 @@ func (e StatusElement) HealthClass() string {
 
 // statusPage builds the pe-agent's page for the admin server.
 func (a *Agent) statusPage() (*admin.Page, error) {
-	rates := admin.NewRates(time.Now())
 	return admin.NewPage(admin.PageConfig{
 		Daemon:  "pe-agent",
 		Content: statusTemplate,
 		Links: []admin.Link{{Path: "/metrics", What: "Prometheus"}, {Path: "/status", What: "JSON"},
 			{Path: "/healthz", What: "health"}},
-		Data: func(_ context.Context, now time.Time) (any, error) {
+		Data: func(_ context.Context, now time.Time, rates *admin.Rates) (any, error) {
 			v := a.statusView(now)
 			v.RegistrationRate = rates.Observe(now, "registrations", v.Registrations)
 			return v, nil

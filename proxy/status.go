@@ -172,13 +172,14 @@ type StatusPE struct {
 
 // statusPage builds the proxy's page for the admin server.
 func (p *Proxy) statusPage() (*admin.Page, error) {
-	rates := admin.NewRates(time.Now())
 	return admin.NewPage(admin.PageConfig{
 		Daemon:  "proxy",
 		Content: statusTemplate,
 		Links: []admin.Link{{Path: "/metrics", What: "Prometheus"}, {Path: "/healthz", What: "health"},
 			{Path: "/debug/pprof/", What: "profiles"}},
-		Data: func(_ context.Context, now time.Time) (any, error) { return p.statusView(now, rates), nil },
+		Data: func(_ context.Context, now time.Time, rates *admin.Rates) (any, error) {
+			return p.statusView(now, rates), nil
+		},
 	})
 }
 

@@ -3,7 +3,6 @@ package registrar
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"time"
 
@@ -90,13 +89,12 @@ func (p StatusPeer) StateClass() string {
 
 // statusPage builds the registrar's page for the admin server.
 func (r *Registrar) statusPage() (*admin.Page, error) {
-	rates := admin.NewRates(time.Now())
 	return admin.NewPage(admin.PageConfig{
 		Daemon:  "registrar",
 		Content: statusTemplate,
 		Links: []admin.Link{{Path: "/metrics", What: "Prometheus"}, {Path: "/handlespace", What: "JSON"},
 			{Path: "/healthz", What: "health"}},
-		Data: func(ctx context.Context, now time.Time) (any, error) {
+		Data: func(ctx context.Context, now time.Time, rates *admin.Rates) (any, error) {
 			v, err := r.statusView(ctx, now)
 			if err != nil {
 				return nil, err
@@ -110,22 +108,9 @@ func (r *Registrar) statusPage() (*admin.Page, error) {
 
 // statusView takes the page's data; the handlespace part on the loop.
 func (r *Registrar) statusView(ctx context.Context, now time.Time) (StatusView, error) {
-	reply := make(chan StatusView, 1)
-	fn := func(l *loop) { reply <- l.statusView(now) }
-	select {
-	case r.loop.events <- evFunc{fn}:
-	case <-r.loopDone:
-		return StatusView{}, errors.New("registrar: closed")
-	case <-ctx.Done():
-		return StatusView{}, ctx.Err()
-	}
-	var v StatusView
-	select {
-	case v = <-reply:
-	case <-r.loopDone:
-		return StatusView{}, errors.New("registrar: closed")
-	case <-ctx.Done():
-		return StatusView{}, ctx.Err()
+	v, err := onLoop(ctx, r, func(l *loop) StatusView { return l.statusView(now) })
+	if err != nil {
+		return StatusView{}, err
 	}
 	v.ASAP, v.ENRP = r.ASAPAddrs(), r.ENRPAddrs()
 	v.Registrations = admin.Value(r.m.registrations.WithLabelValues(resultOK))

@@ -6,7 +6,7 @@
 //
 //	mux := admin.Mux(reg, func() error { return nil }) // /metrics, /healthz
 //	mux.HandleFunc("GET /status", ...)
-//	page, err := admin.NewPage(admin.PageConfig{Daemon: "proxy", Content: tmpl, Data: data})
+//	page, err := admin.NewPage(admin.PageConfig{Daemon: "proxy", Content: tmpl, Data: data}) // data(ctx, now, rates)
 //	page.Handle(mux)                                    // GET / and GET /assets/
 //	srv, err := admin.Listen("127.0.0.1:9464", mux, log)
 //	addr := srv.Addr()                                  // the bound address

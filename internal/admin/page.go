@@ -38,8 +38,10 @@ type PageConfig struct {
 	// Links are listed at the foot of the page.
 	Links []Link
 	// Data returns the page's data at now, bounded in size (the page is
-	// rendered in memory before it is sent). An error answers 503.
-	Data func(ctx context.Context, now time.Time) (any, error)
+	// rendered in memory before it is sent). An error answers 503. rates
+	// belongs to the page (its counters were zero at Started) and turns
+	// the daemon's counters into rates.
+	Data func(ctx context.Context, now time.Time, rates *Rates) (any, error)
 	// Started is the daemon's start, for the uptime in the header; zero
 	// means when NewPage ran.
 	Started time.Time
@@ -49,8 +51,9 @@ type PageConfig struct {
 // styled and refreshed by embedded assets, nothing loaded from elsewhere.
 // It is safe for concurrent use.
 type Page struct {
-	cfg  PageConfig
-	tmpl *template.Template
+	cfg   PageConfig
+	tmpl  *template.Template
+	rates *Rates
 }
 
 // view is what the layout is executed with.
@@ -87,7 +90,7 @@ func NewPage(cfg PageConfig) (*Page, error) {
 			return nil, fmt.Errorf("admin: status page %q: no template %q", cfg.Daemon, name)
 		}
 	}
-	return &Page{cfg: cfg, tmpl: t}, nil
+	return &Page{cfg: cfg, tmpl: t, rates: NewRates(cfg.Started)}, nil
 }
 
 // Handle registers the page at "GET /" (exactly) and its assets under
@@ -112,7 +115,7 @@ func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	data, err := p.cfg.Data(ctx, now)
+	data, err := p.cfg.Data(ctx, now, p.rates)
 	if err != nil {
 		http.Error(w, "status: "+err.Error(), http.StatusServiceUnavailable)
 		return

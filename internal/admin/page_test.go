@@ -121,7 +121,7 @@ func TestPage(t *testing.T) {
 		Daemon:  "testd",
 		Content: testContent,
 		Links:   []Link{{"/metrics", "Prometheus"}},
-		Data: func(ctx context.Context, at time.Time) (any, error) {
+		Data: func(ctx context.Context, at time.Time, _ *Rates) (any, error) {
 			if fail {
 				return nil, errors.New("loop closed")
 			}
@@ -181,7 +181,7 @@ func TestPage(t *testing.T) {
 }
 
 func TestNewPageErrors(t *testing.T) {
-	data := func(context.Context, time.Time) (any, error) { return nil, nil }
+	data := func(context.Context, time.Time, *Rates) (any, error) { return nil, nil }
 	for name, cfg := range map[string]PageConfig{
 		"no data":    {Daemon: "d", Content: testContent},
 		"no content": {Daemon: "d", Content: `{{define "title"}}x{{end}}`, Data: data},
@@ -202,7 +202,7 @@ func TestNewPageErrors(t *testing.T) {
 		t.Fatalf("nil data: %d %s", rec.Code, rec.Body)
 	}
 	p, _ = NewPage(PageConfig{Daemon: "d", Content: `{{define "title"}}x{{end}}{{define "content"}}{{.Missing}}{{end}}`,
-		Data: func(context.Context, time.Time) (any, error) { return 3, nil }})
+		Data: func(context.Context, time.Time, *Rates) (any, error) { return 3, nil }})
 	rec = httptest.NewRecorder()
 	p.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if rec.Code != 500 {

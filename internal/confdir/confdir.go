@@ -307,12 +307,7 @@ func (s *Source) Annotate(err error) error {
 	if err == nil {
 		return nil
 	}
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
+	list := joined(err)
 	out := make([]error, 0, len(list))
 	for _, e := range list {
 		if !s.dir {
@@ -370,17 +365,8 @@ func (s *Source) annotate(msg string) string {
 // fill in registrars) checks the elements of a directory's files at once
 // with it, and leaves the rest to the caller's validation.
 func Only(err error, arrays ...string) error {
-	if err == nil {
-		return nil
-	}
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
 	var out []error
-	for _, e := range list {
+	for _, e := range joined(err) {
 		msg := e.Error()
 		for _, a := range arrays {
 			if strings.HasPrefix(msg, a+"[") {
@@ -390,4 +376,15 @@ func Only(err error, arrays ...string) error {
 		}
 	}
 	return errors.Join(out...)
+}
+
+// joined returns the errors of an errors.Join, or err alone (none for nil).
+func joined(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
