@@ -9,9 +9,14 @@ import (
 // Element is one pool element as a pool user sees it: where to connect and
 // the policy values the registrar returned for it.
 type Element struct {
-	ID       uint32
-	Network  string // "tcp" or "sctp"
-	Addr     string // "host:port", ready for net.Dial
+	ID      uint32
+	Network string // "tcp" or "sctp"
+	Addr    string // "host:port", ready for net.Dial
+	// Use is the user transport's Transport Use: UseDataAndControl when the
+	// PE runs an ASAP control channel (cookies, business cards) on the same
+	// association as its data (over TCP: the TCP mapping), UseData for a
+	// plain server.
+	Use      wire.TransportUse
 	Weight   uint32
 	Priority uint32
 	Load     uint32
@@ -48,6 +53,7 @@ func elementFromWire(pe wire.PoolElement) (Element, bool) {
 		ID:       pe.ID,
 		Network:  network,
 		Addr:     netip.AddrPortFrom(a.Unmap(), pe.User.Port).String(),
+		Use:      pe.User.Use,
 		Weight:   pe.Policy.Weight,
 		Priority: pe.Policy.Priority,
 		Load:     pe.Policy.Load,
