@@ -67,9 +67,10 @@ func newCache(t testing.TB, reg string) *pucache.Cache {
 
 // pe is one pool element of a test, served in this process.
 type pe struct {
-	srv  *Server
-	done chan error // Serve's result
-	once sync.Once
+	srv      *Server
+	done     chan error // Serve's result
+	once     sync.Once
+	serveErr error
 }
 
 // startPE registers a session server in pool at reg and waits until the
@@ -103,10 +104,14 @@ func startPE(t testing.TB, reg string, pool wire.PoolHandle, id uint32, h func(c
 
 // stop closes the server like a crash and waits for Serve to return.
 func (p *pe) stop() {
-	p.once.Do(func() {
-		p.srv.Close()
-		<-p.done
-	})
+	p.srv.Close()
+	p.wait()
+}
+
+// wait waits for Serve to return and returns its error.
+func (p *pe) wait() error {
+	p.once.Do(func() { p.serveErr = <-p.done })
+	return p.serveErr
 }
 
 // The test service counts: a request is the step the pool user wants

@@ -364,10 +364,11 @@ func (closedListener) Close() error { return nil }
 // ("a1/a2:port").
 func userTransport(a net.Addr) (wire.Transport, error) {
 	t := wire.Transport{Type: wire.TransportTCP, Use: wire.UseDataAndControl}
-	host, port, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return t, fmt.Errorf("session: listener address %q: %w", a, err)
+	i := strings.LastIndexByte(a.String(), ':')
+	if i < 0 {
+		return t, fmt.Errorf("session: listener address %q: no port", a)
 	}
+	host, port := a.String()[:i], a.String()[i+1:]
 	if a.Network() == "sctp" {
 		t.Type = wire.TransportSCTP
 	}

@@ -1,0 +1,263 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rserpool/rserpool/transport"
+	"github.com/rserpool/rserpool/wire"
+)
+
+// rawPU is a hostile pool user: it speaks the TCP mapping to a PE directly
+// and sends whatever the test wants.
+type rawPU struct {
+	t *testing.T
+	c transport.Conn
+}
+
+func dialPE(t *testing.T, p *pe) *rawPU {
+	t.Helper()
+	u := p.srv.Self().User
+	addr := "tcp://" + netip.AddrPortFrom(u.Addrs[0], u.Port).String()
+	c, err := transport.Dial(ctxT(t, 5*time.Second), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawPU{t, c}
+}
+
+func (r *rawPU) asap(m wire.Message) {
+	r.t.Helper()
+	if err := writeASAP(r.c, m); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rawPU) raw(ppid uint32, b []byte) {
+	r.t.Helper()
+	if err := r.c.WriteMessage(transport.Message{PPID: ppid, Data: b}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// closed waits until the PE ends the association.
+func (r *rawPU) closed() {
+	r.t.Helper()
+	for {
+		if _, err := r.c.ReadMessage(); err != nil {
+			return
+		}
+	}
+}
+
+// recorder is a handler that reports what it receives, one line per
+// message; want checks the lines (a final "*" matches any rest).
+type recorder chan string
+
+func (rec recorder) handle(ctx context.Context, p *Peer) {
+	for {
+		m, err := p.Recv(ctx)
+		switch {
+		case err != nil:
+			rec <- "end: " + err.Error()
+			return
+		case m.CookieEcho:
+			rec <- "echo " + string(m.Data)
+		default:
+			rec <- "data " + string(m.Data)
+			p.Send(m.Data)
+		}
+	}
+}
+
+func (rec recorder) want(t *testing.T, lines ...string) {
+	t.Helper()
+	for _, w := range lines {
+		select {
+		case got := <-rec:
+			if prefix, ok := strings.CutSuffix(w, "*"); got != w && !(ok && strings.HasPrefix(got, prefix)) {
+				t.Fatalf("handler saw %q, want %q", got, w)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("handler saw nothing, want %q", w)
+		}
+	}
+}
+
+// A PE takes one Cookie Echo, and only as the session's first message; a
+// second one or one after data is dropped, junk on the control channel is
+// ignored, and an echo over the size limit ends the session.
+func TestPEBoundsCookieEchoes(t *testing.T) {
+	reg := startRegistrar(t)
+	rec := make(recorder, 16)
+	p := startPE(t, reg, "Hostile", 1, rec.handle, func(c *ServerConfig) { c.MaxCookieSize = 32 })
+
+	a := dialPE(t, p)
+	a.asap(&wire.CookieEcho{Cookie: []byte("state-1")})
+	a.asap(&wire.CookieEcho{Cookie: []byte("state-2")})
+	a.raw(wire.PPIDASAP, []byte{0x0c, 0, 0, 200, 1, 2})                // truncated
+	a.raw(wire.PPIDASAP, []byte{0x7f, 0, 0, 4})                        // unknown type
+	a.asap(&wire.Cookie{Cookie: []byte("a PU does not send cookies")}) // wrong direction
+	a.raw(7, []byte("hello"))
+	rec.want(t, "echo state-1", "data hello")
+
+	b := dialPE(t, p)
+	b.raw(7, []byte("first"))
+	b.asap(&wire.CookieEcho{Cookie: []byte("too late")})
+	b.raw(7, []byte("second"))
+	rec.want(t, "data first", "data second")
+
+	c := dialPE(t, p)
+	c.asap(&wire.CookieEcho{Cookie: bytes.Repeat([]byte{1}, 33)})
+	rec.want(t, "end: session: cookie larger than the limit*")
+	c.closed()
+
+	// The first session is still there.
+	a.raw(7, []byte("still here"))
+	rec.want(t, "data still here")
+}
+
+// The counting service rejects a cookie it did not sign: the session ends
+// and nothing is restored.
+func TestPERejectsForgedCookie(t *testing.T) {
+	reg := startRegistrar(t)
+	p := startPE(t, reg, "Forge", 1, counterHandler(1), nil)
+	signer, err := NewSigner([]byte("not the pool's key, but long enough"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := dialPE(t, p)
+	r.asap(&wire.CookieEcho{Cookie: signer.Sign(binary.BigEndian.AppendUint64(nil, 1000))})
+	r.raw(1, binary.BigEndian.AppendUint64(nil, 1001))
+	r.closed()
+}
+
+// Beyond MaxSessions a PE closes new associations at once and keeps the
+// others.
+func TestPEMaxSessions(t *testing.T) {
+	reg := startRegistrar(t)
+	rec := make(recorder, 16)
+	p := startPE(t, reg, "Full", 1, rec.handle, func(c *ServerConfig) { c.MaxSessions = 2 })
+	a, b := dialPE(t, p), dialPE(t, p)
+	a.raw(1, []byte("a"))
+	b.raw(1, []byte("b"))
+	rec.want(t, "data *", "data *") // both sessions run
+	dialPE(t, p).closed()
+	a.raw(1, []byte("a2"))
+	rec.want(t, "data a2")
+}
+
+// Shutdown deregisters the PE, lets handlers finish (here: say goodbye)
+// and makes Serve return ErrClosed.
+func TestPEShutdown(t *testing.T) {
+	reg := startRegistrar(t)
+	p := startPE(t, reg, "Bye", 1, func(ctx context.Context, p *Peer) {
+		if _, err := p.Recv(ctx); err != nil || p.Send([]byte("hi")) != nil {
+			return
+		}
+		<-ctx.Done()
+		p.Send([]byte("bye"))
+	}, nil)
+	cache := newCache(t, reg)
+	ctx := ctxT(t, 20*time.Second)
+	s, err := Dial(ctx, "Bye", Config{Cache: cache, FailoverTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Send(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.Recv(ctx); err != nil || string(m.Data) != "hi" {
+		t.Fatalf("Recv: %q, %v", m.Data, err)
+	}
+	if err := p.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := p.wait(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Serve: %v, want ErrClosed", err)
+	}
+	m, err := s.Recv(ctx)
+	if err != nil || string(m.Data) != "bye" {
+		t.Fatalf("Recv: %q, %v; want the handler's goodbye", m.Data, err)
+	}
+	if _, err := s.Recv(ctx); !errors.Is(err, ErrNoPE) {
+		t.Fatalf("Recv after the only PE left: %v, want ErrNoPE", err)
+	}
+	if err := cache.Pool("Bye").Refresh(ctx); err == nil && len(cache.Pool("Bye").Elements()) > 0 {
+		t.Fatalf("the registrar still lists %v", cache.Pool("Bye").Elements())
+	}
+}
+
+// The receive queue is bounded, and nothing is lost while it is full: the
+// session stops reading and the transport holds the PE back.
+func TestRecvQueueBounded(t *testing.T) {
+	reg := startRegistrar(t)
+	const n = 500
+	startPE(t, reg, "Flood", 1, func(ctx context.Context, p *Peer) {
+		for i := range n {
+			if p.Send(binary.BigEndian.AppendUint32(nil, uint32(i))) != nil {
+				return
+			}
+		}
+		<-ctx.Done()
+	}, nil)
+	ctx := ctxT(t, 20*time.Second)
+	s, err := Dial(ctx, "Flood", Config{Cache: newCache(t, reg), RecvQueue: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if cap(s.inbox.ch) != 4 {
+		t.Fatalf("queue capacity %d, want 4", cap(s.inbox.ch))
+	}
+	for i := range n {
+		m, err := s.Recv(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := binary.BigEndian.Uint32(m.Data); got != uint32(i) {
+			t.Fatalf("message %d is %d", i, got)
+		}
+		if len(s.inbox.ch) > 4 {
+			t.Fatal("queue over its bound")
+		}
+	}
+}
+
+func TestUserTransport(t *testing.T) {
+	tcp, err := userTransport(&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 4000})
+	if err != nil || tcp.Type != wire.TransportTCP || tcp.Port != 4000 || tcp.Use != wire.UseDataAndControl ||
+		len(tcp.Addrs) != 1 || tcp.Addrs[0] != netip.MustParseAddr("127.0.0.1") {
+		t.Fatalf("%+v, %v", tcp, err)
+	}
+	sctp, err := userTransport(sctpAddr("192.0.2.1/[2001:db8::1]:5000"))
+	if err != nil || sctp.Type != wire.TransportSCTP || sctp.Port != 5000 || len(sctp.Addrs) != 2 ||
+		sctp.Addrs[1] != netip.MustParseAddr("2001:db8::1") {
+		t.Fatalf("%+v, %v", sctp, err)
+	}
+	for _, bad := range []net.Addr{
+		&net.TCPAddr{IP: net.IPv4zero, Port: 4000},
+		&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 0},
+		sctpAddr("0.0.0.0:1"),
+		sctpAddr("nonsense"),
+	} {
+		if _, err := userTransport(bad); err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
+}
+
+// sctpAddr stands for an SCTP listener's address in its printed form.
+type sctpAddr string
+
+func (a sctpAddr) Network() string { return "sctp" }
+func (a sctpAddr) String() string  { return string(a) }
