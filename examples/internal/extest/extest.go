@@ -1,0 +1,91 @@
+// Package extest runs what the examples' tests need on loopback: a real
+// registrar, session servers registered in it, and pool user caches.
+package extest
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	peagent "github.com/rserpool/rserpool/pe-agent"
+	"github.com/rserpool/rserpool/pucache"
+	"github.com/rserpool/rserpool/registrar"
+	"github.com/rserpool/rserpool/session"
+	"github.com/rserpool/rserpool/transport"
+	"github.com/rserpool/rserpool/wire"
+)
+
+// Registrar starts a registrar on a free loopback port and returns its
+// ASAP address; the test's cleanup stops it.
+func Registrar(t testing.TB) string {
+	t.Helper()
+	cfg := registrar.DefaultConfig()
+	cfg.ASAP.Listen = []string{"tcp://127.0.0.1:0"}
+	r, err := registrar.New(cfg, registrar.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	select {
+	case <-r.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("registrar not ready within 10s")
+	}
+	return r.ASAPAddrs()[0]
+}
+
+// Cache returns a pool user's cache of the registrar; cleanup closes it.
+func Cache(t testing.TB, reg string) *pucache.Cache {
+	t.Helper()
+	c, err := pucache.New(pucache.Config{Registrars: []string{reg}}, pucache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// PE is a session server of a test.
+type PE struct {
+	Srv  *session.Server
+	done chan error
+	once sync.Once
+}
+
+// StartPE serves handler as PE id of pool, registered at reg, on a free
+// loopback port (TCP mapping), and waits for the registration. The test's
+// cleanup closes it.
+func StartPE(t testing.TB, reg string, pool wire.PoolHandle, id uint32, ppid uint32, handler func(context.Context, *session.Peer)) *PE {
+	t.Helper()
+	srv, err := session.NewServer(session.ServerConfig{
+		Element: peagent.PEConfig{Registrars: []string{reg}, PoolHandle: pool, ID: id,
+			Policy: wire.Policy{Type: wire.PolicyRoundRobin}},
+		PPID: ppid, Handler: handler,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := transport.Listen("tcp://127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &PE{Srv: srv, done: make(chan error, 1)}
+	go func() { p.done <- srv.Serve(context.Background(), ln) }()
+	t.Cleanup(p.Kill)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.WaitRegistered(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Kill closes the PE like a crash and waits for Serve to return. Idempotent.
+func (p *PE) Kill() {
+	p.Srv.Close()
+	p.once.Do(func() { <-p.done })
+}
