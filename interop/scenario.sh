@@ -2,7 +2,7 @@
 # scenario.sh: the RSPLIB 3.4.4 interoperability cases. Runs INSIDE the SCTP
 # VM (../shared/sctp-vm), as root, with cwd = the shared work dir holding
 # ./rserpool (static), vmtool.py and wirecheck/. Started by interop/run.
-#   scenario.sh [CASE...]     cases 1-6, default all; prints "PASS case N: ..."
+#   scenario.sh [CASE...]     cases 1-8, default all; prints "PASS case N: ..."
 #                             or "FAIL case N: ..." per case, exit 1 if any FAIL.
 # Addresses (RSPLIB refuses loopback ones, so TEST-NET-1 goes on lo):
 #   .100 OUR registrar (ASAP sctp 3863, admin 127.0.0.1:9464)
@@ -11,9 +11,11 @@
 #   .31  TCP echo backend registered by OUR pe-agent (AgentPool) @rspregistrar
 #   .21 .22 rspserver -echo ProxyPool @rspregistrar; .40:8000 OUR proxy for ProxyPool
 #   .101 OUR registrar #2 and .2 rspregistrar #2 (case 5, ENRP peers)
+#   .81 .82 rspserver -pingpong PingPongSession @rspregistrar, OUR pingpong-client (case 7)
+#   .91 .92 OUR pingpong-server PingPongOurs @ours, RSPLIB pingpongclient (case 8)
 # Everything on lo is captured (dumpcap); case 6 checks the capture.
 set -u
-CASES=${*:-1 2 3 4 5 6}
+CASES=${*:-1 2 3 4 5 6 7 8}
 OUT=$PWD/out
 mkdir -p "$OUT"; rm -f "$OUT"/*
 PCAP=$OUT/interop.pcap
@@ -47,7 +49,7 @@ hsdump_wait() { local end=$(( $(date +%s) + $4 )) n
     [ "$(date +%s)" -ge "$end" ] && break; sleep 0.5; done; echo "$n"; }
 
 [ -d /proc/sys/net/sctp ] || { echo "FAIL case 0: no SCTP in the VM kernel"; exit 1; }
-for a in 1 2 11 12 13 21 22 31 40 100 101 103 111 112; do ip addr add $N.$a/32 dev lo; done
+for a in 1 2 11 12 13 21 22 31 40 81 82 91 92 100 101 103 111 112; do ip addr add $N.$a/32 dev lo; done
 ip link set lo multicast on; ip route add 224.0.0.0/4 dev lo
 ./rserpool version >"$OUT/version.txt" 2>&1 || true
 
@@ -241,6 +243,66 @@ TOML
   [ "$h" = 20000002 ] || fail 5 "hsdump of rspregistrar: PE 0x112 home $h, want 20000002"
 fi
 
+# lastpe FILE: the PE ID (8 hex digits) of the last whole "Ack #n from PE $id (reply #r)" line
+lastpe() { grep -ao 'from PE \$[0-9a-fA-F]\{8\} (reply #[0-9]*)' "$1" | tail -n1 | sed 's/.*\$\([0-9a-fA-F]*\).*/\1/'; }
+
+if want 7; then
+  step "case 7: our PingPong client (session layer) with rspserver -pingpong PEs at rspregistrar"
+  bg pp81 rspserver -pingpong -poolhandle=PingPongSession -registrar=$N.1:3863 -local=$N.81 -identifier=0x81 $PE_OPTS
+  bg pp82 rspserver -pingpong -poolhandle=PingPongSession -registrar=$N.1:3863 -local=$N.82 -identifier=0x82 $PE_OPTS
+  n=$(hsdump_wait $N.1 PingPongSession 2 20)
+  [ "$n" = 2 ] || fail 7 "rspregistrar has $n PingPongSession PEs, want 2"
+  bg ppc ./pingpong-client -registrar sctp://$N.1:3863 -pool PingPongSession -interval 200ms -count 60 -v
+  if waitfor 20 grep -aq 'Ack #5 from' "$OUT/ppc.log"; then
+    victim=$(lastpe "$OUT/ppc.log")
+    step "case 7: SIGKILL rspserver PE $victim under our client's session"
+    case $victim in
+      00000081) kill -KILL "$(pid pp81)" ;;
+      00000082) kill -KILL "$(pid pp82)" ;;
+      *) fail 7 "our client's PE is '$victim', neither 0x81 nor 0x82" ;;
+    esac
+    waitfor 40 grep -aq '^60 Pings' "$OUT/ppc.log" || fail 7 "our client did not finish 60 Pings: $(tail -n 2 "$OUT/ppc.log")"
+    python3 vmtool.py pingpong "$OUT/ppc.log" "$victim" >"$OUT/case7.txt" 2>&1 || fail 7 "$(cat "$OUT/case7.txt") (ppc.log)"
+    echo "   $(cat "$OUT/case7.txt")"
+    grep -aq 'cookie echoed: true' "$OUT/ppc.log" || fail 7 "our client failed over without a Cookie Echo (ppc.log)"
+    ! grep -aqi 'bad cookie echo' "$OUT/pp81.log" "$OUT/pp82.log" || fail 7 "rspserver rejected our Cookie Echo"
+  else
+    fail 7 "our client got no 5 Acks: $(tail -n 3 "$OUT/ppc.log")"
+  fi
+fi
+
+if want 8; then
+  step "case 8: RSPLIB's pingpongclient with our PingPong PEs at our registrar"
+  bg opp91 ./pingpong-server -registrar $OURS -pool PingPongOurs -listen sctp://$N.91:0 -id 0x91 -v
+  bg opp92 ./pingpong-server -registrar $OURS -pool PingPongOurs -listen sctp://$N.92:0 -id 0x92 -v
+  if hs PingPongOurs 2 20; then
+    # stdbuf: pingpongclient's stdout is a file here, line-buffer it.
+    (timeout -s INT 60 stdbuf -oL pingpongclient -poolhandle=PingPongOurs -registrar=$N.100:3863 -interval=200 $LOGOPT \
+      >"$OUT/rspc.log" 2>&1) & RSPC=$!
+    if waitfor 20 grep -aq 'Ack #5 from' "$OUT/rspc.log"; then
+      victim=$(lastpe "$OUT/rspc.log")
+      step "case 8: SIGKILL our PE $victim under pingpongclient's session"
+      case $victim in
+        00000091) kill -KILL "$(pid opp91)"; other=opp92 ;;
+        00000092) kill -KILL "$(pid opp92)"; other=opp91 ;;
+        *) fail 8 "pingpongclient's PE is '$victim', neither 0x91 nor 0x92"; other= ;;
+      esac
+      if [ -n "$other" ]; then
+        waitfor 30 python3 vmtool.py pingpong "$OUT/rspc.log" "$victim"
+        python3 vmtool.py pingpong "$OUT/rspc.log" "$victim" >"$OUT/case8.txt" 2>&1 || fail 8 "$(cat "$OUT/case8.txt") (rspc.log)"
+        echo "   $(cat "$OUT/case8.txt")"
+        grep -aq 'cookie echo: going on' "$OUT/$other.log" ||
+          fail 8 "our surviving PE logged no Cookie Echo from pingpongclient ($other.log)"
+      fi
+    else
+      fail 8 "pingpongclient got no 5 Acks: $(tail -n 3 "$OUT/rspc.log")"
+    fi
+    kill -INT $RSPC 2>/dev/null; wait $RSPC
+  else
+    fail 8 "our PingPong PEs not in our /handlespace: $(tail -n 2 "$OUT/opp91.log")"
+  fi
+fi
+
 step "stop everything (SIGINT/SIGTERM), then the capture"
 for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill -INT "${PIDS[$i]}" 2>/dev/null; done
 sleep 1.5
@@ -310,6 +372,42 @@ if want 6; then
   [ "$nodec" = 0 ] || fail 6 "$nodec DATA frames from our components not decoded as ASAP/ENRP"
 fi
 
+# wirecheck_cut CASE NAME FILTER: cut the frames FILTER selects into NAME.pcap
+# and run wirecheck on them.
+wirecheck_cut() {
+  tshark -r "$PCAP" -2 -R "$3" -w "$OUT/$2.pcap" 2>"$OUT/$2-filter.log" ||
+    { fail "$1" "tshark could not cut $2: $(grep -v 'Running as' "$OUT/$2-filter.log" | head -n1)"; return; }
+  ./wirecheck/wirecheck "$OUT/$2.pcap" >"$OUT/wirecheck-$2.txt" 2>&1 ||
+    fail "$1" "wirecheck $2.pcap: $(grep RESULT "$OUT/wirecheck-$2.txt" || tail -n1 "$OUT/wirecheck-$2.txt")"
+  echo "   $2.pcap: $(grep RESULT "$OUT/wirecheck-$2.txt")"
+}
+if want 7; then
+  # The sessions between our client and the RSPLIB PEs (every frame to or
+  # from .81/.82 but their registrar associations): our Cookie Echo, PPID 11.
+  [ "$(nrows '($2 == "'$N.81'" || $2 == "'$N.82'" || $4 == "'$N.81'" || $4 == "'$N.82'") && has(7, 12) && $6 ~ /^11/')" -gt 0 ] ||
+    fail 7 "no Cookie Echo (PPID 11) to an rspserver PE in the capture"
+  [ "$(nrows '($4 == "'$N.81'" || $4 == "'$N.82'") && $5 != 3863 && has(6, 33)')" -gt 0 ] ||
+    fail 7 "no Ping (PPID 33) to an rspserver PE in the capture"
+  # ... and our client's association to rspregistrar (its Handle Resolutions).
+  P=$(rows '$5 == 3863 && has(7, 5) && has(9, "'$(hexof PingPongSession)'") {print $3}' | sort -u | paste -sd, -)
+  F="((ip.addr==$N.81 || ip.addr==$N.82) && !(sctp.port==3863))"
+  [ -n "$P" ] && F="$F || (sctp.port==3863 && sctp.port in {$P})" || fail 7 "no Handle Resolution of our client in the capture"
+  wirecheck_cut 7 session-ours-to-rsplib "$F"
+fi
+if want 8; then
+  # Our PEs' traffic: their registrations at our registrar and the sessions
+  # with pingpongclient (Cookies from ours, the Cookie Echo from RSPLIB's).
+  [ "$(nrows '($2 == "'$N.91'" || $2 == "'$N.92'") && $3 != 3863 && has(7, 11) && $6 ~ /^11/')" -gt 0 ] ||
+    fail 8 "no Cookie (PPID 11) from our PingPong PEs in the capture"
+  [ "$(nrows '($4 == "'$N.91'" || $4 == "'$N.92'") && has(7, 12)')" -gt 0 ] ||
+    fail 8 "no Cookie Echo from pingpongclient to our PEs in the capture"
+  # ... and our PEs' registration associations with our registrar.
+  P=$(rows '$5 == 3863 && has(7, 1) && has(9, "'$(hexof PingPongOurs)'") {print $3}' | sort -u | paste -sd, -)
+  F="ip.addr==$N.91 || ip.addr==$N.92"
+  [ -n "$P" ] && F="$F || (sctp.port==3863 && sctp.port in {$P})" || fail 8 "no Registration of our PingPong PEs in the capture"
+  wirecheck_cut 8 session-rsplib-to-ours "$F"
+fi
+
 step "verdict"
 rc=0
 desc=([1]="RSPLIB PEs register at our registrar (SCTP), keep-alives, SIGINT/SIGKILL/SIGSTOP removal"
@@ -317,7 +415,9 @@ desc=([1]="RSPLIB PEs register at our registrar (SCTP), keep-alives, SIGINT/SIGK
   [3]="our pe-agent at rspregistrar: hsdump shows it, keep-alives, SIGTERM deregisters"
   [4]="our proxy resolves at rspregistrar and relays to RSPLIB SCTP echo PEs, PE SIGKILL costs no client connection"
   [5]="ENRP with rspregistrar: PEs of either resolvable at both, equal checksums, takeover both ways"
-  [6]="Wireshark: no malformed ASAP/ENRP message from our components")
+  [6]="Wireshark: no malformed ASAP/ENRP message from our components"
+  [7]="our PingPong client (session layer) fails over between rspserver PEs with a Cookie Echo RSPLIB accepts"
+  [8]="RSPLIB pingpongclient fails over between our PingPong PEs with a Cookie Echo; no reply-number gap")
 for c in $CASES; do
   if [ -n "${WHY[$c]:-}" ]; then echo "FAIL case $c: ${desc[$c]}: ${WHY[$c]}"; rc=1
   else echo "PASS case $c: ${desc[$c]}"; fi
