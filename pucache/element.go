@@ -22,10 +22,11 @@ type Element struct {
 	Load     uint32
 }
 
-// elementFromWire converts a Pool Element parameter. ok is false when the PE
-// has no user transport this package can dial (no address, or a transport
-// other than TCP and SCTP).
-func elementFromWire(pe wire.PoolElement) (Element, bool) {
+// ElementFromWire converts a Pool Element parameter, as a Handle Resolution
+// Response or an ASAP Business Card carries it. ok is false when the PE has
+// no user transport a pool user can dial (no address, or a transport other
+// than TCP and SCTP).
+func ElementFromWire(pe wire.PoolElement) (Element, bool) {
 	var network string
 	switch pe.User.Type {
 	case wire.TransportTCP:
