@@ -1,16 +1,16 @@
-package session
+package session_test
 
 import (
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
-	"net"
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rserpool/rserpool/session"
+	"github.com/rserpool/rserpool/session/sessiontest"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
@@ -22,11 +22,9 @@ type rawPU struct {
 	c transport.Conn
 }
 
-func dialPE(t *testing.T, p *pe) *rawPU {
+func dialPE(t *testing.T, p *sessiontest.PE) *rawPU {
 	t.Helper()
-	u := p.srv.Self().User
-	addr := "tcp://" + netip.AddrPortFrom(u.Addrs[0], u.Port).String()
-	c, err := transport.Dial(ctxT(t, 5*time.Second), addr, nil)
+	c, err := transport.Dial(ctxT(t, 5*time.Second), p.Addr(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,9 +34,11 @@ func dialPE(t *testing.T, p *pe) *rawPU {
 
 func (r *rawPU) asap(m wire.Message) {
 	r.t.Helper()
-	if err := writeASAP(r.c, m); err != nil {
+	b, err := m.AppendBinary(nil)
+	if err != nil {
 		r.t.Fatal(err)
 	}
+	r.raw(wire.PPIDASAP, b)
 }
 
 func (r *rawPU) raw(ppid uint32, b []byte) {
@@ -62,7 +62,7 @@ func (r *rawPU) closed() {
 // message; want checks the lines (a final "*" matches any rest).
 type recorder chan string
 
-func (rec recorder) handle(ctx context.Context, p *Peer) {
+func (rec recorder) handle(ctx context.Context, p *session.Peer) {
 	for {
 		m, err := p.Recv(ctx)
 		switch {
@@ -96,9 +96,9 @@ func (rec recorder) want(t *testing.T, lines ...string) {
 // second one or one after data is dropped, junk on the control channel is
 // ignored, and an echo over the size limit ends the session.
 func TestPEBoundsCookieEchoes(t *testing.T) {
-	reg := startRegistrar(t)
+	reg := sessiontest.Registrar(t)
 	rec := make(recorder, 16)
-	p := startPE(t, reg, "Hostile", 1, rec.handle, func(c *ServerConfig) { c.MaxCookieSize = 32 })
+	p := sessiontest.StartPE(t, reg, "Hostile", 1, rec.handle, func(c *session.ServerConfig) { c.MaxCookieSize = 32 })
 
 	a := dialPE(t, p)
 	a.asap(&wire.CookieEcho{Cookie: []byte("state-1")})
@@ -128,9 +128,9 @@ func TestPEBoundsCookieEchoes(t *testing.T) {
 // The counting service rejects a cookie it did not sign: the session ends
 // and nothing is restored.
 func TestPERejectsForgedCookie(t *testing.T) {
-	reg := startRegistrar(t)
-	p := startPE(t, reg, "Forge", 1, counterHandler(1), nil)
-	signer, err := NewSigner([]byte("not the pool's key, but long enough"))
+	reg := sessiontest.Registrar(t)
+	p := startCounter(t, reg, "Forge", 1, nil)
+	signer, err := session.NewSigner([]byte("not the pool's key, but long enough"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,9 +143,9 @@ func TestPERejectsForgedCookie(t *testing.T) {
 // Beyond MaxSessions a PE closes new associations at once and keeps the
 // others.
 func TestPEMaxSessions(t *testing.T) {
-	reg := startRegistrar(t)
+	reg := sessiontest.Registrar(t)
 	rec := make(recorder, 16)
-	p := startPE(t, reg, "Full", 1, rec.handle, func(c *ServerConfig) { c.MaxSessions = 2 })
+	p := sessiontest.StartPE(t, reg, "Full", 1, rec.handle, func(c *session.ServerConfig) { c.MaxSessions = 2 })
 	a, b := dialPE(t, p), dialPE(t, p)
 	a.raw(1, []byte("a"))
 	b.raw(1, []byte("b"))
@@ -158,17 +158,17 @@ func TestPEMaxSessions(t *testing.T) {
 // Shutdown deregisters the PE, lets handlers finish (here: say goodbye)
 // and makes Serve return ErrClosed.
 func TestPEShutdown(t *testing.T) {
-	reg := startRegistrar(t)
-	p := startPE(t, reg, "Bye", 1, func(ctx context.Context, p *Peer) {
+	reg := sessiontest.Registrar(t)
+	p := sessiontest.StartPE(t, reg, "Bye", 1, func(ctx context.Context, p *session.Peer) {
 		if _, err := p.Recv(ctx); err != nil || p.Send([]byte("hi")) != nil {
 			return
 		}
 		<-ctx.Done()
 		p.Send([]byte("bye"))
 	}, nil)
-	cache := newCache(t, reg)
+	cache := sessiontest.Cache(t, reg)
 	ctx := ctxT(t, 20*time.Second)
-	s, err := Dial(ctx, "Bye", Config{Cache: cache, FailoverTimeout: 200 * time.Millisecond})
+	s, err := session.Dial(ctx, "Bye", session.Config{Cache: cache, FailoverTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,17 +179,17 @@ func TestPEShutdown(t *testing.T) {
 	if m, err := s.Recv(ctx); err != nil || string(m.Data) != "hi" {
 		t.Fatalf("Recv: %q, %v", m.Data, err)
 	}
-	if err := p.srv.Shutdown(ctx); err != nil {
+	if err := p.Srv.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if err := p.wait(); !errors.Is(err, ErrClosed) {
+	if err := p.Wait(); !errors.Is(err, session.ErrClosed) {
 		t.Fatalf("Serve: %v, want ErrClosed", err)
 	}
 	m, err := s.Recv(ctx)
 	if err != nil || string(m.Data) != "bye" {
 		t.Fatalf("Recv: %q, %v; want the handler's goodbye", m.Data, err)
 	}
-	if _, err := s.Recv(ctx); !errors.Is(err, ErrNoPE) {
+	if _, err := s.Recv(ctx); !errors.Is(err, session.ErrNoPE) {
 		t.Fatalf("Recv after the only PE left: %v, want ErrNoPE", err)
 	}
 	if err := cache.Pool("Bye").Refresh(ctx); err == nil && len(cache.Pool("Bye").Elements()) > 0 {
@@ -200,9 +200,9 @@ func TestPEShutdown(t *testing.T) {
 // The receive queue is bounded, and nothing is lost while it is full: the
 // session stops reading and the transport holds the PE back.
 func TestRecvQueueBounded(t *testing.T) {
-	reg := startRegistrar(t)
+	reg := sessiontest.Registrar(t)
 	const n = 500
-	startPE(t, reg, "Flood", 1, func(ctx context.Context, p *Peer) {
+	sessiontest.StartPE(t, reg, "Flood", 1, func(ctx context.Context, p *session.Peer) {
 		for i := range n {
 			if p.Send(binary.BigEndian.AppendUint32(nil, uint32(i))) != nil {
 				return
@@ -211,13 +211,13 @@ func TestRecvQueueBounded(t *testing.T) {
 		<-ctx.Done()
 	}, nil)
 	ctx := ctxT(t, 20*time.Second)
-	s, err := Dial(ctx, "Flood", Config{Cache: newCache(t, reg), RecvQueue: 4})
+	s, err := session.Dial(ctx, "Flood", session.Config{Cache: sessiontest.Cache(t, reg), RecvQueue: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if cap(s.inbox.ch) != 4 {
-		t.Fatalf("queue capacity %d, want 4", cap(s.inbox.ch))
+	if n := session.QueueCap(s); n != 4 {
+		t.Fatalf("queue capacity %d, want 4", n)
 	}
 	for i := range n {
 		m, err := s.Recv(ctx)
@@ -227,37 +227,5 @@ func TestRecvQueueBounded(t *testing.T) {
 		if got := binary.BigEndian.Uint32(m.Data); got != uint32(i) {
 			t.Fatalf("message %d is %d", i, got)
 		}
-		if len(s.inbox.ch) > 4 {
-			t.Fatal("queue over its bound")
-		}
 	}
 }
-
-func TestUserTransport(t *testing.T) {
-	tcp, err := userTransport(&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 4000})
-	if err != nil || tcp.Type != wire.TransportTCP || tcp.Port != 4000 || tcp.Use != wire.UseDataAndControl ||
-		len(tcp.Addrs) != 1 || tcp.Addrs[0] != netip.MustParseAddr("127.0.0.1") {
-		t.Fatalf("%+v, %v", tcp, err)
-	}
-	sctp, err := userTransport(sctpAddr("192.0.2.1/[2001:db8::1]:5000"))
-	if err != nil || sctp.Type != wire.TransportSCTP || sctp.Port != 5000 || len(sctp.Addrs) != 2 ||
-		sctp.Addrs[1] != netip.MustParseAddr("2001:db8::1") {
-		t.Fatalf("%+v, %v", sctp, err)
-	}
-	for _, bad := range []net.Addr{
-		&net.TCPAddr{IP: net.IPv4zero, Port: 4000},
-		&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 0},
-		sctpAddr("0.0.0.0:1"),
-		sctpAddr("nonsense"),
-	} {
-		if _, err := userTransport(bad); err == nil {
-			t.Errorf("%v: no error", bad)
-		}
-	}
-}
-
-// sctpAddr stands for an SCTP listener's address in its printed form.
-type sctpAddr string
-
-func (a sctpAddr) Network() string { return "sctp" }
-func (a sctpAddr) String() string  { return string(a) }

@@ -1,4 +1,4 @@
-package session
+package session_test
 
 import (
 	"bufio"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,39 +16,23 @@ import (
 	"time"
 
 	peagent "github.com/rserpool/rserpool/pe-agent"
+	"github.com/rserpool/rserpool/session"
+	"github.com/rserpool/rserpool/session/sessiontest"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
-
-// countTo steps the session from..to and checks that every answer is the
-// step itself (nothing lost, nothing counted twice). It returns the
-// failovers seen and the answers' PEs.
-func countTo(t *testing.T, ctx context.Context, s *Session, from, to uint64) ([]*FailoverError, []reply) {
-	t.Helper()
-	var fos []*FailoverError
-	var rs []reply
-	for n := from; n <= to; n++ {
-		r, f := step(t, ctx, s, n)
-		if len(f) > 0 && !r.restored {
-			t.Fatalf("step %d: first answer after a failover from a PE that restored nothing", n)
-		}
-		fos = append(fos, f...)
-		rs = append(rs, r)
-	}
-	return fos, rs
-}
 
 // A session survives the crash of its PE, twice: the next PE gets the
 // Cookie Echo as the session's first message, restores the count, and the
 // count goes on without a lost or repeated step.
 func TestSessionSurvivesPECrash(t *testing.T) {
-	reg := startRegistrar(t)
-	pes := map[uint32]*pe{}
+	reg := sessiontest.Registrar(t)
+	pes := map[uint32]*sessiontest.PE{}
 	for id := uint32(1); id <= 3; id++ {
-		pes[id] = startPE(t, reg, "Count", id, counterHandler(id), nil)
+		pes[id] = startCounter(t, reg, "Count", id, nil)
 	}
 	ctx := ctxT(t, 30*time.Second)
-	s, err := Dial(ctx, "Count", Config{Cache: newCache(t, reg)})
+	s, err := session.Dial(ctx, "Count", session.Config{Cache: sessiontest.Cache(t, reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,12 +44,12 @@ func TestSessionSurvivesPECrash(t *testing.T) {
 		if round > 0 && (len(fos) != 1 || !fos[0].CookieEchoed || fos[0].From.ID == fos[0].To.ID) {
 			t.Fatalf("round %d: failovers %v, want one with a cookie echoed", round, fos)
 		}
-		cur := rs[len(rs)-1].pe
+		cur := rs[len(rs)-1].PE
 		if s.PE().ID != cur {
 			t.Fatalf("session says PE 0x%08x, answers come from 0x%08x", s.PE().ID, cur)
 		}
 		if round < 2 {
-			pes[cur].stop()
+			pes[cur].Kill()
 			delete(pes, cur)
 		}
 	}
@@ -85,7 +70,7 @@ func runChildPE() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	srv, err := NewServer(ServerConfig{
+	srv, err := session.NewServer(session.ServerConfig{
 		Element: peagent.PEConfig{Registrars: []string{os.Getenv(childEnv)}, PoolHandle: "Kill", ID: uint32(id),
 			Policy: wire.Policy{Type: wire.PolicyRoundRobin}},
 		Handler: counterHandler(uint32(id)),
@@ -139,13 +124,13 @@ func startChildPE(t *testing.T, reg string, id uint32) *exec.Cmd {
 // The same with real processes and SIGKILL: the PE gets no chance to say
 // anything; the kernel closes its connections.
 func TestSessionSurvivesSIGKILL(t *testing.T) {
-	reg := startRegistrar(t)
+	reg := sessiontest.Registrar(t)
 	procs := map[uint32]*exec.Cmd{}
 	for id := uint32(11); id <= 13; id++ {
 		procs[id] = startChildPE(t, reg, id)
 	}
 	ctx := ctxT(t, 60*time.Second)
-	s, err := Dial(ctx, "Kill", Config{Cache: newCache(t, reg)})
+	s, err := session.Dial(ctx, "Kill", session.Config{Cache: sessiontest.Cache(t, reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +143,7 @@ func TestSessionSurvivesSIGKILL(t *testing.T) {
 		if round > 0 && (len(fos) != 1 || !fos[0].CookieEchoed) {
 			t.Fatalf("round %d: failovers %v, want one with a cookie echoed", round, fos)
 		}
-		cur := rs[len(rs)-1].pe
+		cur := rs[len(rs)-1].PE
 		if seen[cur] {
 			t.Fatalf("round %d: back on PE 0x%08x, which was killed", round, cur)
 		}
@@ -174,12 +159,12 @@ func TestSessionSurvivesSIGKILL(t *testing.T) {
 
 // The application can ask for a failover; the notice names the cause.
 func TestRequestedFailover(t *testing.T) {
-	reg := startRegistrar(t)
+	reg := sessiontest.Registrar(t)
 	for id := uint32(1); id <= 2; id++ {
-		startPE(t, reg, "Req", id, counterHandler(id), nil)
+		startCounter(t, reg, "Req", id, nil)
 	}
 	ctx := ctxT(t, 30*time.Second)
-	s, err := Dial(ctx, "Req", Config{Cache: newCache(t, reg)})
+	s, err := session.Dial(ctx, "Req", session.Config{Cache: sessiontest.Cache(t, reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +180,7 @@ func TestRequestedFailover(t *testing.T) {
 	// Failover's nil error was the notice: nobody reports it again, and
 	// the new PE restored the count from the cookie echo.
 	fos, rs := countTo(t, ctx, s, 4, 6)
-	if len(fos) != 0 || !rs[0].restored {
+	if len(fos) != 0 || !rs[0].Restored {
 		t.Fatalf("failovers %v, first answer %+v", fos, rs[0])
 	}
 }
@@ -204,26 +189,26 @@ func TestRequestedFailover(t *testing.T) {
 // of another pool, which the policy could never choose; the session goes
 // there, with the cookie.
 func TestBusinessCardSteersFailover(t *testing.T) {
-	reg := startRegistrar(t)
-	d := startPE(t, reg, "Elsewhere", 9, counterHandler(9), nil)
+	reg := sessiontest.Registrar(t)
+	d := startCounter(t, reg, "Elsewhere", 9, nil)
 	card := func() *wire.BusinessCard {
-		return &wire.BusinessCard{PoolHandle: "Elsewhere", Elements: []wire.PoolElement{d.srv.Self()}}
+		return &wire.BusinessCard{PoolHandle: "Elsewhere", Elements: []wire.PoolElement{d.Srv.Self()}}
 	}
-	pes := map[uint32]*pe{}
+	pes := map[uint32]*sessiontest.PE{}
 	for id := uint32(1); id <= 2; id++ {
-		pes[id] = startPE(t, reg, "Card", id, counterHandler(id), func(c *ServerConfig) { c.BusinessCard = card })
+		pes[id] = startCounter(t, reg, "Card", id, func(c *session.ServerConfig) { c.BusinessCard = card })
 	}
 	ctx := ctxT(t, 30*time.Second)
-	s, err := Dial(ctx, "Card", Config{Cache: newCache(t, reg)})
+	s, err := session.Dial(ctx, "Card", session.Config{Cache: sessiontest.Cache(t, reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	_, rs := countTo(t, ctx, s, 1, 5)
-	pes[rs[4].pe].stop()
+	pes[rs[4].PE].Kill()
 	fos, rs := countTo(t, ctx, s, 6, 10)
-	if len(fos) != 1 || !fos[0].FromCard || fos[0].To.ID != 9 || fos[0].To.Pool != "Elsewhere" || rs[0].pe != 9 {
-		t.Fatalf("failovers %v, answers from 0x%08x: want the card's PE 9 of pool Elsewhere", fos, rs[0].pe)
+	if len(fos) != 1 || !fos[0].FromCard || fos[0].To.ID != 9 || fos[0].To.Pool != "Elsewhere" || rs[0].PE != 9 {
+		t.Fatalf("failovers %v, answers from 0x%08x: want the card's PE 9 of pool Elsewhere", fos, rs[0].PE)
 	}
 	if st := s.Stats(); st.BusinessCards != 1 {
 		t.Fatalf("stats %+v, want 1 business card", st)
@@ -233,35 +218,33 @@ func TestBusinessCardSteersFailover(t *testing.T) {
 // A card whose PEs are all dead does not strand the session: after trying
 // them it falls back to the pool's policy.
 func TestDeadBusinessCardFallsBackToPolicy(t *testing.T) {
-	reg := startRegistrar(t)
-	ln, err := transport.Listen("tcp://127.0.0.1:0", nil)
+	reg := sessiontest.Registrar(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead, err := userTransport(ln.Addr())
+	dead := wire.Transport{Type: wire.TransportTCP, Port: uint16(ln.Addr().(*net.TCPAddr).Port),
+		Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Use: wire.UseDataAndControl}
 	ln.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	card := func() *wire.BusinessCard {
 		return &wire.BusinessCard{PoolHandle: "Gone", Elements: []wire.PoolElement{{ID: 77, User: dead}}}
 	}
-	pes := map[uint32]*pe{}
+	pes := map[uint32]*sessiontest.PE{}
 	for id := uint32(1); id <= 2; id++ {
-		pes[id] = startPE(t, reg, "Fall", id, counterHandler(id), func(c *ServerConfig) { c.BusinessCard = card })
+		pes[id] = startCounter(t, reg, "Fall", id, func(c *session.ServerConfig) { c.BusinessCard = card })
 	}
 	ctx := ctxT(t, 30*time.Second)
-	s, err := Dial(ctx, "Fall", Config{Cache: newCache(t, reg)})
+	s, err := session.Dial(ctx, "Fall", session.Config{Cache: sessiontest.Cache(t, reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	_, rs := countTo(t, ctx, s, 1, 3)
-	first := rs[2].pe
-	pes[first].stop()
+	first := rs[2].PE
+	pes[first].Kill()
 	fos, rs := countTo(t, ctx, s, 4, 6)
-	if len(fos) != 1 || fos[0].FromCard || rs[0].pe == first {
-		t.Fatalf("failovers %v, answers from 0x%08x", fos, rs[0].pe)
+	if len(fos) != 1 || fos[0].FromCard || rs[0].PE == first {
+		t.Fatalf("failovers %v, answers from 0x%08x", fos, rs[0].PE)
 	}
 }
 
@@ -269,8 +252,8 @@ func TestDeadBusinessCardFallsBackToPolicy(t *testing.T) {
 // sends its business card there, so that the back end knows the pool (and
 // the PE) its pool user belongs to.
 func TestPoolUserThatIsAPESendsItsCard(t *testing.T) {
-	reg := startRegistrar(t)
-	startPE(t, reg, "Back", 20, func(ctx context.Context, p *Peer) {
+	reg := sessiontest.Registrar(t)
+	sessiontest.StartPE(t, reg, "Back", 20, func(ctx context.Context, p *session.Peer) {
 		if _, err := p.Recv(ctx); err != nil {
 			return
 		}
@@ -281,14 +264,14 @@ func TestPoolUserThatIsAPESendsItsCard(t *testing.T) {
 		}
 		p.Send([]byte(fmt.Sprintf("%s 0x%08x", bc.PoolHandle, bc.Elements[0].ID)))
 	}, nil)
-	cache := newCache(t, reg)
-	var front *pe
-	front = startPE(t, reg, "Front", 10, func(ctx context.Context, p *Peer) {
+	cache := sessiontest.Cache(t, reg)
+	var front *sessiontest.PE
+	front = sessiontest.StartPE(t, reg, "Front", 10, func(ctx context.Context, p *session.Peer) {
 		if _, err := p.Recv(ctx); err != nil {
 			return
 		}
-		card := &wire.BusinessCard{PoolHandle: "Front", Elements: []wire.PoolElement{front.srv.Self()}}
-		back, err := Dial(ctx, "Back", Config{Cache: cache, BusinessCard: card})
+		card := &wire.BusinessCard{PoolHandle: "Front", Elements: []wire.PoolElement{front.Srv.Self()}}
+		back, err := session.Dial(ctx, "Back", session.Config{Cache: cache, BusinessCard: card})
 		if err != nil {
 			p.Send([]byte(err.Error()))
 			return
@@ -304,7 +287,7 @@ func TestPoolUserThatIsAPESendsItsCard(t *testing.T) {
 	}, nil)
 	_ = front
 	ctx := ctxT(t, 30*time.Second)
-	s, err := Dial(ctx, "Front", Config{Cache: cache})
+	s, err := session.Dial(ctx, "Front", session.Config{Cache: cache})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,8 +302,8 @@ func TestPoolUserThatIsAPESendsItsCard(t *testing.T) {
 // A cookie over the limit is dropped and the previous one kept; the
 // session goes on.
 func TestPoolUserDropsOversizedCookie(t *testing.T) {
-	reg := startRegistrar(t)
-	startPE(t, reg, "Big", 1, func(ctx context.Context, p *Peer) {
+	reg := sessiontest.Registrar(t)
+	sessiontest.StartPE(t, reg, "Big", 1, func(ctx context.Context, p *session.Peer) {
 		for {
 			m, err := p.Recv(ctx)
 			if err != nil {
@@ -330,9 +313,9 @@ func TestPoolUserDropsOversizedCookie(t *testing.T) {
 				return
 			}
 		}
-	}, func(c *ServerConfig) { c.MaxCookieSize = 1 << 10 })
+	}, func(c *session.ServerConfig) { c.MaxCookieSize = 1 << 10 })
 	ctx := ctxT(t, 30*time.Second)
-	s, err := Dial(ctx, "Big", Config{Cache: newCache(t, reg), MaxCookieSize: 64})
+	s, err := session.Dial(ctx, "Big", session.Config{Cache: sessiontest.Cache(t, reg), MaxCookieSize: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,36 +336,36 @@ func TestPoolUserDropsOversizedCookie(t *testing.T) {
 // When the pool has no other PE, the failover gives up after
 // FailoverTimeout and the session reports why.
 func TestFailoverGivesUp(t *testing.T) {
-	reg := startRegistrar(t)
-	only := startPE(t, reg, "Alone", 1, counterHandler(1), nil)
+	reg := sessiontest.Registrar(t)
+	only := startCounter(t, reg, "Alone", 1, nil)
 	ctx := ctxT(t, 30*time.Second)
-	s, err := Dial(ctx, "Alone", Config{Cache: newCache(t, reg), FailoverTimeout: time.Second, RetryDelay: 50 * time.Millisecond})
+	s, err := session.Dial(ctx, "Alone", session.Config{Cache: sessiontest.Cache(t, reg), FailoverTimeout: time.Second, RetryDelay: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	countTo(t, ctx, s, 1, 2)
-	only.stop()
-	if _, err := s.Recv(ctx); !errors.Is(err, ErrNoPE) {
-		t.Fatalf("Recv: %v, want ErrNoPE", err)
+	only.Kill()
+	if _, err := s.Recv(ctx); !errors.Is(err, session.ErrNoPE) {
+		t.Fatalf("Recv: %v, want session.ErrNoPE", err)
 	}
-	if err := s.Send(ctx, []byte{1}); !errors.Is(err, ErrNoPE) {
-		t.Fatalf("Send: %v, want ErrNoPE", err)
+	if err := s.Send(ctx, []byte{1}); !errors.Is(err, session.ErrNoPE) {
+		t.Fatalf("Send: %v, want session.ErrNoPE", err)
 	}
 }
 
 // Dial refuses what cannot work, with errors that say why.
 func TestDialErrors(t *testing.T) {
-	reg := startRegistrar(t)
-	cache := newCache(t, reg)
+	reg := sessiontest.Registrar(t)
+	cache := sessiontest.Cache(t, reg)
 	ctx := ctxT(t, 30*time.Second)
-	if _, err := Dial(ctx, "Nobody", Config{Cache: cache}); !errors.Is(err, ErrNoPE) {
+	if _, err := session.Dial(ctx, "Nobody", session.Config{Cache: cache}); !errors.Is(err, session.ErrNoPE) {
 		t.Fatalf("unknown pool: %v", err)
 	}
-	if _, err := Dial(ctx, "X", Config{Cache: cache, PPID: wire.PPIDASAP}); !errors.Is(err, ErrASAPPPID) {
+	if _, err := session.Dial(ctx, "X", session.Config{Cache: cache, PPID: wire.PPIDASAP}); !errors.Is(err, session.ErrASAPPPID) {
 		t.Fatalf("PPID 11: %v", err)
 	}
-	if _, err := Dial(ctx, "X", Config{}); err == nil {
+	if _, err := session.Dial(ctx, "X", session.Config{}); err == nil {
 		t.Fatal("no cache: no error")
 	}
 	// A plain TCP server (Transport Use "data only") does not speak the
@@ -402,15 +385,15 @@ func TestDialErrors(t *testing.T) {
 			t.Fatal("plain PE not registered")
 		}
 	}
-	if _, err := Dial(ctx, "Plain", Config{Cache: cache}); !errors.Is(err, errNoControl) {
+	if _, err := session.Dial(ctx, "Plain", session.Config{Cache: cache}); !errors.Is(err, session.ErrNoControl) {
 		t.Fatalf("plain TCP PE: %v", err)
 	}
 }
 
 // The stream view: Write splits, Read joins.
 func TestStreamView(t *testing.T) {
-	reg := startRegistrar(t)
-	startPE(t, reg, "Echo", 1, func(ctx context.Context, p *Peer) {
+	reg := sessiontest.Registrar(t)
+	sessiontest.StartPE(t, reg, "Echo", 1, func(ctx context.Context, p *session.Peer) {
 		for {
 			m, err := p.Recv(ctx)
 			if err != nil || p.Send(m.Data) != nil {
@@ -419,7 +402,7 @@ func TestStreamView(t *testing.T) {
 		}
 	}, nil)
 	ctx := ctxT(t, 30*time.Second)
-	s, err := Dial(ctx, "Echo", Config{Cache: newCache(t, reg), PPID: 42})
+	s, err := session.Dial(ctx, "Echo", session.Config{Cache: sessiontest.Cache(t, reg), PPID: 42})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,7 +422,7 @@ func TestStreamView(t *testing.T) {
 	if string(got) != string(want) {
 		t.Fatal("echoed bytes differ")
 	}
-	if err := s.SendMessage(ctx, Message{PPID: wire.PPIDASAP}); !errors.Is(err, ErrASAPPPID) {
+	if err := s.SendMessage(ctx, session.Message{PPID: wire.PPIDASAP}); !errors.Is(err, session.ErrASAPPPID) {
 		t.Fatalf("PPID 11: %v", err)
 	}
 }

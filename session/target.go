@@ -1,7 +1,6 @@
 package session
 
 import (
-	"net/netip"
 	"strings"
 
 	"github.com/rserpool/rserpool/pucache"
@@ -31,39 +30,17 @@ func targetFromElement(pool wire.PoolHandle, e pucache.Element) target {
 	}
 }
 
-// targetFromCard converts one Pool Element parameter of a business card. ok
-// is false for a PE without a TCP or SCTP user transport with an address a
+// targetFromCard converts one Pool Element parameter of a business card.
+// ok is false for a PE without an ID or a TCP or SCTP user transport a
 // session can dial.
 func targetFromCard(pool wire.PoolHandle, pe *wire.PoolElement) (target, bool) {
-	var scheme string
-	switch pe.User.Type {
-	case wire.TransportTCP:
-		scheme = "tcp://"
-	case wire.TransportSCTP:
-		scheme = "sctp://"
-	default:
+	e, ok := pucache.ElementFromWire(*pe)
+	if !ok || e.ID == 0 {
 		return target{}, false
 	}
-	if pe.ID == 0 || pe.User.Port == 0 {
-		return target{}, false
-	}
-	var addr netip.Addr
-	for _, a := range pe.User.Addrs {
-		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {
-			continue
-		}
-		if !addr.IsValid() || a.Unmap().Is4() && !addr.Is4() {
-			addr = a.Unmap() // the first address, or the first IPv4 one
-		}
-	}
-	if !addr.IsValid() {
-		return target{}, false
-	}
-	return target{
-		pe:      PE{Pool: pool, ID: pe.ID, Addr: scheme + netip.AddrPortFrom(addr, pe.User.Port).String()},
-		control: pe.User.Use == wire.UseDataAndControl,
-		card:    true,
-	}, true
+	t := targetFromElement(pool, e)
+	t.card = true
+	return t, true
 }
 
 // cardTargets returns up to max dialable PEs of a business card, in the

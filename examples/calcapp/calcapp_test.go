@@ -11,8 +11,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/rserpool/rserpool/examples/internal/extest"
 	"github.com/rserpool/rserpool/session"
+	"github.com/rserpool/rserpool/session/sessiontest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -82,9 +82,9 @@ type workerEvent struct {
 // with the last cookie, and the other worker takes the job over from the
 // progress the cookie carries instead of starting again.
 func TestJobSurvivesWorkerCrash(t *testing.T) {
-	reg := extest.Registrar(t)
+	reg := sessiontest.Registrar(t)
 	events := make(chan workerEvent, 256)
-	pes := map[uint32]*extest.PE{}
+	pes := map[uint32]*sessiontest.PE{}
 	for id := uint32(1); id <= 2; id++ {
 		w := NewWorker(WorkerConfig{Capacity: 2e6, CookieInterval: 20 * time.Millisecond,
 			OnEvent: func(e Event) {
@@ -93,9 +93,9 @@ func TestJobSurvivesWorkerCrash(t *testing.T) {
 				default:
 				}
 			}})
-		pes[id] = extest.StartPE(t, reg, "CalcAppPool", id, PPID, w.Handler)
+		pes[id] = sessiontest.StartPE(t, reg, "CalcAppPool", id, w.Handler, func(c *session.ServerConfig) { c.PPID = PPID })
 	}
-	cache := extest.Cache(t, reg)
+	cache := sessiontest.Cache(t, reg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out strings.Builder

@@ -14,8 +14,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/rserpool/rserpool/examples/internal/extest"
 	"github.com/rserpool/rserpool/session"
+	"github.com/rserpool/rserpool/session/sessiontest"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -146,12 +146,12 @@ func FuzzParse(f *testing.F) {
 // (RSPLIB's failure tester) makes the client fail over to the other one,
 // which goes on from the cookie: no gap in the reply numbers.
 func TestClientFailsOverWithoutGap(t *testing.T) {
-	reg := extest.Registrar(t)
-	extest.StartPE(t, reg, "PingPongPool", 1, PPID, Handler(HandlerConfig{FailAfter: 10}))
-	extest.StartPE(t, reg, "PingPongPool", 2, PPID, Handler(HandlerConfig{FailAfter: 10}))
+	reg := sessiontest.Registrar(t)
+	sessiontest.StartPE(t, reg, "PingPongPool", 1, Handler(HandlerConfig{FailAfter: 10}), setPPID)
+	sessiontest.StartPE(t, reg, "PingPongPool", 2, Handler(HandlerConfig{FailAfter: 10}), setPPID)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := session.Dial(ctx, "PingPongPool", session.Config{Cache: extest.Cache(t, reg), PPID: PPID})
+	s, err := session.Dial(ctx, "PingPongPool", session.Config{Cache: sessiontest.Cache(t, reg), PPID: PPID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,3 +176,5 @@ func TestClientFailsOverWithoutGap(t *testing.T) {
 		t.Fatalf("%d failover lines with a cookie echoed, want 2:\n%s", fails, out.String())
 	}
 }
+
+func setPPID(c *session.ServerConfig) { c.PPID = PPID }

@@ -1,9 +1,11 @@
-// Package extest runs what the examples' tests need on loopback: a real
-// registrar, session servers registered in it, and pool user caches.
-package extest
+// Package sessiontest runs what tests of sessions need, for real, on
+// loopback: a registrar, session servers (PEs) registered in it, and pool
+// user caches. Everything it starts is stopped by the test's cleanup.
+package sessiontest
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -51,21 +53,27 @@ func Cache(t testing.TB, reg string) *pucache.Cache {
 
 // PE is a session server of a test.
 type PE struct {
-	Srv  *session.Server
-	done chan error
-	once sync.Once
+	Srv      *session.Server
+	done     chan error // Serve's result
+	once     sync.Once
+	serveErr error
 }
 
-// StartPE serves handler as PE id of pool, registered at reg, on a free
-// loopback port (TCP mapping), and waits for the registration. The test's
-// cleanup closes it.
-func StartPE(t testing.TB, reg string, pool wire.PoolHandle, id uint32, ppid uint32, handler func(context.Context, *session.Peer)) *PE {
+// StartPE serves handler as PE id of pool (round robin), registered at
+// reg, on a free loopback port (TCP mapping), and waits for the
+// registration. mod (optional) changes the configuration first. The test's
+// cleanup kills it.
+func StartPE(t testing.TB, reg string, pool wire.PoolHandle, id uint32, handler func(context.Context, *session.Peer), mod func(*session.ServerConfig)) *PE {
 	t.Helper()
-	srv, err := session.NewServer(session.ServerConfig{
+	cfg := session.ServerConfig{
 		Element: peagent.PEConfig{Registrars: []string{reg}, PoolHandle: pool, ID: id,
 			Policy: wire.Policy{Type: wire.PolicyRoundRobin}},
-		PPID: ppid, Handler: handler,
-	})
+		Handler: handler,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := session.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,8 +92,21 @@ func StartPE(t testing.TB, reg string, pool wire.PoolHandle, id uint32, ppid uin
 	return p
 }
 
-// Kill closes the PE like a crash and waits for Serve to return. Idempotent.
+// Kill closes the PE like a crash (Server.Close) and waits for Serve to
+// return. Idempotent.
 func (p *PE) Kill() {
 	p.Srv.Close()
-	p.once.Do(func() { <-p.done })
+	p.Wait()
+}
+
+// Wait waits for Serve to return and returns its error.
+func (p *PE) Wait() error {
+	p.once.Do(func() { p.serveErr = <-p.done })
+	return p.serveErr
+}
+
+// Addr returns the PE's user transport address, "tcp://127.0.0.1:port".
+func (p *PE) Addr() string {
+	u := p.Srv.Self().User
+	return "tcp://" + netip.AddrPortFrom(u.Addrs[0], u.Port).String()
 }
