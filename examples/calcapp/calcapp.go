@@ -58,9 +58,7 @@ type Message struct {
 func AppendMessage(b []byte, m Message) []byte {
 	b = append(b, m.Type, 0)
 	b = binary.BigEndian.AppendUint16(b, MessageLen)
-	b = binary.BigEndian.AppendUint32(b, m.JobID)
-	b = binary.BigEndian.AppendUint64(b, m.JobSize)
-	return binary.BigEndian.AppendUint64(b, m.Completed)
+	return AppendCookie(b, Cookie{JobID: m.JobID, JobSize: m.JobSize, Completed: m.Completed})
 }
 
 // ParseMessage decodes a message. Like RSPLIB it needs at least 24 bytes;
@@ -72,8 +70,8 @@ func ParseMessage(b []byte) (Message, error) {
 	if n := int(binary.BigEndian.Uint16(b[2:])); n < MessageLen || n > len(b) {
 		return Message{}, fmt.Errorf("%w: Length %d in a message of %d bytes", ErrFormat, n, len(b))
 	}
-	m := Message{Type: b[0], JobID: binary.BigEndian.Uint32(b[4:]),
-		JobSize: binary.BigEndian.Uint64(b[8:]), Completed: binary.BigEndian.Uint64(b[16:])}
+	j := decodeJob(b[4:])
+	m := Message{Type: b[0], JobID: j.JobID, JobSize: j.JobSize, Completed: j.Completed}
 	if m.Type < TypeRequest || m.Type > TypeKeepAliveAck {
 		return m, fmt.Errorf("%w: type %d", ErrFormat, m.Type)
 	}
@@ -100,9 +98,15 @@ func ParseCookie(b []byte) (Cookie, error) {
 	if len(b) < CookieLen {
 		return Cookie{}, fmt.Errorf("%w: cookie of %d bytes, want %d", ErrFormat, len(b), CookieLen)
 	}
-	c := Cookie{JobID: binary.BigEndian.Uint32(b), JobSize: binary.BigEndian.Uint64(b[4:]), Completed: binary.BigEndian.Uint64(b[12:])}
+	c := decodeJob(b)
 	if c.Completed > c.JobSize {
 		return c, fmt.Errorf("%w: cookie says %d of %d calculations done", ErrFormat, c.Completed, c.JobSize)
 	}
 	return c, nil
+}
+
+// decodeJob decodes the 20 bytes JobID | JobSize | Completed that cookies and
+// messages share; b holds at least 20 bytes.
+func decodeJob(b []byte) Cookie {
+	return Cookie{JobID: binary.BigEndian.Uint32(b), JobSize: binary.BigEndian.Uint64(b[4:]), Completed: binary.BigEndian.Uint64(b[12:])}
 }

@@ -67,9 +67,7 @@ func AppendPing(b []byte, p Ping) ([]byte, error) {
 	if len(p.Data) > MaxData {
 		return b, fmt.Errorf("pingpong: %d bytes of data, at most %d", len(p.Data), MaxData)
 	}
-	b = append(b, TypePing, 0)
-	b = binary.BigEndian.AppendUint16(b, uint16(pingLen+len(p.Data)))
-	b = binary.BigEndian.AppendUint64(b, p.MessageNo)
+	b = header(b, TypePing, pingLen+len(p.Data), p.MessageNo)
 	return append(b, p.Data...), nil
 }
 
@@ -78,11 +76,17 @@ func AppendPong(b []byte, p Pong) ([]byte, error) {
 	if len(p.Data) > MaxData {
 		return b, fmt.Errorf("pingpong: %d bytes of data, at most %d", len(p.Data), MaxData)
 	}
-	b = append(b, TypePong, 0)
-	b = binary.BigEndian.AppendUint16(b, uint16(pongLen+len(p.Data)))
-	b = binary.BigEndian.AppendUint64(b, p.MessageNo)
+	b = header(b, TypePong, pongLen+len(p.Data), p.MessageNo)
 	b = binary.BigEndian.AppendUint64(b, p.ReplyNo)
 	return append(b, p.Data...), nil
+}
+
+// header appends the common header of a message of n bytes and its
+// MessageNo.
+func header(b []byte, typ byte, n int, messageNo uint64) []byte {
+	b = append(b, typ, 0)
+	b = binary.BigEndian.AppendUint16(b, uint16(n))
+	return binary.BigEndian.AppendUint64(b, messageNo)
 }
 
 // body checks the common header of a message of type typ and at least min

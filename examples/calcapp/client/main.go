@@ -13,6 +13,7 @@ import (
 	"github.com/rserpool/rserpool/examples/calcapp"
 	"github.com/rserpool/rserpool/examples/internal/cli"
 	"github.com/rserpool/rserpool/session"
+	"github.com/rserpool/rserpool/wire"
 )
 
 func main() {
@@ -24,30 +25,26 @@ func main() {
 	fs.Uint64Var(&cfg.JobSize, "jobsize", 5_000_000, "calculations per job")
 	fs.DurationVar(&cfg.KeepAliveInterval, "keepalive-interval", 5*time.Second, "idle time before a KeepAlive to the worker")
 	fs.DurationVar(&cfg.KeepAliveTimeout, "keepalive-timeout", 5*time.Second, "wait for an answer before failing over")
-	pool, err := c.Parse(fs, os.Args[1:])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "calcapp-client:", err)
-		os.Exit(2)
-	}
+	pool := c.MustParse(fs)
+	cli.Exit(fs.Name(), run(c, pool, cfg))
+}
+
+func run(c cli.Common, pool wire.PoolHandle, cfg calcapp.ClientConfig) error {
 	log := c.Logger()
 	cache, err := c.Cache(log)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "calcapp-client:", err)
-		os.Exit(1)
+		return err
 	}
 	defer cache.Close()
 	ctx, stop := cli.SignalContext()
 	defer stop()
 	cfg.Out = os.Stdout
-	dial := func(ctx context.Context) (*session.Session, error) {
-		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		return session.Dial(dctx, pool, session.Config{Cache: cache, PPID: calcapp.PPID, Logger: log.With("component", "session")})
-	}
-	rs, err := calcapp.Run(ctx, dial, cfg)
+	rs, err := calcapp.Run(ctx, func(ctx context.Context) (*session.Session, error) {
+		return c.Dial(ctx, cache, pool, calcapp.PPID, log)
+	}, cfg)
 	fmt.Printf("%d of %d jobs completed\n", len(rs), cfg.Jobs)
-	if err != nil && ctx.Err() == nil {
-		fmt.Fprintln(os.Stderr, "calcapp-client:", err)
-		os.Exit(1)
+	if ctx.Err() != nil {
+		return nil // interrupted
 	}
+	return err
 }

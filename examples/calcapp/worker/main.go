@@ -5,7 +5,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/rserpool/rserpool/examples/calcapp"
@@ -17,25 +16,18 @@ func main() {
 	fs := flag.NewFlagSet("calcapp-worker", flag.ExitOnError)
 	var pe cli.PE
 	pe.Register(fs, "CalcAppPool")
-	capacity := fs.Float64("capacity", 1e6, "calculations per second, shared by the running jobs")
-	maxJobs := fs.Int("max-jobs", 8, "jobs run at once; more are rejected")
-	cookieEvery := fs.Duration("cookie-interval", time.Second, "how often a job's progress is sent as a cookie")
-	pool, err := pe.Parse(fs, os.Args[1:])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "calcapp-worker:", err)
-		os.Exit(2)
+	var cfg calcapp.WorkerConfig
+	fs.Float64Var(&cfg.Capacity, "capacity", 1e6, "calculations per second, shared by the running jobs")
+	fs.IntVar(&cfg.MaxJobs, "max-jobs", 8, "jobs run at once; more are rejected")
+	fs.DurationVar(&cfg.CookieInterval, "cookie-interval", time.Second, "how often a job's progress is sent as a cookie")
+	pool := pe.MustParse(fs)
+	cfg.OnEvent = func(e calcapp.Event) {
+		if e.Kind != calcapp.EventCookie {
+			fmt.Printf("%s job %d %s (size %d, completed %d)\n", time.Now().Format("15:04:05.000"), e.JobID, e.Kind, e.JobSize, e.Completed)
+		}
 	}
-	w := calcapp.NewWorker(calcapp.WorkerConfig{Capacity: *capacity, MaxJobs: *maxJobs, CookieInterval: *cookieEvery,
-		OnEvent: func(e calcapp.Event) {
-			if e.Kind != calcapp.EventCookie {
-				fmt.Printf("%s job %d %s (size %d, completed %d)\n", time.Now().Format("15:04:05.000"), e.JobID, e.Kind, e.JobSize, e.Completed)
-			}
-		}})
-	err = pe.Serve(pool, calcapp.PPID, w.Handler, func(srv *session.Server) {
-		fmt.Printf("CalcApp %s serves pool %s at %.0f calculations/s (Ctrl-C deregisters and stops)\n", cli.Describe(srv), pool, *capacity)
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "calcapp-worker:", err)
-		os.Exit(1)
-	}
+	w := calcapp.NewWorker(cfg)
+	cli.Exit(fs.Name(), pe.Serve(pool, calcapp.PPID, w.Handler, func(srv *session.Server) {
+		fmt.Printf("CalcApp %s serves pool %s at %.0f calculations/s (Ctrl-C deregisters and stops)\n", cli.Describe(srv), pool, cfg.Capacity)
+	}))
 }

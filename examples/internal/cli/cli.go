@@ -36,18 +36,41 @@ func (c *Common) Register(fs *flag.FlagSet, pool string) {
 	fs.BoolVar(&c.Verbose, "v", false, "log the session layer's events to stderr")
 }
 
-// Parse parses args and checks the common flags.
-func (c *Common) Parse(fs *flag.FlagSet, args []string) (wire.PoolHandle, error) {
-	if err := fs.Parse(args); err != nil {
-		return "", err
-	}
-	if fs.NArg() > 0 {
-		return "", fmt.Errorf("unexpected arguments %q", fs.Args())
+// MustParse parses the command line into fs and returns the pool handle;
+// bad flags end the program with exit status 2.
+func (c *Common) MustParse(fs *flag.FlagSet) wire.PoolHandle {
+	err := fs.Parse(os.Args[1:])
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if len(c.Registrars) == 0 {
 		c.Registrars = []string{"tcp://127.0.0.1:3863"}
 	}
-	return wire.ParsePoolHandle(c.Pool)
+	var pool wire.PoolHandle
+	if err == nil {
+		pool, err = wire.ParsePoolHandle(c.Pool)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", fs.Name(), err)
+		os.Exit(2)
+	}
+	return pool
+}
+
+// Exit ends the program: status 0 for a nil error, else 1 after printing it.
+func Exit(name string, err error) {
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// Dial opens a session with the pool through cache, giving up after 10 s.
+func (c *Common) Dial(ctx context.Context, cache *pucache.Cache, pool wire.PoolHandle, ppid uint32, log *slog.Logger) (*session.Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return session.Dial(ctx, pool, session.Config{Cache: cache, PPID: ppid, Logger: log.With("component", "session")})
 }
 
 // Logger logs to stderr: informational events with -v, else warnings only.

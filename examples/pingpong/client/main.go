@@ -4,7 +4,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/rserpool/rserpool/examples/internal/cli"
 	"github.com/rserpool/rserpool/examples/pingpong"
-	"github.com/rserpool/rserpool/session"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -22,15 +20,8 @@ func main() {
 	c.Register(fs, "PingPongPool")
 	interval := fs.Duration("interval", 500*time.Millisecond, "time between Pings")
 	count := fs.Uint64("count", 0, "number of Pings (0: until Ctrl-C)")
-	pool, err := c.Parse(fs, os.Args[1:])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pingpong-client:", err)
-		os.Exit(2)
-	}
-	if err := run(c, pool, *interval, *count); err != nil {
-		fmt.Fprintln(os.Stderr, "pingpong-client:", err)
-		os.Exit(1)
-	}
+	pool := c.MustParse(fs)
+	cli.Exit(fs.Name(), run(c, pool, *interval, *count))
 }
 
 func run(c cli.Common, pool wire.PoolHandle, interval time.Duration, count uint64) error {
@@ -42,10 +33,7 @@ func run(c cli.Common, pool wire.PoolHandle, interval time.Duration, count uint6
 	defer cache.Close()
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	s, err := session.Dial(dctx, pool, session.Config{Cache: cache, PPID: pingpong.PPID,
-		Logger: log.With("component", "session")})
-	cancel()
+	s, err := c.Dial(ctx, cache, pool, pingpong.PPID, log)
 	if err != nil {
 		return err
 	}

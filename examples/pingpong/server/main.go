@@ -5,7 +5,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/rserpool/rserpool/examples/internal/cli"
 	"github.com/rserpool/rserpool/examples/pingpong"
@@ -17,17 +16,9 @@ func main() {
 	var pe cli.PE
 	pe.Register(fs, "PingPongPool")
 	failAfter := fs.Int("fail-after", 0, "end each session after `n` Pongs, so that the pool user fails over (0: never)")
-	pool, err := pe.Parse(fs, os.Args[1:])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pingpong-server:", err)
-		os.Exit(2)
-	}
-	log := pe.Logger()
-	err = pe.Serve(pool, pingpong.PPID, pingpong.Handler(pingpong.HandlerConfig{Log: log.With("component", "pingpong"), FailAfter: *failAfter}), func(srv *session.Server) {
+	pool := pe.MustParse(fs)
+	h := pingpong.Handler(pingpong.HandlerConfig{Log: pe.Logger().With("component", "pingpong"), FailAfter: *failAfter})
+	cli.Exit(fs.Name(), pe.Serve(pool, pingpong.PPID, h, func(srv *session.Server) {
 		fmt.Printf("PingPong %s serves pool %s (Ctrl-C deregisters and stops)\n", cli.Describe(srv), pool)
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pingpong-server:", err)
-		os.Exit(1)
-	}
+	}))
 }
