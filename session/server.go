@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	peagent "github.com/rserpool/rserpool/pe-agent"
 	"github.com/rserpool/rserpool/transport"
@@ -65,6 +67,7 @@ type Server struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // every session's reader and handler
 	started chan struct{}  // closed once Serve has created the element
+	refused atomic.Int64   // sessions refused for MaxSessions
 
 	mu      sync.Mutex // guards the fields below
 	ln      transport.Listener
@@ -161,31 +164,58 @@ func (s *Server) Serve(ctx context.Context, ln transport.Listener) error {
 
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
+	var delay time.Duration // backoff after accept errors
 	for {
 		c, err := ln.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
-				return ErrClosed
-			}
+		if err == nil {
+			delay = 0
+			s.start(c)
+			continue
+		}
+		s.mu.Lock()
+		closing := s.closing
+		s.mu.Unlock()
+		if closing {
+			return ErrClosed
+		}
+		if errors.Is(err, net.ErrClosed) {
 			s.Close()
 			return fmt.Errorf("session: accept: %w", err)
 		}
-		s.start(c)
+		// Out of file descriptors, say: wait a little and go on, as
+		// net/http does, rather than give up serving.
+		if delay == 0 {
+			s.log.Warn("accept failed, backing off", "err", err)
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			return ErrClosed
+		}
 	}
 }
 
 // start runs a new session on c, unless the server is closing or full.
 func (s *Server) start(c transport.Conn) {
 	s.mu.Lock()
-	if s.closing || len(s.peers) >= s.cfg.MaxSessions {
-		full := !s.closing
+	if s.closing {
 		s.mu.Unlock()
 		c.Close()
-		if full {
-			s.log.Warn("refusing a session: too many sessions", "remote", c.RemoteAddr(), "limit", s.cfg.MaxSessions)
+		return
+	}
+	if len(s.peers) >= s.cfg.MaxSessions {
+		// Close waits up to the transport's CloseTimeout for the peer's end
+		// of stream; a flooder never sends it, so it must not hold up
+		// this loop. (Added under s.mu while not closing: before any Wait.)
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() { defer s.wg.Done(); c.Close() }()
+		// A flood must not flood the log: the 1st, 2nd, 4th, 8th... refusal.
+		if n := s.refused.Add(1); n&(n-1) == 0 {
+			s.log.Warn("refusing sessions: too many", "remote", c.RemoteAddr(), "limit", s.cfg.MaxSessions, "refused", n)
 		}
 		return
 	}
@@ -333,7 +363,9 @@ func (s *Server) closePeers() {
 	}
 	s.mu.Unlock()
 	for _, p := range peers {
-		p.Close()
+		// One by one, each Close could wait CloseTimeout for its peer.
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); p.Close() }()
 	}
 }
 

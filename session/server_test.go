@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +155,39 @@ func TestPEMaxSessions(t *testing.T) {
 	dialPE(t, p).closed()
 	a.raw(1, []byte("a2"))
 	rec.want(t, "data a2")
+
+	// Refused associations whose peers never close must not hold up the
+	// accept loop (the transport's Close waits up to 2 s for each peer's
+	// end of stream): five are refused at once, not one every 2 s, and
+	// then a freed slot serves the next pool user at once.
+	deadline := time.Now().Add(5 * time.Second)
+	var flood []net.Conn
+	for range 5 {
+		f, err := net.Dial("tcp", strings.TrimPrefix(p.Addr(), "tcp://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		flood = append(flood, f)
+	}
+	for i, f := range flood {
+		f.SetReadDeadline(deadline)
+		if _, err := io.Copy(io.Discard, f); err != nil { // EOF: refused
+			t.Fatalf("flooder %d not refused within 5 s (%v): refusals stall the accept loop", i, err)
+		}
+	}
+	a.c.Close()
+	rec.want(t, "end: *")
+	d := dialPE(t, p)
+	d.raw(1, []byte("d"))
+	select {
+	case got := <-rec:
+		if got != "data d" {
+			t.Fatalf("handler saw %q, want the new session's data", got)
+		}
+	case <-time.After(5 * time.Second): // 5 refusals inline would take 10 s
+		t.Fatal("the new session was not served within 5 s: refusals stall the accept loop")
+	}
 }
 
 // Shutdown deregisters the PE, lets handlers finish (here: say goodbye)
