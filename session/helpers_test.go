@@ -2,6 +2,8 @@ package session_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"os"
 	"testing"
 	"time"
@@ -62,6 +64,11 @@ func countTo(t *testing.T, ctx context.Context, s *session.Session, from, to uin
 		}
 		if len(f) > 0 && !a.Restored {
 			t.Fatalf("step %d: first answer after a failover from a PE that restored nothing", n)
+		}
+		for _, fo := range f {
+			if !errors.Is(fo, session.ErrFailover) || errors.Is(fo, io.EOF) {
+				t.Fatalf("%v: matches ErrFailover %v, io.EOF %v", fo, errors.Is(fo, session.ErrFailover), errors.Is(fo, io.EOF))
+			}
 		}
 		fos = append(fos, f...)
 		as = append(as, a)

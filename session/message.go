@@ -81,8 +81,7 @@ func (e *FailoverError) Error() string {
 	return fmt.Sprintf("session: failover from PE %v to PE %v (%s): %v", e.From, e.To, echo, e.Cause)
 }
 
-// Is reports whether target is ErrFailover.
+// Is reports whether target is ErrFailover. (A FailoverError does not
+// unwrap to its Cause: a failover after the PE's orderly close is not the
+// end of the session, so errors.Is(err, io.EOF) must stay false.)
 func (e *FailoverError) Is(target error) bool { return target == ErrFailover }
-
-// Unwrap returns the cause.
-func (e *FailoverError) Unwrap() error { return e.Cause }
