@@ -386,7 +386,8 @@ if want 7; then
     fail 7 "no Ping (PPID 33) to an rspserver PE in the capture"
   P=$(rows '$5 == 3863 && has(7, 5) && has(9, "'$(hexof PingPongSession)'") {print $3}' | sort -u | paste -sd, -)
   [ -n "$P" ] || fail 7 "no Handle Resolution of our client in the capture"
-  SESS_F="((ip.addr==$N.81 || ip.addr==$N.82) && !(sctp.port==3863))${P:+ || (sctp.port==3863 && sctp.port in {$P})}"
+  SESS_F="((ip.addr==$N.81 || ip.addr==$N.82) && !(sctp.port==3863))"
+  [ -n "$P" ] && SESS_F="$SESS_F || (sctp.port==3863 && sctp.port in {$P})"
 fi
 if want 8; then
   # Our PEs' traffic: the sessions with pingpongclient (Cookies from ours,
@@ -397,7 +398,8 @@ if want 8; then
     fail 8 "no Cookie Echo from pingpongclient to our PEs in the capture"
   P=$(rows '$5 == 3863 && has(7, 1) && has(9, "'$(hexof PingPongOurs)'") {print $3}' | sort -u | paste -sd, -)
   [ -n "$P" ] || fail 8 "no Registration of our PingPong PEs in the capture"
-  SESS_F="${SESS_F:+$SESS_F || }ip.addr==$N.91 || ip.addr==$N.92${P:+ || (sctp.port==3863 && sctp.port in {$P})}"
+  SESS_F="${SESS_F:+$SESS_F || }ip.addr==$N.91 || ip.addr==$N.92"
+  [ -n "$P" ] && SESS_F="$SESS_F || (sctp.port==3863 && sctp.port in {$P})"
 fi
 if [ -n "$SESS_F" ]; then
   step "cases 7, 8: Wireshark decodes the session traffic"
