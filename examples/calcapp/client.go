@@ -91,7 +91,11 @@ func runJob(ctx context.Context, s *session.Session, id uint32, cfg ClientConfig
 		fmt.Fprintf(out, "%s job #%d: failover from PE $%08x to PE $%08x (cookie echoed: %v)\n",
 			stamp(), id, fo.From.ID, fo.To.ID, fo.CookieEchoed)
 		if fo.CookieEchoed {
-			pending = nil // the new worker answers the Cookie Echo with Accept
+			// The new worker answers the Cookie Echo with Accept. Send a
+			// KeepAlive behind it all the same: an RSPLIB worker hands the
+			// Cookie Echo to its application only with the next message
+			// that arrives, and would otherwise never answer.
+			pending = &Message{Type: TypeKeepAlive, JobID: id}
 		} else {
 			r.Restarts++
 			pending = &request

@@ -204,8 +204,10 @@ func (w *Worker) advance(j *job, p *session.Peer, send func(Message) error) (don
 	}
 	if !now.Before(j.nextCookie) {
 		j.nextCookie = now.Add(w.cfg.CookieInterval)
+		if err := p.SendCookie(AppendCookie(nil, j.Cookie)); err != nil {
+			return false, err
+		}
 		w.cfg.OnEvent(Event{Kind: EventCookie, JobID: j.JobID, JobSize: j.JobSize, Completed: j.Completed})
-		return false, p.SendCookie(AppendCookie(nil, j.Cookie))
 	}
 	return false, nil
 }
