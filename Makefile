@@ -6,7 +6,8 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
 # Fuzz targets as package:Target pairs.
-FUZZ_TARGETS := ./wire:FuzzParseASAP ./wire:FuzzParseENRP ./transport:FuzzChunkReader ./session:FuzzControl ./session:FuzzVerify
+FUZZ_TARGETS := ./wire:FuzzParseASAP ./wire:FuzzParseENRP ./transport:FuzzChunkReader \
+                ./registrar/asap:FuzzCore ./session:FuzzControl ./session:FuzzVerify
 
 .PHONY: all build test fuzz bench bench-proxy bench-quick interop clean
 

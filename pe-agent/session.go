@@ -256,12 +256,28 @@ func (s *session) setRegistrars(list []string) {
 	s.regMu.Unlock()
 }
 
+// maxLearned bounds the registrar addresses learned from announces (as
+// many as pucache keeps). Static registrars are always tried first.
+const maxLearned = 64
+
 // learn adds (or refreshes) a registrar address heard in an announce; it
-// is forgotten after ttl (T7).
+// is forgotten after ttl (T7). While maxLearned unexpired addresses are
+// known, new ones are ignored.
 func (s *session) learn(addr string, ttl time.Duration) {
 	s.regMu.Lock()
-	s.learned[addr] = time.Now().Add(ttl)
-	s.regMu.Unlock()
+	defer s.regMu.Unlock()
+	now := time.Now()
+	if _, known := s.learned[addr]; !known && len(s.learned) >= maxLearned {
+		for a, exp := range s.learned {
+			if now.After(exp) {
+				delete(s.learned, a)
+			}
+		}
+		if len(s.learned) >= maxLearned {
+			return // announces are unauthenticated: a flood must not grow the list
+		}
+	}
+	s.learned[addr] = now.Add(ttl)
 }
 
 // huntList is the static list followed by the unexpired learned addresses.

@@ -22,6 +22,7 @@ func benchRegistrar(b *testing.B) *Registrar {
 	cfg.Limits.MessagesPerSecond = 10_000_000
 	cfg.Limits.Burst = 10_000_000
 	cfg.Limits.MaxPoolElements = 1_000_000
+	cfg.Limits.MaxSourceElements = 1_000_000 // every PE comes from 127.0.0.1
 	r, err := New(cfg, Options{Logger: testLogger(b), Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		b.Fatal(err)

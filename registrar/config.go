@@ -13,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rserpool/rserpool/registrar/asap"
 	"github.com/rserpool/rserpool/wire"
 )
 
@@ -95,6 +96,13 @@ type ENRPConfig struct {
 	// 60000) for a faster mentor sync over the TCP mapping.
 	TableChunkPEs   int `toml:"table_chunk_pes"`
 	TableChunkBytes int `toml:"table_chunk_bytes"`
+	// Allow lists the networks (CIDR) ENRP peers may be in: accepted ENRP
+	// connections from other sources are closed, dialed peers outside
+	// them are dropped, and multicast Presences from them are ignored.
+	// Empty = any source (the default, so that RSPLIB registrars, which
+	// have no TLS, interoperate; a warning at start says so when ENRP
+	// listens without TLS).
+	Allow []string `toml:"allow"`
 	// PeerIdentities, when not empty, restricts tls:// peers (incoming and
 	// outgoing) to certificates whose common name or a SAN is listed;
 	// certificates are verified against tls.client_ca_file.
@@ -211,6 +219,21 @@ type LimitsConfig struct {
 	MaxHandleLength int `toml:"max_handle_length"`
 	// MaxConnections caps concurrent ASAP connections. Default 20,000.
 	MaxConnections int `toml:"max_connections"`
+	// MaxSourceConnections caps concurrent ASAP connections from one source
+	// address; more are closed at accept (associations the registrar opens
+	// to PEs do not count). Default 256: a host runs a few agents, proxies
+	// and RSPLIB PE or PU processes (one association each), while one host
+	// holding connections that stall (half a chunk header: 30 s each, the
+	// transport's chunk timeout) cannot take more than 256 of the
+	// max_connections slots or more than a few MiB.
+	MaxSourceConnections int `toml:"max_source_connections"`
+	// MaxSourceElements caps the PEs registered here from one source
+	// address (the registering connection's first address): further
+	// registrations of new PEs get cause 0x6. Default 1,000: a pe-agent
+	// with several hundred backends fits, one host cannot fill the
+	// handlespace (10,000 PEs from one host are refused). PEs taken over
+	// from a dead peer do not count.
+	MaxSourceElements int `toml:"max_source_elements"`
 	// MessagesPerSecond is each connection's sustained message rate; Burst
 	// the bucket size. Defaults 20,000/s and 20,000: far above any PE or PU,
 	// low enough that one client cannot monopolise the event loop.
@@ -280,17 +303,19 @@ func DefaultConfig() Config {
 			MaxResolutionItems:     128,
 		},
 		Limits: LimitsConfig{
-			MaxElements:       1_000_000,
-			MaxPoolElements:   100_000,
-			MaxPools:          10_000,
-			MaxHandleLength:   32,
-			MaxConnections:    20_000,
-			MessagesPerSecond: 20_000,
-			Burst:             20_000,
-			MaxMessageSize:    8192,
-			MaxErrors:         10,
-			SendQueueBytes:    4 << 20,
-			MetricPools:       100,
+			MaxElements:          1_000_000,
+			MaxPoolElements:      100_000,
+			MaxPools:             10_000,
+			MaxHandleLength:      32,
+			MaxConnections:       20_000,
+			MaxSourceConnections: 256,
+			MaxSourceElements:    1000,
+			MessagesPerSecond:    20_000,
+			Burst:                20_000,
+			MaxMessageSize:       8192,
+			MaxErrors:            10,
+			SendQueueBytes:       4 << 20,
+			MetricPools:          100,
 		},
 	}
 }
@@ -338,9 +363,17 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("enrp.listen[%d]", i), "%v", err)
 		}
 	}
+	enrpAllow := parsePrefixes(c.ENRP.Allow)
+	for i, s := range c.ENRP.Allow {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			bad(fmt.Sprintf("enrp.allow[%d]", i), "%v", err)
+		}
+	}
 	for i, a := range c.ENRP.Peers {
 		if err := checkAddr(a); err != nil {
 			bad(fmt.Sprintf("enrp.peers[%d]", i), "%v", err)
+		} else if ip, ok := addrIP(a); ok && len(enrpAllow) > 0 && !asap.Contains(enrpAllow, ip) {
+			bad(fmt.Sprintf("enrp.peers[%d]", i), "%q is outside enrp.allow", a)
 		}
 	}
 	for _, d := range []struct {
@@ -440,6 +473,8 @@ func (c *Config) Validate() error {
 	pos("limits.max_pool_elements", l.MaxPoolElements)
 	pos("limits.max_pools", l.MaxPools)
 	pos("limits.max_connections", l.MaxConnections)
+	pos("limits.max_source_connections", l.MaxSourceConnections)
+	pos("limits.max_source_elements", l.MaxSourceElements)
 	pos("limits.messages_per_second", l.MessagesPerSecond)
 	pos("limits.burst", l.Burst)
 	pos("limits.max_errors", l.MaxErrors)
@@ -481,6 +516,20 @@ func (c *Config) Validate() error {
 		bad("tls", "cert_file and key_file go together")
 	}
 	return errors.Join(errs...)
+}
+
+// addrIP returns the IP address of a transport address whose host is an
+// IP literal.
+func addrIP(a string) (netip.Addr, bool) {
+	_, hp, ok := strings.Cut(a, "://")
+	if !ok {
+		hp = a
+	}
+	ap, err := netip.ParseAddrPort(hp)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
 }
 
 func checkAddr(a string) error {

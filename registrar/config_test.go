@@ -50,6 +50,11 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"announce", "[announce]\nenabled=true\ngroup=\"10.0.0.1:3863\"\n", []string{"announce.group"}},
 		{"bad handle escape", "[[pool]]\nhandle='x\\y'\n", []string{"pool", "handle", "bad escape"}},
 		{"handle too long once unescaped", "[[pool]]\nhandle='" + strings.Repeat(`\xff`, 33) + "'\n", []string{"pool[0].handle"}},
+		{"source caps", "[limits]\nmax_source_connections = 0\nmax_source_elements = -1\n",
+			[]string{"limits.max_source_connections", "limits.max_source_elements"}},
+		{"enrp allow", "[enrp]\nallow = [\"10.0.0.0/33\"]\n", []string{"enrp.allow[0]"}},
+		{"enrp peer outside allow", "[enrp]\nallow = [\"10.0.0.0/8\"]\npeers = [\"tcp://192.0.2.1:9901\"]\n",
+			[]string{"enrp.peers[0]", "outside enrp.allow"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := LoadConfig(writeConfig(t, tc.toml))

@@ -2,7 +2,6 @@ package registrar
 
 import (
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rserpool/rserpool/registrar/asap"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
@@ -30,7 +30,8 @@ type conn struct {
 	// pipelining client cannot fill the loop's queue ahead of the others.
 	slots  chan struct{}
 	once   sync.Once
-	remote []netip.Addr // peer addresses (all SCTP paths, or the TCP peer)
+	wg     *sync.WaitGroup // tracks the background Close of tc; nil: Close inline
+	remote []netip.Addr    // peer addresses (all SCTP paths, or the TCP peer)
 	asap   wire.Transport
 	// tlsIDs is set by the reader once the first message has arrived (the
 	// TLS handshake is complete by then) and read by the loop afterwards.
@@ -41,13 +42,18 @@ type conn struct {
 	lastLog   atomic.Int64
 	suppessed atomic.Int64
 
+	// src is the source address counted against
+	// limits.max_source_connections; invalid for dialed associations.
+	// Set before the reader starts; read under Registrar.mu.
+	src netip.Addr
+
 	// Owned by the loop.
-	head *ownedPE
-	gone bool
+	cid  asap.ConnID // the core's identifier; 0 until the first message
+	gone bool        // the reader ended (evClosed)
 }
 
-func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queueBytes int, log *slog.Logger) *conn {
-	c := &conn{id: id, tc: tc, done: make(chan struct{}), slots: make(chan struct{}, maxInflight)}
+func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queueBytes int, log *slog.Logger, wg *sync.WaitGroup) *conn {
+	c := &conn{id: id, tc: tc, wg: wg, done: make(chan struct{}), slots: make(chan struct{}, maxInflight)}
 	c.q.init(queueBytes, func(b []byte) error {
 		err := tc.WriteMessage(transport.Message{PPID: wire.PPIDASAP, Data: b})
 		if err != nil {
@@ -56,18 +62,7 @@ func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queueBytes i
 		return err
 	})
 	var port uint16
-	for _, a := range tc.PeerAddrs() {
-		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-			c.remote = append(c.remote, ap.Addr().Unmap())
-			port = ap.Port()
-		}
-	}
-	if len(c.remote) == 0 {
-		if ap, err := netip.ParseAddrPort(tc.RemoteAddr().String()); err == nil {
-			c.remote = append(c.remote, ap.Addr().Unmap())
-			port = ap.Port()
-		}
-	}
+	c.remote, port = peerAddrs(tc)
 	c.asap = wire.Transport{Type: wire.TransportTCP, Port: port, Addrs: c.remote}
 	if scheme == transport.SchemeSCTP {
 		c.asap.Type = wire.TransportSCTP
@@ -76,6 +71,29 @@ func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queueBytes i
 	}
 	c.log = log.With("conn", id, "peer", tc.RemoteAddr().String())
 	return c
+}
+
+// peerAddrs returns the peer's addresses, unmapped (every SCTP path, or
+// the TCP peer), and its port. The first address is the connection's
+// source for the per-source caps.
+func peerAddrs(tc transport.Conn) ([]netip.Addr, uint16) {
+	var addrs []netip.Addr
+	var port uint16
+	for _, a := range tc.PeerAddrs() {
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			addrs = append(addrs, ap.Addr().Unmap())
+			port = ap.Port()
+		}
+	}
+	if len(addrs) == 0 {
+		// A multi-homed SCTP RemoteAddr prints as "a/b:port"; PeerAddrs
+		// has them one by one.
+		if ap, err := netip.ParseAddrPort(tc.RemoteAddr().String()); err == nil {
+			addrs = append(addrs, ap.Addr().Unmap())
+			port = ap.Port()
+		}
+	}
+	return addrs, port
 }
 
 // tlsIdentities returns the verified client certificate's common name and
@@ -106,15 +124,6 @@ func tlsIdentities(tc transport.Conn) []string {
 		ids = append(ids, u.String())
 	}
 	return ids
-}
-
-func (c *conn) hasAddr(a netip.Addr) bool {
-	for _, r := range c.remote {
-		if r == a {
-			return true
-		}
-	}
-	return false
 }
 
 // send queues b without blocking; a full queue closes the connection.
@@ -254,18 +263,31 @@ func (s *sendQueue) waitRoom(closed <-chan struct{}) bool {
 	}
 }
 
+// close ends the connection without blocking: the transport's Close,
+// which waits up to its close timeout for the peer, runs in the background
+// (a client that does not read must not hold up the loop).
 func (c *conn) close() {
 	c.once.Do(func() {
 		close(c.done)
-		if c.tc != nil {
+		switch {
+		case c.tc == nil:
+		case c.wg == nil:
 			c.tc.Close()
+		default:
+			c.wg.Add(1)
+			go func() { defer c.wg.Done(); c.tc.Close() }()
 		}
 	})
 }
 
 // logLimited logs at most one line per second per connection, so that a
-// hostile client cannot flood the log.
+// hostile client cannot flood the log (the daemons' log handler also
+// limits each message text; msg must be constant). c may be nil.
 func (c *conn) logLimited(l *slog.Logger, msg string, args ...any) {
+	if c == nil {
+		l.Warn(msg, args...)
+		return
+	}
 	now := time.Now().UnixNano()
 	last := c.lastLog.Load()
 	if now-last < int64(time.Second) || !c.lastLog.CompareAndSwap(last, now) {
@@ -328,17 +350,10 @@ func (r *Registrar) serveConn(c *conn) {
 		} else {
 			lim := r.limits.Load()
 			m, err := wire.ParseASAP(msg.Data)
-			switch {
-			case !b.take(time.Now(), float64(lim.MessagesPerSecond), float64(lim.Burst)):
+			if !b.take(time.Now(), float64(lim.MessagesPerSecond), float64(lim.Burst)) {
 				r.rateLimited(c, m)
-			case err != nil:
+			} else if !r.screen(c, msg.Data, m, err, lim.MaxMessageSize) {
 				errs++
-				r.m.malformed.Inc()
-				r.parseError(c, msg.Data, err)
-			default:
-				if !r.dispatch(c, m) {
-					errs++
-				}
 			}
 		}
 		if errs >= r.limits.Load().MaxErrors {
@@ -363,152 +378,90 @@ func (r *Registrar) connDone(c *conn) {
 	}
 	r.mu.Lock()
 	delete(r.conns, c)
+	if c.src.IsValid() {
+		if r.perSource[c.src]--; r.perSource[c.src] <= 0 {
+			delete(r.perSource, c.src)
+		}
+	}
 	r.mu.Unlock()
 	r.nconns.Add(-1)
 	r.m.connections.Dec()
 }
 
-// dispatch forwards a decoded message; it reports false for a message a
-// registrar does not expect.
-func (r *Registrar) dispatch(c *conn, m wire.Message) bool {
-	var unrec []wire.RawParam
-	switch m := m.(type) {
-	case *wire.Registration:
-		unrec = m.Unrecognized.Unrecognized
-	case *wire.Deregistration:
-		unrec = m.Unrecognized.Unrecognized
-	case *wire.HandleResolution:
-		unrec = m.Unrecognized.Unrecognized
-	case *wire.EndpointKeepAliveAck:
-		unrec = m.Unrecognized.Unrecognized
-	case *wire.EndpointUnreachable:
-		unrec = m.Unrecognized.Unrecognized
-	case *wire.ASAPError:
-		// Never answer an error with an error.
-		c.logLimited(r.log, "peer sent ASAP_ERROR", "causes", len(m.Error.Causes))
-		return true
-	default:
+// screen answers and forwards one received message (asap.Screen); it
+// reports false for a malformed or unexpected one.
+func (r *Registrar) screen(c *conn, raw []byte, m wire.Message, err error, maxSize int) bool {
+	v := asap.Screen(raw, m, err, maxSize)
+	switch {
+	case err != nil:
 		r.m.malformed.Inc()
-		b, err := m.AppendBinary(nil)
-		if err != nil {
-			b = nil
+		var pe *wire.ParseError
+		offset := -1
+		if errors.As(err, &pe) {
+			offset = pe.Offset
 		}
-		r.sendError(c, wire.CauseUnrecognizedMessage, b)
-		return false
-	}
-	if len(unrec) > 0 {
-		causes := make([]wire.ErrorCause, 0, len(unrec))
-		for _, p := range unrec {
-			causes = append(causes, wire.ErrorCause{Code: wire.CauseUnrecognizedParameter, Info: p.TLV})
+		c.logLimited(r.log, "malformed ASAP message", "err", err, "offset", offset)
+	case v.Bad:
+		r.m.malformed.Inc()
+		c.logLimited(r.log, "unexpected ASAP message", "type", m.Type())
+	case v.Msg == nil:
+		if e, ok := m.(*wire.ASAPError); ok {
+			c.logLimited(r.log, "peer sent ASAP_ERROR", "causes", len(e.Error.Causes))
 		}
-		r.sendErrorCauses(c, causes)
 	}
+	if v.Reply != nil {
+		r.sendError(c, v.Reply)
+	}
+	if v.Msg != nil {
+		r.forward(c, v.Msg)
+	}
+	return !v.Bad
+}
+
+// forward hands a request to the loop, waiting for one of the
+// connection's slots.
+func (r *Registrar) forward(c *conn, m wire.Message) {
 	select {
 	case c.slots <- struct{}{}:
 	case <-c.done:
-		return true
+		return
 	}
 	select {
 	case r.loop.events <- evMsg{c, m}:
 	case <-r.loopDone:
 	}
-	return true
 }
 
 // maxInflight is the number of requests per connection queued for the loop.
 const maxInflight = 64
 
-// parseError answers an undecodable message (procedures.md §15,
-// wire-format.md §8): unknown type with bits 01 ⇒ cause 0x2 with the
-// message; unknown parameter with report bits ⇒ cause 0x1 with the TLV;
-// an invalid value ⇒ 0x3 with the TLV; other framing errors ⇒ RSPLIB's
-// 0x0010 "invalid message". Unknown types with bits 00, stop-silently
-// parameters and errors inside an ASAP_ERROR get no answer.
-func (r *Registrar) parseError(c *conn, b []byte, err error) {
-	var pe *wire.ParseError
-	if !errors.As(err, &pe) {
-		return
-	}
-	c.logLimited(r.log, "malformed ASAP message", "err", err, "offset", pe.Offset)
-	if len(b) > 0 && b[0] == wire.TypeASAPError {
-		return
-	}
-	switch {
-	case errors.Is(err, wire.ErrUnknownMessage):
-		if len(b) > 0 && b[0]&0xc0 == 0x40 {
-			r.sendError(c, wire.CauseUnrecognizedMessage, b)
-		}
-	case errors.Is(err, wire.ErrUnknownParameter):
-		if pe.Type&0xc000 == 0x4000 || pe.Type&0xc000 == 0xc000 {
-			info := pe.Param
-			if info == nil {
-				info = tlvAt(b, pe.Offset)
-			}
-			r.sendError(c, wire.CauseUnrecognizedParameter, info)
-		}
-	case errors.Is(err, wire.ErrInvalidValue):
-		r.sendError(c, wire.CauseInvalidValues, tlvAt(b, pe.Offset))
-	default:
-		r.sendError(c, wire.CauseRSPLIBInvalidMessage, nil)
-	}
-}
-
-// tlvAt returns the TLV starting at off, if it lies within b.
-func tlvAt(b []byte, off int) []byte {
-	if off < 0 || off+4 > len(b) {
-		return nil
-	}
-	n := int(binary.BigEndian.Uint16(b[off+2:]))
-	if n < 4 || off+n > len(b) {
-		return nil
-	}
-	return append([]byte(nil), b[off:off+n]...)
-}
-
-func (r *Registrar) sendError(c *conn, code wire.CauseCode, info []byte) {
-	r.sendErrorCauses(c, []wire.ErrorCause{{Code: code, Info: info}})
-}
-
-func (r *Registrar) sendErrorCauses(c *conn, causes []wire.ErrorCause) {
-	max := r.limits.Load().MaxMessageSize - 64
-	for i := range causes {
-		if len(causes[i].Info) > max {
-			causes[i].Info = causes[i].Info[:max]
-		}
-	}
-	b, err := (&wire.ASAPError{Error: wire.OperationError{Causes: causes}}).AppendBinary(nil)
+func (r *Registrar) sendError(c *conn, e *wire.ASAPError) {
+	b, err := e.AppendBinary(nil)
 	if err != nil {
 		return
 	}
-	for _, cs := range causes {
+	for _, cs := range e.Error.Causes {
 		r.m.errorsSent.WithLabelValues(fmt.Sprintf("0x%04x", uint16(cs.Code))).Inc()
 	}
 	c.send(b)
 }
 
 // rateLimited answers a request beyond the connection's message rate with
-// cause 0x6 Lack of Resources; other messages are dropped.
+// cause 0x6 Lack of Resources; other messages are dropped, except
+// keep-alive acks, which go on.
 func (r *Registrar) rateLimited(c *conn, m wire.Message) {
 	r.m.limitRejections.WithLabelValues(limitRate).Inc()
 	c.logLimited(r.log, "message rate limit exceeded")
-	lack := &wire.OperationError{Causes: []wire.ErrorCause{{Code: wire.CauseLackOfResources}}}
-	var resp wire.Message
-	switch m := m.(type) {
-	case *wire.Registration:
+	reply, forward := asap.RateLimited(m)
+	if _, ok := m.(*wire.Registration); ok {
 		r.m.registrations.WithLabelValues(resultLimit).Inc()
-		resp = &wire.RegistrationResponse{Reject: true, PoolHandle: m.PoolHandle, ID: m.Element.ID, Error: lack}
-	case *wire.Deregistration:
-		resp = &wire.DeregistrationResponse{PoolHandle: m.PoolHandle, ID: m.ID, Error: lack}
-	case *wire.HandleResolution:
-		resp = &wire.HandleResolutionResponse{PoolHandle: m.PoolHandle, Error: lack}
-	case *wire.EndpointKeepAliveAck:
-		// Answers to our own keep-alives are never dropped.
-		r.dispatch(c, m)
-		return
-	default:
-		return
 	}
-	if b, err := resp.AppendBinary(nil); err == nil {
-		c.send(b)
+	if reply != nil {
+		if b, err := reply.AppendBinary(nil); err == nil {
+			c.send(b)
+		}
+	}
+	if forward {
+		r.forward(c, m)
 	}
 }

@@ -2,9 +2,9 @@ package registrar
 
 import (
 	"context"
-	"net/netip"
 	"time"
 
+	"github.com/rserpool/rserpool/registrar/asap"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
@@ -27,65 +27,29 @@ type evDialed struct {
 	c   *conn // nil when the set-up failed
 }
 
-// dialTarget returns the address to open an ASAP association to when a
-// PE we own has no connection here: only an SCTP ASAP Transport with a
-// usable (specified, non-multicast) address and a port qualifies. Over the
-// TCP mapping the PE reconnects by itself.
-func dialTarget(t wire.Transport) (string, bool) {
-	if t.Type != wire.TransportSCTP || t.Port == 0 {
-		return "", false
+// reach starts the association set-up the core asked for; when none can
+// start (the registrar is closing, or no dialer in unit tests) the core
+// hears at once that it failed.
+func (l *loop) reach(o *asap.Output, now time.Time) {
+	k := peKey{o.Handle, o.PEID}
+	if l.dial == nil || !l.dial(k, o.Addr) {
+		l.carry(l.core.Dialed(now, k.pool, k.id, 0, false), now)
+		return
 	}
-	for _, a := range t.Addrs {
-		a = a.Unmap()
-		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {
-			continue
+	l.log.Info("opening ASAP association to PE without one", "pool", truncate(o.Handle), "pe", peID(o.PEID), "addr", o.Addr)
+}
+
+// dialed hands the end of a set-up to the core; a new association is
+// opened in the core first (it may carry the PE's answers).
+func (l *loop) dialed(ev evDialed, now time.Time) {
+	if ev.c == nil || ev.c.gone {
+		if ev.c != nil {
+			ev.c.close()
 		}
-		return "sctp://" + netip.AddrPortFrom(a, t.Port).String(), true
-	}
-	return "", false
-}
-
-// reach opens an ASAP association to o's PE when it has no connection
-// here and its ASAP Transport allows it; at most one set-up per PE and
-// maxPEDials in all are under way. The Keep-Alive with the H bit (home)
-// and the PE Identifier follows once the association is up (see dialed):
-// the PE learns that this registrar is its home now.
-func (l *loop) reach(o *ownedPE) {
-	if l.dial == nil || (o.c != nil && !o.c.gone) {
+		l.carry(l.core.Dialed(now, ev.key.pool, ev.key.id, 0, false), now)
 		return
 	}
-	addr, ok := dialTarget(o.e.ASAP())
-	if !ok {
-		return
-	}
-	k := peKey{o.e.Pool, o.e.ID}
-	if _, busy := l.dialing[k]; busy || len(l.dialing) >= maxPEDials {
-		return
-	}
-	if !l.dial(k, addr) {
-		return
-	}
-	l.dialing[k] = struct{}{}
-	l.log.Info("opening ASAP association to PE without one", "pool", truncate(o.e.Pool), "pe", peID(o.e.ID), "addr", addr)
-}
-
-// dialed attaches a new outgoing association to its PE and sends the
-// Keep-Alive on it.
-func (l *loop) dialed(ev evDialed) {
-	delete(l.dialing, ev.key)
-	if ev.c == nil {
-		return // the keep-alive timeout removes the PE
-	}
-	o := l.ownedPE(wire.PoolHandle(ev.key.pool), ev.key.id)
-	if o == nil || o.e.HomeServer != l.id || (o.c != nil && !o.c.gone) || ev.c.gone {
-		ev.c.close() // no longer needed: the PE went, moved or reconnected
-		return
-	}
-	l.attach(o, ev.c)
-	ka := &wire.EndpointKeepAlive{ServerID: l.id, PoolHandle: o.e.Pool, HasID: true, ID: o.e.ID, Home: true}
-	if l.sendMsg(ev.c, ka) {
-		l.m.keepAlivesSent.Inc()
-	}
+	l.carry(l.core.Dialed(now, ev.key.pool, ev.key.id, l.open(ev.c), true), now)
 }
 
 // dialPE starts an association set-up to addr for PE k; it reports false
@@ -134,7 +98,7 @@ func (r *Registrar) dialConn(addr string) *conn {
 	}
 	if n := r.nconns.Add(1); n > int64(r.limits.Load().MaxConnections) {
 		r.nconns.Add(-1)
-		tc.Close()
+		r.closeRefused(tc)
 		r.m.limitRejections.WithLabelValues(limitConnections).Inc()
 		return nil
 	}
@@ -142,11 +106,11 @@ func (r *Registrar) dialConn(addr string) *conn {
 	if r.closed {
 		r.mu.Unlock()
 		r.nconns.Add(-1)
-		tc.Close()
+		r.closeRefused(tc)
 		return nil
 	}
 	r.nextConn++
-	c := newConn(r.nextConn, tc, transport.SchemeSCTP, r.limits.Load().SendQueueBytes, r.log)
+	c := newConn(r.nextConn, tc, transport.SchemeSCTP, r.limits.Load().SendQueueBytes, r.log, &r.wg)
 	r.conns[c] = struct{}{}
 	r.wg.Add(1)
 	r.mu.Unlock()

@@ -10,31 +10,6 @@ import (
 	"github.com/rserpool/rserpool/wire"
 )
 
-func TestDialTarget(t *testing.T) {
-	v4 := netip.MustParseAddr("192.0.2.7")
-	v6 := netip.MustParseAddr("2001:db8::7")
-	for _, tc := range []struct {
-		name string
-		t    wire.Transport
-		want string
-	}{
-		{"sctp", wire.Transport{Type: wire.TransportSCTP, Port: 4711, Addrs: []netip.Addr{v4}}, "sctp://192.0.2.7:4711"},
-		{"sctp v6", wire.Transport{Type: wire.TransportSCTP, Port: 4711, Addrs: []netip.Addr{v6}}, "sctp://[2001:db8::7]:4711"},
-		{"skips unspecified", wire.Transport{Type: wire.TransportSCTP, Port: 9, Addrs: []netip.Addr{netip.IPv4Unspecified(), v4}}, "sctp://192.0.2.7:9"},
-		{"mapped", wire.Transport{Type: wire.TransportSCTP, Port: 9, Addrs: []netip.Addr{netip.AddrFrom16(v4.As16())}}, "sctp://192.0.2.7:9"},
-		{"tcp mapping", wire.Transport{Type: wire.TransportTCP, Port: 4711, Addrs: []netip.Addr{v4}}, ""},
-		{"absent", wire.Transport{}, ""},
-		{"no port", wire.Transport{Type: wire.TransportSCTP, Addrs: []netip.Addr{v4}}, ""},
-		{"no address", wire.Transport{Type: wire.TransportSCTP, Port: 9}, ""},
-		{"only unusable", wire.Transport{Type: wire.TransportSCTP, Port: 9, Addrs: []netip.Addr{netip.IPv6Unspecified(), netip.MustParseAddr("224.0.0.1")}}, ""},
-	} {
-		got, ok := dialTarget(tc.t)
-		if got != tc.want || ok != (tc.want != "") {
-			t.Errorf("%s: dialTarget = %q, %v; want %q", tc.name, got, ok, tc.want)
-		}
-	}
-}
-
 // takenOver puts a PE owned by a dead peer into the handlespace and makes
 // the loop adopt it, as after an ENRP takeover.
 func takenOver(l *loop, id uint32, asap wire.Transport) {
@@ -123,8 +98,8 @@ func TestFailedDialLeavesKeepAliveTimeout(t *testing.T) {
 			t.Fatal("PEs missing")
 		}
 		r.l.events <- evFunc{func(l *loop) {
-			if n != maxPEDials || len(l.dialing) != maxPEDials {
-				t.Errorf("%d dials, %d under way; want the cap %d", n, len(l.dialing), maxPEDials)
+			if n != maxPEDials || l.core.Dialing() != maxPEDials {
+				t.Errorf("%d dials, %d under way; want the cap %d", n, l.core.Dialing(), maxPEDials)
 			}
 		}}
 		for id := uint32(1); id <= maxPEDials; id++ {
@@ -137,8 +112,8 @@ func TestFailedDialLeavesKeepAliveTimeout(t *testing.T) {
 			t.Fatalf("%d PEs left after failed set-ups; want removal at the keep-alive timeout", n)
 		}
 		r.l.events <- evFunc{func(l *loop) {
-			if len(l.dialing) != 0 {
-				t.Errorf("dialing %v after the set-ups ended", l.dialing)
+			if l.core.Dialing() != 0 {
+				t.Errorf("%d set-ups under way after they ended", l.core.Dialing())
 			}
 		}}
 		synctest.Wait()

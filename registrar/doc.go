@@ -16,6 +16,23 @@
 // keys and bad values are errors naming the key) or both; Reload applies
 // limits, authorization, timers and registration rules at run time.
 //
+// # Layout
+//
+// The ASAP protocol is the pure core of package registrar/asap: state +
+// (now, connection, message) → outputs, no I/O, no goroutines, no clock,
+// like the ENRP node of package registrar/enrp. This package is their I/O
+// shell:
+//
+//   - loop.go: the event loop owning handlespace, core and node; it feeds
+//     them messages, connection ends and timers and carries out their
+//     outputs (queue encoded messages, pass changes to ENRP and OnChange,
+//     start association set-ups, count, log);
+//   - conn.go: per-connection reader (rate limit, asap.Screen for malformed
+//     and unexpected messages) and writer (bounded send queue);
+//   - registrar.go: New/Start/Reload/Shutdown, accept loops with the
+//     connection limits; enrp.go: ENRP connections, multicast, enrp.allow;
+//     dial.go: association set-ups to PEs; admin.go, metrics.go, config.go.
+//
 // # Protocol decisions
 //
 //   - Registration Life is in milliseconds (RSPLIB). Owned PEs are monitored
@@ -47,8 +64,17 @@
 //     0x3 Invalid Values; a handle longer than limits.max_handle_length ⇒
 //     0x3 with the Pool Handle TLV (the RFC code rather than RSPLIB's private
 //     0xf004); authorization (allow lists, TLS identities, address subset) ⇒
-//     0xa; any cap (pools, PEs, PEs per pool, message rate) ⇒ 0x6 Lack of
-//     Resources; pool consistency ⇒ 0x5/0x7/0x8 from the handlespace.
+//     0xa; any cap (pools, PEs, PEs per pool, PEs per source address,
+//     message rate) ⇒ 0x6 Lack of Resources; pool consistency ⇒ 0x5/0x7/0x8
+//     from the handlespace.
+//   - Per-source caps: limits.max_source_elements (default 1,000) PEs
+//     registered from one source address (the registering connection's
+//     first address; re-registering a counted PE is always allowed, PEs
+//     taken over from a dead peer are not counted), and
+//     limits.max_source_connections (default 256) accepted ASAP
+//     connections from one address (closed at accept). Both count in
+//     rserpool_registrar_limit_rejections_total (limit="source_elements",
+//     "source_connections").
 //   - ASAP_ERROR (procedures.md §15): unknown message type with bits 01 ⇒
 //     cause 0x2 with the message; unknown parameters with report bits ⇒ one
 //     cause 0x1 per TLV (for skip-and-report parameters the message is still
@@ -84,6 +110,14 @@
 //     (the checksum audit repairs what a lost Handle Update missed).
 //   - Presence by UDP multicast (enrp.multicast, default group
 //     239.0.0.51:9901) for discovery; only Presences are accepted from it.
+//   - enrp.allow (CIDRs) restricts peers by address: accepted connections
+//     from outside it are closed, peers outside it are not dialed (a name
+//     is checked once resolved), multicast Presences from outside it are
+//     ignored; each counts as limit="enrp_allow". Empty (the default)
+//     allows any source, so that RSPLIB registrars (which have no TLS)
+//     interoperate; the registrar then warns at start when ENRP listens
+//     (or listens by multicast) without TLS: "ENRP accepts unauthenticated
+//     peers from any source; set enrp.allow or use tls://".
 //   - ASAP is served only after the node's start-up synchronisation (mentor
 //     List and Handle Table download, or mentor_discovery without an
 //     answer): listeners are bound at Start, connections wait in the
@@ -118,15 +152,32 @@
 //
 // # Concurrency
 //
-// One event loop goroutine owns the handlespace, the keep-alive timers and
-// all per-PE state; connection readers decode messages and send them to it,
-// and it answers through each connection's bounded send queue (a client that
-// does not read is disconnected instead of blocking the loop). Changes of
-// owned PEs are reported through Options.OnChange on the loop goroutine: the
-// hook for ENRP replication. Every exported method is safe for concurrent
-// use; Shutdown and Close wait for every goroutine.
+// One event loop goroutine owns the handlespace, the ASAP core (with the
+// keep-alive timers and all per-PE state) and the ENRP node; connection
+// readers decode messages and send them to it, and it answers through each
+// connection's bounded send queue (a client that does not read is
+// disconnected instead of blocking the loop). Nothing on the loop or an
+// accept loop waits for a peer: a transport's Close, which waits up to 2 s
+// for the peer's end of stream, runs in the background (connections turned
+// away at accept through at most 256 closers, beyond which accepting slows
+// down). Changes of owned PEs are reported through Options.OnChange on the
+// loop goroutine: the hook for ENRP replication. Every exported method is
+// safe for concurrent use; Shutdown and Close wait for every goroutine.
+//
+// The admin HTTP server gives a client 5 s for its request header, 10 s
+// for the request, 60 s idle, 16 KiB of header, and serves 64 connections
+// at once (more wait in the listen backlog).
 //
 // # Limitations
+//
+// A connection that stalls inside a TCP-mapping chunk costs about 27 KiB
+// of memory until the transport's 30 s chunk timeout (measured,
+// TestE2EStalledChunkHeaders): up to about 7 MiB per source address at the
+// default cap, and max_connections (20,000: about 530 MiB) for many
+// sources. Per-source caps count addresses, so a host with many addresses
+// (an IPv6 prefix) is bounded only by the global caps. PEs replicated from
+// ENRP peers are not subject to max_elements, max_pools or
+// max_pool_elements: a trusted peer set is assumed (enrp.allow, TLS).
 //
 // ENRP settings change only on restart; over the TCP mapping the takeover
 // Keep-Alive with H=1 reaches only PEs connected to the winner (see ENRP).

@@ -349,7 +349,7 @@ func TestE2EIdleConnections(t *testing.T) {
 	if testing.Short() {
 		n = 200
 	}
-	p := startProc(t, "[limits]\nmax_connections = 20000\n")
+	p := startProc(t, "[limits]\nmax_connections = 20000\nmax_source_connections = 20000\n") // all from 127.0.0.1
 	good := dial(t, p.asap)
 	good.autoAck.Store(true)
 	good.register(regMsg("Live", 1, 7001, wire.PolicyRoundRobin))

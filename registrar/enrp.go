@@ -1,7 +1,6 @@
 package registrar
 
 import (
-	"container/heap"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -13,15 +12,61 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rserpool/rserpool/registrar/asap"
 	"github.com/rserpool/rserpool/registrar/enrp"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
 
+// errNotAllowed is a peer address outside enrp.allow.
+var errNotAllowed = errors.New("outside enrp.allow")
+
 // peerQueueLen bounds the ENRP messages queued for one peer connection. A
 // peer that does not read fills it; further messages are dropped (the audit
 // repairs what a dropped Handle Update missed).
 const peerQueueLen = 16384
+
+// peerQueue is an ENRP connection's FIFO of at most peerQueueLen messages. It
+// grows as messages come, so that an idle connection costs nothing: a
+// channel of peerQueueLen allocates its whole buffer (384 KiB) up front,
+// and maxENRPConns connections that send nothing held 400 MiB.
+type peerQueue struct {
+	mu   sync.Mutex // guards q
+	q    [][]byte
+	wake chan struct{} // capacity 1: q may have become non-empty
+}
+
+func newPeerQueue() *peerQueue { return &peerQueue{wake: make(chan struct{}, 1)} }
+
+// push queues b unless the queue is full.
+func (s *peerQueue) push(b []byte) bool {
+	s.mu.Lock()
+	if len(s.q) >= peerQueueLen {
+		s.mu.Unlock()
+		return false
+	}
+	s.q = append(s.q, b)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// pop takes the oldest message, if any.
+func (s *peerQueue) pop() ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.q) == 0 {
+		s.q = nil // let an emptied queue's backing array go
+		return nil, false
+	}
+	b := s.q[0]
+	s.q[0] = nil
+	s.q = s.q[1:]
+	return b, true
+}
 
 // maxENRPConns caps ENRP connections (dialed and accepted): far above any
 // registrar set, low enough that a flood of connections cannot exhaust
@@ -137,11 +182,15 @@ func (l *loop) enrpOut(outs []enrp.Output, now time.Time) {
 				l.log.Info("ENRP start-up synchronisation done; serving ASAP", "elements", l.hs.NumElements())
 			}
 		case enrp.KeepAliveHome:
-			l.adopt(o.Handle, o.PEID, now)
+			l.carry(l.core.Adopt(now, o.Handle, o.PEID), now)
 		case enrp.OwnershipLost:
-			l.disown(o.Handle, o.PEID, now)
+			l.carry(l.core.Disown(now, o.Handle, o.PEID), now)
 		case enrp.PeerUp, enrp.PeerDown:
-			l.log.Info("ENRP peer "+strings.TrimPrefix(o.Kind.String(), "peer-"), "peer", ServerID(o.PeerID), "addr", o.To)
+			msg := "ENRP peer up"
+			if o.Kind == enrp.PeerDown {
+				msg = "ENRP peer down"
+			}
+			l.log.Info(msg, "peer", ServerID(o.PeerID), "addr", o.To)
 			n := 0
 			for _, p := range es.node.Peers() {
 				if p.ID != 0 && (p.State == enrp.PeerActive || p.State == enrp.PeerProbing) {
@@ -154,77 +203,10 @@ func (l *loop) enrpOut(outs []enrp.Output, now time.Time) {
 	l.gauges()
 }
 
-// adopt starts monitoring a PE this registrar took over from a dead peer.
-// When the PE has no connection here and its ASAP Transport is SCTP, the
-// registrar opens an association to it and sends the Keep-Alive with H=1
-// there (reach). Over the TCP mapping a registrar reaches a PE only over a
-// connection the PE opened to it, so the PE gets no Keep-Alive here; it keeps
-// its entry (now ours) for one keep-alive interval plus timeout, within
-// which it re-registers on its own (here or at another registrar, which
-// then announces itself as the PE's home).
+// adopt starts monitoring a PE this registrar took over from a dead peer
+// (see asap.Core.Adopt).
 func (l *loop) adopt(handle wire.PoolHandle, id uint32, now time.Time) {
-	e, ok := l.hs.Get(handle, id)
-	if !ok || e.HomeServer != l.id {
-		return
-	}
-	o := owned(e)
-	if o == nil {
-		o = &ownedPE{e: e, idx: -1}
-		e.Owner = o
-	}
-	if o.c != nil {
-		// The PE is connected here: ask it to adopt us (H bit).
-		ka := &wire.EndpointKeepAlive{ServerID: l.id, PoolHandle: handle, HasID: true, ID: id, Home: true}
-		if l.sendMsg(o.c, ka) {
-			l.m.keepAlivesSent.Inc()
-		}
-	} else {
-		// Taken over with no connection here: over SCTP open one to the
-		// PE's ASAP Transport (RSPLIB behaviour) and send it there.
-		l.reach(o)
-	}
-	o.waiting = true
-	l.schedule(o, now.Add(l.cfg.Timers.KeepAliveInterval+l.cfg.Timers.KeepAliveTimeout))
-}
-
-// disown handles a peer's claim to be the home of a PE we own. Normally
-// the PE re-registered there and we stop monitoring it. But a PE still
-// registered over a live connection to us is ours whatever a peer says (a
-// registrar on the other side of a healed partition took it over): we
-// reclaim it and announce that with a Handle Update, at most once per
-// keep-alive interval per PE so that a PE registered at two registrars at
-// once cannot make them argue without end.
-func (l *loop) disown(handle wire.PoolHandle, id uint32, now time.Time) {
-	e, ok := l.hs.Get(handle, id)
-	if !ok {
-		return
-	}
-	o := owned(e)
-	if o == nil || e.HomeServer == l.id {
-		return
-	}
-	since := max(now.Sub(l.epoch), 1) // 0 in o.reasserted means never
-	if o.c != nil && !o.c.gone && (o.reasserted == 0 || since-o.reasserted >= l.cfg.Timers.KeepAliveInterval) {
-		o.reasserted = since
-		l.hs.SetHome(handle, id, l.id)
-		l.hs.SetExpiry(handle, id, time.Time{})
-		l.log.Info("PE connected here claimed by a peer; reclaiming it", "pool", truncate(handle), "pe", peID(id))
-		if l.onChange != nil {
-			l.onChange(Change{Action: wire.ActionAddPE, Pool: handle, Element: e.PoolElement()})
-		}
-		return
-	}
-	l.dropOwned(o)
-}
-
-// dropOwned forgets the monitoring state of o without touching the
-// handlespace.
-func (l *loop) dropOwned(o *ownedPE) {
-	l.detach(o)
-	if o.idx >= 0 && int(o.idx) < len(l.timers) && l.timers[o.idx] == o {
-		heap.Remove(&l.timers, int(o.idx))
-	}
-	o.e.Owner = nil
+	l.carry(l.core.Adopt(now, handle, id), now)
 }
 
 // enrpMessage feeds a received ENRP message to the node.
@@ -252,6 +234,11 @@ type peerMgr struct {
 	tlsOnly bool
 	ctx     context.Context // cancelled by closeAll: aborts dials
 	cancel  context.CancelFunc
+	// allow is enrp.allow: the networks peers may be in; empty = any.
+	allow []netip.Prefix
+	// closeRefused closes a connection in the background (Registrar.closeRefused).
+	closeRefused func(transport.Conn)
+	m            *metrics
 
 	mu     sync.Mutex
 	closed bool
@@ -259,9 +246,10 @@ type peerMgr struct {
 }
 
 type peerConn struct {
+	wg     *sync.WaitGroup // tracks the background Close of tc
 	addr   string
 	lostAs string // address reported to the node when the connection fails
-	out    chan []byte
+	out    *peerQueue
 	done   chan struct{}
 	once   sync.Once
 	mu     sync.Mutex
@@ -269,15 +257,38 @@ type peerConn struct {
 	dialed bool
 }
 
+// close ends the connection without blocking (the transport's Close waits
+// for the peer up to its close timeout); the caller may hold peerMgr.mu.
 func (pc *peerConn) close() {
 	pc.once.Do(func() {
 		close(pc.done)
 		pc.mu.Lock()
-		if pc.tc != nil {
-			pc.tc.Close()
+		if tc := pc.tc; tc != nil {
+			pc.wg.Add(1)
+			go func() { defer pc.wg.Done(); tc.Close() }()
 		}
 		pc.mu.Unlock()
 	})
+}
+
+// allowed reports whether an ENRP peer at a may be talked to (enrp.allow).
+func (pm *peerMgr) allowed(a netip.Addr) bool {
+	return len(pm.allow) == 0 || (a.IsValid() && asap.Contains(pm.allow, a.Unmap()))
+}
+
+// allowedConn reports whether every address of tc's peer (every path of
+// an SCTP association) is in enrp.allow.
+func (pm *peerMgr) allowedConn(tc transport.Conn) bool {
+	if len(pm.allow) == 0 {
+		return true
+	}
+	addrs, _ := peerAddrs(tc)
+	for _, a := range addrs {
+		if !pm.allowed(a) {
+			return false
+		}
+	}
+	return len(addrs) > 0
 }
 
 // send queues b for addr, dialing it when no connection exists. It never
@@ -301,18 +312,13 @@ func (pm *peerMgr) send(addr string, b []byte) bool {
 			pm.mu.Unlock()
 			return false
 		}
-		pc = &peerConn{addr: addr, lostAs: lostAs, out: make(chan []byte, peerQueueLen), done: make(chan struct{}), dialed: true}
+		pc = &peerConn{wg: pm.wg, addr: addr, lostAs: lostAs, out: newPeerQueue(), done: make(chan struct{}), dialed: true}
 		pm.conns[addr] = pc
 		pm.wg.Add(1)
 		go pm.runDialed(pc)
 	}
 	pm.mu.Unlock()
-	select {
-	case pc.out <- b:
-		return true
-	default:
-		return false
-	}
+	return pc.out.push(b)
 }
 
 // post hands an event to the loop, giving up when the registrar stops.
@@ -346,12 +352,25 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 			pm.log.Warn("ENRP peer uses tls:// but tls.cert_file is not configured", "addr", pc.addr)
 		}
 	}
-	tc, err := transport.Dial(ctx, pc.addr, &tcfg)
+	var tc transport.Conn
+	err := errNotAllowed
+	if ip, ok := addrIP(pc.addr); !ok || pm.allowed(ip) {
+		tc, err = transport.Dial(ctx, pc.addr, &tcfg)
+		if err == nil && !pm.allowedConn(tc) {
+			pm.closeRefused(tc)
+			err = errNotAllowed
+		}
+	}
 	cancel()
 	if err != nil {
 		pm.forget(pc)
 		pc.close()
-		pm.log.Debug("ENRP dial failed", "addr", pc.addr, "err", err)
+		if err == errNotAllowed {
+			pm.m.limitRejections.WithLabelValues(limitENRPAllow).Inc()
+			pm.log.Warn("ENRP peer outside enrp.allow; not connecting", "addr", pc.addr)
+		} else {
+			pm.log.Debug("ENRP dial failed", "addr", pc.addr, "err", err)
+		}
 		pm.post(evPeerLost{pc.lostAs})
 		return
 	}
@@ -384,10 +403,12 @@ func (pm *peerMgr) serve(pc *peerConn, tc transport.Conn) {
 			return
 		case <-pc.done:
 			return
-		case b := <-pc.out:
-			if err := tc.WriteMessage(transport.Message{PPID: wire.PPIDENRP, Data: b}); err != nil {
-				pm.log.Debug("ENRP write failed", "addr", pc.addr, "err", err)
-				return
+		case <-pc.out.wake:
+			for b, ok := pc.out.pop(); ok; b, ok = pc.out.pop() {
+				if err := tc.WriteMessage(transport.Message{PPID: wire.PPIDENRP, Data: b}); err != nil {
+					pm.log.Debug("ENRP write failed", "addr", pc.addr, "err", err)
+					return
+				}
 			}
 		}
 	}
@@ -403,7 +424,7 @@ func (pm *peerMgr) read(pc *peerConn, tc transport.Conn) {
 			return
 		}
 		if !checked {
-			if !pm.allowed(tc) {
+			if !pm.identified(tc) {
 				pm.log.Warn("ENRP peer certificate not in enrp.peer_identities; closing", "addr", pc.addr)
 				return
 			}
@@ -417,10 +438,7 @@ func (pm *peerMgr) read(pc *peerConn, tc transport.Conn) {
 		if err != nil {
 			if em := enrp.ErrorFor(raw, err); em != nil {
 				if b, err := em.AppendBinary(nil); err == nil {
-					select {
-					case pc.out <- b:
-					default:
-					}
+					pc.out.push(b)
 				}
 			}
 			pm.log.Debug("malformed ENRP message", "addr", pc.addr, "err", err)
@@ -432,7 +450,9 @@ func (pm *peerMgr) read(pc *peerConn, tc transport.Conn) {
 	}
 }
 
-func (pm *peerMgr) allowed(tc transport.Conn) bool {
+// identified reports whether tc's client certificate is one of
+// enrp.peer_identities.
+func (pm *peerMgr) identified(tc transport.Conn) bool {
 	for _, id := range tlsIdentities(tc) {
 		if pm.ids[id] {
 			return true
@@ -458,16 +478,23 @@ func (pm *peerMgr) accept(ln transport.Listener, scheme transport.Scheme) {
 			continue
 		}
 		addr := transport.FormatAddr(scheme, tc.RemoteAddr())
-		pc := &peerConn{addr: addr, out: make(chan []byte, peerQueueLen), done: make(chan struct{})}
+		if !pm.allowedConn(tc) {
+			pm.closeRefused(tc)
+			pm.m.limitRejections.WithLabelValues(limitENRPAllow).Inc()
+			pm.log.Warn("ENRP connection refused: source not in enrp.allow", "peer", addr)
+			continue
+		}
+		pc := &peerConn{wg: pm.wg, addr: addr, out: newPeerQueue(), done: make(chan struct{})}
 		pm.mu.Lock()
 		if pm.closed {
 			pm.mu.Unlock()
-			tc.Close()
+			pm.closeRefused(tc)
 			return
 		}
 		if len(pm.conns) >= maxENRPConns {
+			pm.wg.Add(1) // Close waits for the peer's end of stream: not in this loop
 			pm.mu.Unlock()
-			tc.Close()
+			pm.closeRefused(tc)
 			pm.log.Warn("ENRP connection refused: too many connections", "peer", addr, "max", maxENRPConns)
 			continue
 		}
@@ -518,6 +545,11 @@ func (pm *peerMgr) receiveMulticast(rc *transport.MulticastReceiver) {
 		}
 		if _, ok := m.(*wire.Presence); !ok {
 			continue // only Presence travels by multicast
+		}
+		if !pm.allowed(src.Addr()) {
+			pm.m.limitRejections.WithLabelValues(limitENRPAllow).Inc()
+			pm.log.Debug("ENRP multicast Presence from outside enrp.allow ignored", "src", src.String())
+			continue
 		}
 		if !pm.post(evENRP{src: enrp.Source{Addr: "udp://" + src.String(), Multicast: true}, m: m}) {
 			return

@@ -65,7 +65,9 @@ func BenchmarkMentorSync100k(b *testing.B) {
 // BenchmarkUpdatePropagation: registrations at one registrar at 1,000/s;
 // reports the p50/p99 time until each is in a peer's handlespace.
 func BenchmarkUpdatePropagation(b *testing.B) {
-	a := startReady(b, enrpTestConfig())
+	cfg := enrpTestConfig()
+	cfg.Limits.MaxSourceElements = 1_000_000 // every PE comes from 127.0.0.1
+	a := startReady(b, cfg)
 	peer := startReady(b, enrpTestConfig(a.r.ENRPAddrs()[0]))
 	pe := dial(b, a.addr)
 	// The peer's handlespace is watched through its loop.

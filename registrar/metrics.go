@@ -60,6 +60,10 @@ const (
 	limitAuthz        = "authorization"
 	limitErrors       = "errors"
 	limitSendQueue    = "send_queue"
+
+	limitSourceConnections = "source_connections"
+	limitSourceElements    = "source_elements"
+	limitENRPAllow         = "enrp_allow"
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -60,6 +61,7 @@ type Registrar struct {
 	listeners []transport.Listener
 	asapAddrs []string
 	conns     map[*conn]struct{}
+	perSource map[netip.Addr]int // accepted ASAP connections per source address
 	admin     *http.Server
 	adminAddr string
 	announce  *announcer
@@ -67,6 +69,7 @@ type Registrar struct {
 
 	nconns  atomic.Int64
 	serving atomic.Bool
+	closers chan struct{} // one token per background closeRefused
 
 	ready     chan struct{} // closed when ASAP may be served (ENRP start-up done)
 	enrpLns   []transport.Listener
@@ -108,14 +111,16 @@ func New(cfg Config, opts Options) (*Registrar, error) {
 		return nil, fmt.Errorf("registrar: metrics: %w", err)
 	}
 	r := &Registrar{
-		id:       cfg.ID,
-		log:      log.With("registrar", cfg.ID.String()),
-		m:        m,
-		gatherer: gath,
-		cfg:      cfg,
-		stop:     make(chan struct{}),
-		loopDone: make(chan struct{}),
-		conns:    map[*conn]struct{}{},
+		id:        cfg.ID,
+		log:       log.With("registrar", cfg.ID.String()),
+		m:         m,
+		gatherer:  gath,
+		cfg:       cfg,
+		stop:      make(chan struct{}),
+		loopDone:  make(chan struct{}),
+		conns:     map[*conn]struct{}{},
+		perSource: map[netip.Addr]int{},
+		closers:   make(chan struct{}, maxClosers),
 	}
 	lim := cfg.Limits
 	r.limits.Store(&lim)
@@ -210,11 +215,11 @@ func (r *Registrar) Start() (err error) {
 			return fmt.Errorf("registrar: admin.listen %q: %w", cfg.Admin.Listen, err)
 		}
 		r.adminAddr = ln.Addr().String()
-		r.admin = &http.Server{Handler: r.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		r.admin = newAdminServer(r.adminHandler())
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			if err := r.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := r.admin.Serve(limitListener(ln, maxAdminConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				r.log.Error("admin server failed", "err", err)
 			}
 		}()
@@ -308,11 +313,18 @@ func (r *Registrar) startENRP(cfg Config) error {
 	pm := &peerMgr{
 		log: r.log, tcfg: tcfg, tlsCli: cli, events: r.loop.events, stop: r.stop, wg: &r.wg,
 		dialTO: 3 * time.Second, conns: map[string]*peerConn{},
+		allow: parsePrefixes(cfg.ENRP.Allow), closeRefused: r.closeRefused, m: r.m,
 	}
 	pm.ctx, pm.cancel = context.WithCancel(context.Background())
 	pm.tlsOnly = len(cfg.ENRP.Listen) > 0 && !slices.ContainsFunc(cfg.ENRP.Listen, func(a string) bool {
 		return !strings.HasPrefix(a, "tls://")
 	})
+	// Peers that reach us (listeners) or that we learn of by multicast
+	// are unauthenticated unless every ENRP connection is TLS.
+	if len(pm.allow) == 0 && !pm.tlsOnly && (len(cfg.ENRP.Listen) > 0 || cfg.ENRP.Multicast.Enabled) {
+		r.log.Warn("ENRP accepts unauthenticated peers from any source; set enrp.allow or use tls://",
+			"listen", strings.Join(cfg.ENRP.Listen, ","), "multicast", cfg.ENRP.Multicast.Enabled)
+	}
 	if len(cfg.ENRP.PeerIdentities) > 0 {
 		pm.ids = map[string]bool{}
 		for _, id := range cfg.ENRP.PeerIdentities {
@@ -418,29 +430,75 @@ func (r *Registrar) acceptLoop(ln transport.Listener, scheme transport.Scheme) {
 			}
 			continue
 		}
-		if n := r.nconns.Add(1); n > int64(r.limits.Load().MaxConnections) {
+		lim := r.limits.Load()
+		var src netip.Addr
+		if addrs, _ := peerAddrs(tc); len(addrs) > 0 {
+			src = addrs[0]
+		}
+		if n := r.nconns.Add(1); n > int64(lim.MaxConnections) {
 			r.nconns.Add(-1)
-			tc.Close()
-			r.m.connectionsTotal.WithLabelValues("refused").Inc()
-			r.m.limitRejections.WithLabelValues(limitConnections).Inc()
-			r.log.Warn("connection refused: max_connections reached", "peer", tc.RemoteAddr().String())
+			r.refuse(tc, limitConnections, "connection refused: max_connections reached")
 			continue
 		}
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
 			r.nconns.Add(-1)
-			tc.Close()
+			r.closeRefused(tc)
 			return
 		}
+		if src.IsValid() && r.perSource[src] >= lim.MaxSourceConnections {
+			r.mu.Unlock()
+			r.nconns.Add(-1)
+			r.refuse(tc, limitSourceConnections, "connection refused: max_source_connections reached")
+			continue
+		}
+		if src.IsValid() {
+			r.perSource[src]++
+		}
 		r.nextConn++
-		c := newConn(r.nextConn, tc, scheme, r.limits.Load().SendQueueBytes, r.log)
+		c := newConn(r.nextConn, tc, scheme, lim.SendQueueBytes, r.log, &r.wg)
+		c.src = src
 		r.conns[c] = struct{}{}
 		r.wg.Add(1)
 		r.mu.Unlock()
 		r.m.connections.Inc()
 		r.m.connectionsTotal.WithLabelValues("accepted").Inc()
 		go r.serveConn(c)
+	}
+}
+
+// refuse closes an accepted connection that a limit turns away, counts it
+// and logs it (one line per message text and second with the daemons'
+// handler).
+func (r *Registrar) refuse(tc transport.Conn, limit, msg string) {
+	peer := tc.RemoteAddr().String()
+	r.closeRefused(tc)
+	r.m.connectionsTotal.WithLabelValues("refused").Inc()
+	r.m.limitRejections.WithLabelValues(limit).Inc()
+	r.log.Warn(msg, "peer", peer)
+}
+
+// maxClosers bounds the refused connections being closed in the
+// background at once.
+const maxClosers = 256
+
+// closeRefused closes tc without holding up the caller (an accept loop):
+// the transport's Close waits up to its close timeout (2 s) for the peer's
+// end of stream, which a flooding peer never sends. At most maxClosers run
+// in the background; beyond that the caller closes inline, which slows
+// accepting down instead of piling up goroutines.
+func (r *Registrar) closeRefused(tc transport.Conn) {
+	select {
+	case r.closers <- struct{}{}:
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			tc.Close()
+			<-r.closers
+		}()
+	default:
+		tc.Close()
 	}
 }
 
@@ -480,7 +538,7 @@ func (r *Registrar) Reload(cfg Config) error {
 	lim := cfg.Limits
 	r.limits.Store(&lim)
 	if !started {
-		r.loop.apply(cfg)
+		r.loop.apply(cfg, time.Now())
 		return nil
 	}
 	done := make(chan struct{})

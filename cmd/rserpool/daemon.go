@@ -4,11 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 
 	"github.com/rserpool/rserpool/internal/ratelog"
 )
@@ -53,4 +57,21 @@ func writeJSONFile(path string, v any) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// Admin server bounds (the registrar's are the same): at most
+// adminMaxConns connections at once, more wait in the kernel's backlog, so
+// that a flood of admin connections cannot take the descriptors the
+// daemon's own ports need; a keep-alive connection idle for
+// adminIdleTimeout is closed, so that idle clients cannot hold the slots.
+const (
+	adminMaxConns    = 256
+	adminIdleTimeout = 30 * time.Second
+)
+
+// newAdminServer returns the HTTP server of a daemon's admin endpoint and
+// ln limited to adminMaxConns connections, for Serve.
+func newAdminServer(h http.Handler, ln net.Listener) (*http.Server, net.Listener) {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: adminIdleTimeout},
+		netutil.LimitListener(ln, adminMaxConns)
 }

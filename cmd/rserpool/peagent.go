@@ -123,7 +123,7 @@ func runPEAgent(args []string) int {
 			return 1
 		}
 		adminAddr = ln.Addr().String()
-		adminSrv = &http.Server{Handler: peAgentAdmin(a, reg), ReadHeaderTimeout: 5 * time.Second}
+		adminSrv, ln = newAdminServer(peAgentAdmin(a, reg), ln)
 		go func() {
 			defer close(adminDone)
 			if err := adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -242,8 +242,8 @@ func (s *proxyServer) startAdmin(addr string, reg prometheus.Registerer) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	s.adminLn = ln
+	s.admin, ln = newAdminServer(mux, ln)
 	s.adminErr = make(chan error, 1)
 	go func() { s.adminErr <- s.admin.Serve(ln) }()
 	return nil

@@ -88,6 +88,13 @@ func runRegistrar(args []string) int {
 		fmt.Fprintln(os.Stderr, "rserpool registrar:", err)
 		return 2
 	}
+	// Signals are caught before the registrar serves, so that a SIGTERM
+	// right after "registrar serving" shuts it down gracefully.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := r.Start(); err != nil {
 		log.Error("start failed", "err", err)
 		return 1
@@ -101,11 +108,6 @@ func runRegistrar(args []string) int {
 	}
 	log.Info("registrar serving", "id", r.ID().String(), "asap", r.ASAPAddrs(), "admin", r.AdminAddr())
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:

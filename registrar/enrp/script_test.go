@@ -1,25 +1,18 @@
 package enrp
 
 import (
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/rserpool/rserpool/handlespace"
+	"github.com/rserpool/rserpool/internal/scripttest"
 	"github.com/rserpool/rserpool/wire"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.txt with the actual output")
 
 // Scripts in testdata/*.txt drive one Node. Each block is a command line,
 // a "----" line, and the expected output lines up to a blank line. Lines
@@ -44,84 +37,18 @@ type script struct {
 }
 
 func TestScripts(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no scripts")
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) { runScript(t, f) })
-	}
+	scripttest.RunFiles(t, "testdata/*.txt", func(t *testing.T) func(string) []string {
+		s := &script{t: t, start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		s.now = s.start
+		return s.exec
+	})
 }
 
-func runScript(t *testing.T, file string) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	s := &script{t: t, start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	s.now = s.start
-	var out strings.Builder
-	for i := 0; i < len(lines); {
-		l := lines[i]
-		if l == "" || strings.HasPrefix(l, "#") {
-			out.WriteString(l + "\n")
-			i++
-			continue
-		}
-		cmd := l
-		i++
-		if i >= len(lines) || lines[i] != "----" {
-			t.Fatalf("%s:%d: command without ---- line", file, i)
-		}
-		i++
-		var want []string
-		for i < len(lines) && lines[i] != "" {
-			want = append(want, lines[i])
-			i++
-		}
-		got := s.exec(cmd)
-		out.WriteString(cmd + "\n----\n")
-		for _, g := range got {
-			out.WriteString(g + "\n")
-		}
-		if i < len(lines) {
-			out.WriteString("\n")
-			i++
-		}
-		if !*update {
-			if d := cmp.Diff(want, got, cmpopts.EquateEmpty()); d != "" {
-				t.Errorf("%s: %q: output mismatch (-want +got):\n%s", file, cmd, d)
-			}
-		}
-	}
-	if *update {
-		if err := os.WriteFile(file, []byte(out.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func kv(args []string) map[string]string {
-	m := make(map[string]string)
-	for _, a := range args {
-		k, v, _ := strings.Cut(a, "=")
-		m[k] = v
-	}
-	return m
-}
-
-func (s *script) num(v string) uint32 {
-	x, err := strconv.ParseUint(v, 0, 32)
-	if err != nil {
-		s.t.Fatalf("bad number %q", v)
-	}
-	return uint32(x)
-}
+func (s *script) num(v string) uint32 { return scripttest.Num(s.t, v) }
 
 func (s *script) exec(cmd string) []string {
 	f := strings.Fields(cmd)
-	a := kv(f[1:])
+	a := scripttest.KV(f[1:])
 	var outs []Output
 	switch f[0] {
 	case "new":
@@ -238,7 +165,7 @@ func (s *script) parseMsg(f []string) wire.Message {
 			}
 		}
 	}
-	a := kv(f)
+	a := scripttest.KV(f)
 	has := func(fl string) bool { return slices.Contains(flags, fl) }
 	snd, rcv := s.num(a["sender"]), uint32(0)
 	if a["receiver"] != "" {
