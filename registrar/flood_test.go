@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,9 +25,10 @@ import (
 // pick one): INIT with flags 0x03 (no TSN, no stream fields), DATA with
 // PPID 11, and reading DATA chunks while skipping the others.
 type rawClient struct {
-	t  testing.TB
-	nc net.Conn
-	br *bufio.Reader
+	t     testing.TB
+	nc    net.Conn
+	br    *bufio.Reader
+	reset bool // the registrar reset the connection before the dial returned
 }
 
 // rawDial connects from local (an IP on lo, e.g. 127.0.0.2) to addr
@@ -38,6 +40,11 @@ func rawDial(t testing.TB, local, addr string) *rawClient {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
 	}
 	nc, err := d.Dial("tcp", strings.TrimPrefix(addr, "tcp://"))
+	if errors.Is(err, syscall.ECONNRESET) {
+		// A refused connection is reset at once (transport.Abort); the
+		// reset can beat connect(2)'s return.
+		return &rawClient{t: t, reset: true}
+	}
 	if err != nil {
 		t.Fatalf("dial %s from %s: %v", addr, local, err)
 	}
@@ -46,6 +53,9 @@ func rawDial(t testing.TB, local, addr string) *rawClient {
 }
 
 func (rc *rawClient) write(b []byte) error {
+	if rc.reset {
+		return syscall.ECONNRESET
+	}
 	rc.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_, err := rc.nc.Write(b)
 	return err
@@ -80,6 +90,9 @@ func (rc *rawClient) send(m wire.Message) {
 // recv returns the next ASAP message (the registrar's DATA chunks carry
 // TSN, stream and PPID: a 16-byte header).
 func (rc *rawClient) recv() (wire.Message, error) {
+	if rc.reset {
+		return nil, syscall.ECONNRESET
+	}
 	rc.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
 		var h [4]byte
@@ -107,6 +120,9 @@ func (rc *rawClient) recv() (wire.Message, error) {
 // waitClosedByPeer reports whether the registrar ended the connection
 // (EOF or reset after whatever it sent) within d.
 func (rc *rawClient) waitClosedByPeer(d time.Duration) bool {
+	if rc.reset {
+		return true
+	}
 	rc.nc.SetReadDeadline(time.Now().Add(d))
 	_, err := io.Copy(io.Discard, rc.br)
 	var ne net.Error

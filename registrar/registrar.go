@@ -494,11 +494,11 @@ func (r *Registrar) closeRefused(tc transport.Conn) {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			tc.Close()
+			transport.Abort(tc)
 			<-r.closers
 		}()
 	default:
-		tc.Close()
+		transport.Abort(tc)
 	}
 }
 

@@ -44,6 +44,16 @@ type Conn interface {
 	PeerAddrs() []net.Addr
 }
 
+// Abort closes c at once where the transport can (the TCP mapping and TLS:
+// no flush, no wait for the peer, the socket reset), and otherwise with
+// Close. Use it for connections refused by a limit.
+func Abort(c Conn) error {
+	if a, ok := c.(interface{ Abort() error }); ok {
+		return a.Abort()
+	}
+	return c.Close()
+}
+
 // Listener accepts message connections.
 type Listener interface {
 	Accept() (Conn, error)

@@ -546,3 +546,27 @@ func (c *mapConn) ConnectionState() (cs tls.ConnectionState, ok bool) {
 	}
 	return tls.ConnectionState{}, false
 }
+
+// Abort closes the connection at once, without flushing queued frames or
+// waiting for the peer's end of stream: the socket is reset (SO_LINGER 0).
+// It is for connections refused by a limit, where Close's graceful wait
+// would let a flooder hold resources for CloseTimeout each.
+func (c *mapConn) Abort() error {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		if tcp, ok := c.raw.(*net.TCPConn); ok {
+			tcp.SetLinger(0)
+		}
+		c.wmu.Lock()
+		c.wclosing = true
+		c.wcond.Broadcast()
+		c.wmu.Unlock()
+		select { // let a reader blocked on a full queue go on (discarding)
+		case c.qspace <- struct{}{}:
+		default:
+		}
+		c.fail(net.ErrClosed)
+		c.wg.Wait()
+	})
+	return nil
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -645,4 +646,49 @@ func (s *safeBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestAbortDoesNotWaitForThePeer: Close waits up to CloseTimeout for a peer
+// that never ends its stream; Abort returns at once and the peer sees the
+// connection reset.
+func TestAbortDoesNotWaitForThePeer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A peer that sends half a chunk header and never reads or closes.
+	raw.Write([]byte{0x00, 0x00})
+	c := newMapConn(srv, srv, resolve(&Config{CloseTimeout: time.Hour, HeartbeatInterval: -1}).mapping(), false)
+	done := make(chan struct{})
+	go func() { Abort(c); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Abort waited for the peer")
+	}
+	raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var buf [256]byte
+	for {
+		_, err := raw.Read(buf[:])
+		if err == nil {
+			continue // the INIT the mapping may have sent first
+		}
+		if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, io.EOF) {
+			t.Fatalf("peer read: %v, want the connection reset", err)
+		}
+		break
+	}
+	if _, err := c.ReadMessage(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("ReadMessage after Abort: %v", err)
+	}
 }
