@@ -207,12 +207,10 @@ func (s *Server) start(c transport.Conn) {
 		return
 	}
 	if len(s.peers) >= s.cfg.MaxSessions {
-		// Close waits up to the transport's CloseTimeout for the peer's end
-		// of stream; a flooder never sends it, so it must not hold up
-		// this loop. (Added under s.mu while not closing: before any Wait.)
-		s.wg.Add(1)
 		s.mu.Unlock()
-		go func() { defer s.wg.Done(); c.Close() }()
+		// Abort, not Close: Close waits up to the transport's CloseTimeout
+		// for the peer's end of stream, which a flooder never sends.
+		transport.Abort(c)
 		// A flood must not flood the log: the 1st, 2nd, 4th, 8th... refusal.
 		if n := s.refused.Add(1); n&(n-1) == 0 {
 			s.log.Warn("refusing sessions: too many", "remote", c.RemoteAddr(), "limit", s.cfg.MaxSessions, "refused", n)
