@@ -253,6 +253,10 @@ func TestE2ELifecycle(t *testing.T) {
 	pe := dial(t, p.asap)
 	pu := dial(t, p.asap)
 
+	// Until the keep-alive part below, the PE answers keep-alives on its
+	// own: the ctl commands are process starts, each longer than the
+	// keep-alive interval plus timeout (600 ms) on a loaded machine.
+	pe.autoAck.Store(true)
 	if r := pe.register(regMsg("EchoPool", 0x51, 7001, wire.PolicyRoundRobin)); r.Reject {
 		t.Fatalf("register: %+v", r.Error)
 	}
@@ -285,6 +289,7 @@ func TestE2ELifecycle(t *testing.T) {
 	}
 
 	// Keep-alives answered twice; then silence removes the PE.
+	pe.autoAck.Store(false)
 	for i := 0; i < 2; i++ {
 		ka := expect[*wire.EndpointKeepAlive](t, pe)
 		pe.send(&wire.EndpointKeepAliveAck{PoolHandle: ka.PoolHandle, ID: ka.ID})
