@@ -7,7 +7,8 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 
 # Fuzz targets as package:Target pairs.
 FUZZ_TARGETS := ./wire:FuzzParseASAP ./wire:FuzzParseENRP ./transport:FuzzChunkReader ./transport:FuzzParseAddr \
-	./registrar/asap:FuzzCore ./regclient:FuzzClient ./pe-agent:FuzzSession ./pucache:FuzzResolutionResponse
+	./registrar/asap:FuzzCore ./regclient:FuzzClient ./pe-agent:FuzzSession ./pucache:FuzzResolutionResponse \
+	./session:FuzzControl ./session:FuzzVerify
 
 # Debian package version: 0.1.0~gitDATE.HASH (newer commits sort higher).
 DEB_VERSION ?= 0.1.0~git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d%H%M%S 2>/dev/null || echo 0)
