@@ -45,9 +45,15 @@
 //   - Keep-alives (ASAP_ENDPOINT_KEEP_ALIVE, H=0, with RSPLIB's PE Identifier)
 //     go over the connection the PE registered on, keepalive_interval after
 //     the registration or the last ack; no ack within keepalive_timeout
-//     removes the PE. When a connection ends its PEs are removed
-//     (registration.remove_on_connection_loss, default true); otherwise they
-//     get one keepalive_timeout to re-register on a new connection.
+//     removes the PE. When a connection ends without a deregistration its
+//     PEs are removed timers.connection_loss_grace (500 ms) later
+//     (registration.remove_on_connection_loss, default true; RSPLIB removes
+//     them at once, grace 0 does too): a re-registration over a new
+//     connection in time, here or at a peer (its Handle Update), keeps the
+//     PE without a removal in between. Without remove_on_connection_loss
+//     they get one keepalive_timeout. Connections this registrar closes
+//     when it shuts down are not announced as removals: its peers take its
+//     PEs over and the PEs re-register elsewhere.
 //   - Every user-transport address must be an address of the registering
 //     connection (RFC 5352 §2.2.1), else cause 0xa; switch it off with
 //     registration.require_address_subset = false for agents that register

@@ -3,6 +3,7 @@ package registrar
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net"
@@ -79,7 +80,15 @@ type (
 		src enrp.Source
 		m   wire.Message
 	}
-	evPeerLost struct{ addr string }
+	// evPeerLost: an ENRP connection ended (addr is its address: the
+	// peer's for dialed ones, the remote one for accepted ones; ids the
+	// server IDs whose messages came over it), or, with unreachable, no
+	// connection to addr could be set up.
+	evPeerLost struct {
+		addr        string
+		ids         []uint32
+		unreachable bool
+	}
 )
 
 // enrpSide is the loop's ENRP state: the protocol node and where its
@@ -181,7 +190,7 @@ func (l *loop) enrpOut(outs []enrp.Output, now time.Time) {
 		case enrp.KeepAliveHome:
 			l.carry(l.core.Adopt(now, o.Handle, o.PEID), now)
 		case enrp.OwnershipLost:
-			l.carry(l.core.Disown(now, o.Handle, o.PEID), now)
+			l.carry(l.core.Disown(now, o.Handle, o.PEID, !o.FromTable), now)
 		case enrp.PeerUp, enrp.PeerDown:
 			msg := "ENRP peer up"
 			if o.Kind == enrp.PeerDown {
@@ -190,7 +199,7 @@ func (l *loop) enrpOut(outs []enrp.Output, now time.Time) {
 			l.log.Info(msg, "peer", ServerID(o.PeerID), "addr", o.To)
 			n := 0
 			for _, p := range es.node.Peers() {
-				if p.ID != 0 && (p.State == enrp.PeerActive || p.State == enrp.PeerProbing) {
+				if p.ID != 0 && !p.Tentative && (p.State == enrp.PeerActive || p.State == enrp.PeerProbing) {
 					n++
 				}
 			}
@@ -249,9 +258,30 @@ type peerConn struct {
 	out    *peerQueue
 	done   chan struct{}
 	once   sync.Once
-	mu     sync.Mutex
+	mu     sync.Mutex // guards tc and ids
 	tc     transport.Conn
+	ids    []uint32 // server IDs whose messages arrived (at most maxConnIDs)
 	dialed bool
+}
+
+// maxConnIDs bounds the server IDs remembered per connection: one peer
+// uses one ID; a hostile sender cycling IDs gains nothing beyond that.
+const maxConnIDs = 4
+
+// saw records that a message from server ID id arrived over pc.
+func (pc *peerConn) saw(id uint32) {
+	pc.mu.Lock()
+	if id != 0 && len(pc.ids) < maxConnIDs && !slices.Contains(pc.ids, id) {
+		pc.ids = append(pc.ids, id)
+	}
+	pc.mu.Unlock()
+}
+
+// lost is the event that reports pc's end to the loop.
+func (pc *peerConn) lost() evPeerLost {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return evPeerLost{addr: pc.lostAs, ids: slices.Clone(pc.ids)}
 }
 
 // close ends the connection without blocking (the transport's Close waits
@@ -368,11 +398,11 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 		} else {
 			pm.log.Debug("ENRP dial failed", "addr", pc.addr, "err", err)
 		}
-		pm.post(evPeerLost{pc.lostAs})
+		pm.post(evPeerLost{addr: pc.lostAs, unreachable: true})
 		return
 	}
 	pm.serve(pc, tc)
-	pm.post(evPeerLost{pc.lostAs})
+	pm.post(pc.lost())
 }
 
 // serve runs the reader (in a new goroutine) and the writer of pc over tc
@@ -441,6 +471,7 @@ func (pm *peerMgr) read(pc *peerConn, tc transport.Conn) {
 			pm.log.Debug("malformed ENRP message", "addr", pc.addr, "err", err)
 			continue
 		}
+		pc.saw(binary.BigEndian.Uint32(raw[4:8])) // the Sending Server's ID (RFC 5353 §2.1)
 		if !pm.post(evENRP{src: src, m: m}) {
 			return
 		}
@@ -484,7 +515,7 @@ func (pm *peerMgr) accept(ln transport.Listener, scheme transport.Scheme) {
 			pm.log.Warn("ENRP connection refused: source not in enrp.allow", "peer", addr)
 			continue
 		}
-		pc := &peerConn{wg: pm.wg, addr: addr, out: newPeerQueue(), done: make(chan struct{})}
+		pc := &peerConn{wg: pm.wg, addr: addr, lostAs: addr, out: newPeerQueue(), done: make(chan struct{})}
 		pm.mu.Lock()
 		if pm.closed {
 			pm.mu.Unlock()
@@ -504,7 +535,11 @@ func (pm *peerMgr) accept(ln transport.Listener, scheme transport.Scheme) {
 		pm.conns[addr] = pc
 		pm.wg.Add(1)
 		pm.mu.Unlock()
-		go func() { defer pm.wg.Done(); pm.serve(pc, tc) }()
+		go func() {
+			defer pm.wg.Done()
+			pm.serve(pc, tc)
+			pm.post(pc.lost()) // a peer that dies closes the connections it opened too
+		}()
 	}
 }
 

@@ -570,17 +570,20 @@ func (r *Registrar) shutdown(ctx context.Context) error {
 	for _, ln := range r.listeners {
 		ln.Close()
 	}
-	for c := range r.conns {
-		c.close()
-	}
 	for _, ln := range r.enrpLns {
 		ln.Close()
 	}
 	if r.mcRecv != nil {
 		r.mcRecv.Close()
 	}
+	// ENRP first: the connections closed below are closed by us, not by
+	// their PEs, and must not be announced to peers as removals. The peers
+	// take this registrar's PEs over, and the PEs re-register elsewhere.
 	if r.peerMgr != nil {
 		r.peerMgr.closeAll()
+	}
+	for c := range r.conns {
+		c.close()
 	}
 	if r.admin != nil {
 		r.admin.Close()
