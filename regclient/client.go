@@ -75,6 +75,11 @@ type (
 		gen uint64
 		err error
 	}
+	evProbed struct {
+		id   uint64
+		conn transport.Conn // the answering registrar's connection; nil on failure
+		err  error
+	}
 )
 
 // New builds a Client; it starts nothing until Start.
@@ -320,6 +325,18 @@ func (c *Client) event(now time.Time, ev any) {
 		c.core.receive(now, ev.gen, ev.msg)
 	case evLost:
 		c.core.lost(now, ev.gen, ev.err)
+	case evProbed:
+		if a := c.attempts[ev.id]; a != nil {
+			a.conn = ev.conn
+		} else if ev.conn != nil {
+			c.closeConn(ev.conn)
+			return
+		}
+		c.core.probed(now, ev.id, ev.err)
+		if a := c.attempts[ev.id]; a != nil && ev.err != nil {
+			a.cancel()
+			delete(c.attempts, ev.id)
+		}
 	case transport.Addr:
 		c.core.learn(now, ev)
 	}
@@ -334,6 +351,11 @@ func (c *Client) exec(now time.Time) {
 			c.attempts[e.id] = &attempt{cancel: cancel}
 			c.wg.Add(1)
 			go c.dial(ctx, e.id, e.addr)
+		case effProbe:
+			ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+			c.attempts[e.id] = &attempt{cancel: cancel}
+			c.wg.Add(1)
+			go c.probe(ctx, e.id, e.addr, transport.Message{PPID: e.ppid, Data: e.data})
 		case effCancel, effDrop:
 			// An attempt still dialing is forgotten too: its result finds
 			// no attempt and closes the connection (event).
@@ -416,6 +438,69 @@ func (c *Client) dial(ctx context.Context, id uint64, a transport.Addr) {
 			conn.Close()
 		}
 	}
+}
+
+// probe runs one check of the preferred registrar (Config.Rebalance):
+// connect, send the Handle Resolution m and wait for an ASAP answer, all
+// within ctx. It reports the connection (kept for a move) or the failure.
+func (c *Client) probe(ctx context.Context, id uint64, a transport.Addr, m transport.Message) {
+	defer c.wg.Done()
+	conn, err := c.cfg.Dial(ctx, a)
+	if err == nil && conn == nil {
+		err = errors.New("dial returned no connection")
+	}
+	if err == nil {
+		if err = c.awaitAnswer(ctx, conn, m); err != nil {
+			transport.Abort(conn)
+			conn = nil
+		}
+	}
+	select {
+	case c.events <- evProbed{id, conn, err}:
+	case <-c.quit:
+		if conn != nil {
+			transport.Abort(conn)
+		}
+	}
+}
+
+// awaitAnswer writes m on conn and reads until an ASAP Handle Resolution
+// Response or ASAP Error arrives (at most a few messages), or ctx ends.
+func (c *Client) awaitAnswer(ctx context.Context, conn transport.Conn, m transport.Message) error {
+	if err := conn.WriteMessage(m); err != nil {
+		return err
+	}
+	read := make(chan struct{})
+	c.wg.Add(1)
+	go func() { // a read does not take a context: end it by closing
+		defer c.wg.Done()
+		select {
+		case <-ctx.Done():
+			transport.Abort(conn)
+		case <-read:
+		}
+	}()
+	defer close(read)
+	for range 16 {
+		rm, err := conn.ReadMessage()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		if rm.PPID != wire.PPIDASAP && rm.PPID != 0 {
+			continue
+		}
+		switch msg, _ := wire.ParseASAP(rm.Data); msg.(type) {
+		case *wire.HandleResolutionResponse, *wire.ASAPError:
+			if ctx.Err() != nil {
+				return ctx.Err() // the watcher may be closing the connection
+			}
+			return nil
+		}
+	}
+	return errors.New("no answer to the Handle Resolution")
 }
 
 // post hands an event to the loop; false once the client is closing.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/rserpool/rserpool/transport"
@@ -73,6 +74,25 @@ type Config struct {
 	// MaxPending bounds the requests waiting at once; more fail with
 	// ErrBusy. Zero means 4096.
 	MaxPending int
+	// Rebalance, when positive, makes the first static registrar the
+	// preferred one (list each agent's nearest or own registrar first to
+	// spread PEs over a registrar set). While connected to another
+	// registrar, the client checks the preferred one every Rebalance/4 (at
+	// least every second): a connection and a Handle Resolution of
+	// RebalanceProbe answered within T1. Once it has answered every check
+	// for Rebalance plus a random part of up to half of it (so that the
+	// clients of a returning registrar do not all move at once), the
+	// client moves there: the checked connection becomes the connection
+	// (Handler.Up; a pool element registers there) and the old one is
+	// closed. Zero (the default) never moves a working connection.
+	Rebalance time.Duration
+	// RebalanceProbe is the pool handle the check resolves (a pool
+	// element's own pool); any answer, a negative one included, shows
+	// that the registrar serves. Empty means "rebalance-probe".
+	RebalanceProbe wire.PoolHandle
+	// Rand draws the rebalance jitter; nil means randomly seeded.
+	Rand *rand.Rand
+
 	// AnnounceGroup, when set, is the multicast group ("239.0.0.50:3863",
 	// RSPLIB's) on which the client hears ASAP Server Announces;
 	// AnnounceInterface names the interface ("" = the routing table's).
@@ -119,6 +139,12 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RebalanceProbe == "" {
+		cfg.RebalanceProbe = "rebalance-probe"
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	if cfg.Dial == nil {
 		tc := cfg.Transport

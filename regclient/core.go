@@ -42,7 +42,18 @@ type core struct {
 	pending []*request // FIFO
 	hWake   time.Time  // the handler's next deadline
 
+	reb rebalance // checks of the preferred registrar (Config.Rebalance)
+
 	out []effect
+}
+
+// rebalance is the state of the checks of the preferred registrar while
+// the connection is to another one (Config.Rebalance).
+type rebalance struct {
+	probe uint64        // the check under way (an attempt id); 0 = none
+	next  time.Time     // when the next check starts; zero = not scheduled
+	since time.Time     // it has answered every check since; zero = it has not
+	need  time.Duration // how long it must answer before the move (drawn once per since)
 }
 
 // round is one server hunt: the candidates in try order and the attempts
@@ -78,6 +89,7 @@ const (
 	effDrop                         // close attempt id's connection (not adopted)
 	effWrite                        // write data (ppid) on connection gen
 	effClose                        // close connection gen
+	effProbe                        // check addr: connect, write data, await an ASAP answer within timeout (attempt id)
 )
 
 // effect is one I/O action for the shell.
@@ -287,6 +299,7 @@ func (c *core) dialed(now time.Time, id uint64, err error) {
 	c.gen++
 	c.up, c.addr = true, addr
 	c.t5, c.retry = c.cfg.ConnectTimeout, c.cfg.RetryInterval
+	c.reb = rebalance{probe: c.reb.probe} // a check still under way ends by itself
 	c.out = append(c.out, effect{kind: effAdopt, id: id, gen: c.gen, addr: addr})
 	c.log.Info("connected to registrar", "registrar", addr)
 	for _, r := range slices.Clone(c.pending) {
@@ -422,6 +435,7 @@ func (c *core) advance(now time.Time) {
 		c.startHunt(now)
 	}
 	c.kick = false
+	c.rebalanceStep(now)
 }
 
 // expireRequests handles T1: a request not answered in time is re-sent
@@ -476,6 +490,9 @@ func (c *core) wake() time.Time {
 	if !c.up && c.hunt == nil && (len(c.pending) > 0 || c.want) {
 		at(c.nextHunt)
 	}
+	if c.reb.probe == 0 {
+		at(c.reb.next)
+	}
 	return t
 }
 
@@ -496,6 +513,96 @@ func (c *core) setStatic(now time.Time, list []transport.Addr) {
 	}
 }
 
+// ---- moving back to the preferred registrar ----
+
+// away returns the preferred registrar while the connection is to another
+// one (Config.Rebalance).
+func (c *core) away() (transport.Addr, bool) {
+	if c.cfg.Rebalance <= 0 || !c.up {
+		return transport.Addr{}, false
+	}
+	pref, ok := c.set.First()
+	if !ok || pref == c.addr {
+		return transport.Addr{}, false
+	}
+	return pref, true
+}
+
+// checkEvery is the period of the checks: a quarter of Rebalance, at
+// least 100 ms, ±12.5 % so that clients started together spread out.
+func (c *core) checkEvery() time.Duration {
+	d := max(c.cfg.Rebalance/4, 100*time.Millisecond)
+	return d - d/8 + time.Duration(c.cfg.Rand.Int64N(int64(d/4)+1))
+}
+
+// rebalanceStep schedules and starts the checks while away from the
+// preferred registrar, and forgets them otherwise.
+func (c *core) rebalanceStep(now time.Time) {
+	pref, away := c.away()
+	switch {
+	case !away:
+		c.reb.next, c.reb.since = time.Time{}, time.Time{}
+	case c.reb.probe != 0:
+	case c.reb.next.IsZero():
+		c.reb.next = now.Add(c.checkEvery())
+	case !now.Before(c.reb.next):
+		b, err := (&wire.HandleResolution{PoolHandle: c.cfg.RebalanceProbe}).AppendBinary(nil)
+		if err != nil {
+			c.cfg.Rebalance = 0 // a handle that cannot be encoded: no checks
+			return
+		}
+		c.nextID++
+		c.reb.probe = c.nextID
+		c.out = append(c.out, effect{kind: effProbe, id: c.nextID, addr: pref, timeout: c.cfg.RequestTimeout,
+			ppid: wire.PPIDASAP, data: b})
+	}
+}
+
+// probed reports the end of check id: err == nil means the preferred
+// registrar answered, and the check's connection is kept for a move. The
+// client moves once the registrar has answered every check for the time
+// drawn (SH6 with a chosen home: Handler.Up follows on the new connection,
+// and requests in flight are sent again there); otherwise the connection
+// is dropped.
+func (c *core) probed(now time.Time, id uint64, err error) {
+	if id != c.reb.probe {
+		if err == nil {
+			c.out = append(c.out, effect{kind: effDrop, id: id})
+		}
+		return
+	}
+	c.reb.probe = 0
+	c.reb.next = now.Add(c.checkEvery())
+	pref, away := c.away()
+	switch {
+	case err != nil:
+		c.log.Debug("preferred registrar check failed", "registrar", pref, "err", err)
+		c.reb.since = time.Time{}
+		return
+	case !away:
+		c.out = append(c.out, effect{kind: effDrop, id: id})
+		return
+	case c.reb.since.IsZero():
+		c.reb.since = now
+		r := c.cfg.Rebalance
+		c.reb.need = r + time.Duration(c.cfg.Rand.Int64N(int64(r/2)+1))
+	}
+	if now.Sub(c.reb.since) < c.reb.need {
+		c.out = append(c.out, effect{kind: effDrop, id: id})
+		return
+	}
+	c.log.Info("moving to the preferred registrar", "registrar", pref, "from", c.addr,
+		"answering_for", now.Sub(c.reb.since).Round(time.Millisecond))
+	c.gen++
+	c.addr = pref
+	c.reb = rebalance{}
+	c.out = append(c.out, effect{kind: effAdopt, id: id, gen: c.gen, addr: pref})
+	for _, r := range slices.Clone(c.pending) {
+		c.transmit(now, r)
+	}
+	c.h.Up(now, pref)
+}
+
 // shutdown fails every pending request and abandons the hunt and the
 // connection.
 func (c *core) shutdown(now time.Time, err error) {
@@ -508,6 +615,10 @@ func (c *core) shutdown(now time.Time, err error) {
 	if c.up {
 		c.out = append(c.out, effect{kind: effClose, gen: c.gen})
 		c.up = false
+	}
+	if c.reb.probe != 0 {
+		c.out = append(c.out, effect{kind: effCancel, id: c.reb.probe})
+		c.reb.probe = 0
 	}
 	pending := c.pending
 	c.pending = nil
