@@ -30,6 +30,10 @@ type sessionConfig struct {
 	AnnounceGroup     string
 	AnnounceInterface string
 	AnnounceTTL       time.Duration
+	// RebalanceAfter is regclient.Config.Rebalance (zero or negative: off),
+	// RebalanceProbe the pool its checks resolve.
+	RebalanceAfter time.Duration
+	RebalanceProbe wire.PoolHandle
 }
 
 // sessionHooks report protocol events (metrics); nil fields are skipped.
@@ -125,6 +129,8 @@ func (s *session) clientConfig() regclient.Config {
 		AnnounceLifetime:  cfg.AnnounceTTL,
 		AnnounceGroup:     cfg.AnnounceGroup,
 		AnnounceInterface: cfg.AnnounceInterface,
+		Rebalance:         max(cfg.RebalanceAfter, 0),
+		RebalanceProbe:    cfg.RebalanceProbe,
 		Handler:           s,
 		Logger:            s.log,
 	}
