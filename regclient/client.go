@@ -40,6 +40,7 @@ type Client struct {
 	// Owned by the loop.
 	attempts map[uint64]*attempt
 	cur      *liveConn
+	prev     *liveConn // the connection before a move, open until its effClose
 }
 
 const (
@@ -374,7 +375,7 @@ func (c *Client) exec(now time.Time) {
 				continue
 			}
 			a.cancel()
-			c.adopt(e.gen, e.addr, a.conn)
+			c.adopt(e.gen, e.addr, a.conn, e.keep)
 		case effWrite:
 			if c.cur == nil || c.cur.gen != e.gen {
 				continue
@@ -391,14 +392,22 @@ func (c *Client) exec(now time.Time) {
 			if c.cur != nil && c.cur.gen == e.gen {
 				c.closeCur()
 			}
+			if c.prev != nil && c.prev.gen == e.gen {
+				c.closeLive(c.prev)
+				c.prev = nil
+			}
 		}
 	}
 }
 
 func (c *Client) closeCur() {
-	close(c.cur.stop)
-	c.closeConn(c.cur.conn)
+	c.closeLive(c.cur)
 	c.cur = nil
+}
+
+func (c *Client) closeLive(lc *liveConn) {
+	close(lc.stop)
+	c.closeConn(lc.conn)
 }
 
 // closeConn closes a connection without blocking the loop: a graceful
@@ -413,7 +422,16 @@ func (c *Client) closeConn(conn transport.Conn) {
 }
 
 // adopt makes conn the connection gen and starts its reader and writer.
-func (c *Client) adopt(gen uint64, addr transport.Addr, conn transport.Conn) {
+// The current connection is closed, or with keep left open as prev.
+func (c *Client) adopt(gen uint64, addr transport.Addr, conn transport.Conn, keep bool) {
+	if c.prev != nil {
+		c.closeLive(c.prev)
+		c.prev = nil
+	}
+	if c.cur != nil && keep {
+		c.prev = c.cur
+		c.cur = nil
+	}
 	if c.cur != nil {
 		c.closeCur()
 	}

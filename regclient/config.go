@@ -83,8 +83,9 @@ type Config struct {
 	// for Rebalance plus a random part of up to half of it (so that the
 	// clients of a returning registrar do not all move at once), the
 	// client moves there: the checked connection becomes the connection
-	// (Handler.Up; a pool element registers there) and the old one is
-	// closed. Zero (the default) never moves a working connection.
+	// (Handler.Up; a pool element registers there), and the old one is
+	// closed once the requests pending then are done (at most T1 later).
+	// Zero (the default) never moves a working connection.
 	Rebalance time.Duration
 	// RebalanceProbe is the pool handle the check resolves (a pool
 	// element's own pool); any answer, a negative one included, shows

@@ -43,6 +43,11 @@ type core struct {
 	hWake   time.Time  // the handler's next deadline
 
 	reb rebalance // checks of the preferred registrar (Config.Rebalance)
+	// After a move to the preferred registrar the previous connection
+	// stays open until the requests pending at the move (the Handler's
+	// registrations there) are done, or T1 has passed.
+	prev      uint64 // its generation; 0 = none
+	prevUntil time.Time
 
 	out []effect
 }
@@ -101,6 +106,7 @@ type effect struct {
 	timeout time.Duration
 	ppid    uint32
 	data    []byte
+	keep    bool // effAdopt: the current connection stays open until its effClose
 }
 
 func newCore(cfg Config, h Handler, log *slog.Logger) *core {
@@ -321,6 +327,7 @@ func (c *core) lost(now time.Time, gen uint64, err error) {
 // (they were not answered), the Handler hears of it, and a hunt follows.
 func (c *core) down(now time.Time, err error) {
 	c.log.Info("registrar connection closed", "registrar", c.addr, "err", err)
+	c.closePrevious(now, true)
 	c.out = append(c.out, effect{kind: effClose, gen: c.gen})
 	c.up, c.last = false, c.addr
 	c.addr = transport.Addr{}
@@ -436,6 +443,7 @@ func (c *core) advance(now time.Time) {
 	}
 	c.kick = false
 	c.rebalanceStep(now)
+	c.closePrevious(now, false)
 }
 
 // expireRequests handles T1: a request not answered in time is re-sent
@@ -492,6 +500,9 @@ func (c *core) wake() time.Time {
 	}
 	if c.reb.probe == 0 {
 		at(c.reb.next)
+	}
+	if c.prev != 0 {
+		at(c.prevUntil)
 	}
 	return t
 }
@@ -593,14 +604,28 @@ func (c *core) probed(now time.Time, id uint64, err error) {
 	}
 	c.log.Info("moving to the preferred registrar", "registrar", pref, "from", c.addr,
 		"answering_for", now.Sub(c.reb.since).Round(time.Millisecond))
+	c.closePrevious(now, true)
+	c.prev, c.prevUntil = c.gen, now.Add(c.cfg.RequestTimeout)
 	c.gen++
 	c.addr = pref
 	c.reb = rebalance{}
-	c.out = append(c.out, effect{kind: effAdopt, id: id, gen: c.gen, addr: pref})
+	c.out = append(c.out, effect{kind: effAdopt, id: id, gen: c.gen, addr: pref, keep: true})
 	for _, r := range slices.Clone(c.pending) {
 		c.transmit(now, r)
 	}
 	c.h.Up(now, pref)
+}
+
+// closePrevious closes the connection left open by a move once nothing is
+// pending any more (the registrations at the new registrar are answered,
+// so the old one is told by a Handle Update before it sees the connection
+// end), after T1 at the latest, or at once when now is set.
+func (c *core) closePrevious(now time.Time, force bool) {
+	if c.prev == 0 || (!force && len(c.pending) > 0 && now.Before(c.prevUntil)) {
+		return
+	}
+	c.out = append(c.out, effect{kind: effClose, gen: c.prev})
+	c.prev = 0
 }
 
 // shutdown fails every pending request and abandons the hunt and the
@@ -616,6 +641,7 @@ func (c *core) shutdown(now time.Time, err error) {
 		c.out = append(c.out, effect{kind: effClose, gen: c.gen})
 		c.up = false
 	}
+	c.closePrevious(now, true)
 	if c.reb.probe != 0 {
 		c.out = append(c.out, effect{kind: effCancel, id: c.reb.probe})
 		c.reb.probe = 0

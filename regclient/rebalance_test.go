@@ -3,6 +3,7 @@ package regclient
 import (
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -80,8 +81,8 @@ func TestRebalanceMovesBackToPreferred(t *testing.T) {
 		if has(es, effDrop) {
 			continue
 		}
-		if !has(es, effAdopt) || writes(es) != 1 {
-			t.Fatalf("effects of the move: %+v", es)
+		if !has(es, effAdopt) || writes(es) != 1 || has(es, effClose) {
+			t.Fatalf("effects of the move: %+v (the old connection must stay open)", es)
 		}
 		if took := r.now.Sub(first); took < 4*time.Second || took > 6*time.Second+1250*time.Millisecond {
 			t.Fatalf("moved after answering for %v, want Rebalance..1.5 × Rebalance (+ one check)", took)
@@ -91,12 +92,51 @@ func TestRebalanceMovesBackToPreferred(t *testing.T) {
 	if r.c.addr != addr("10.0.0.1:3863") || r.ev[len(r.ev)-1] != "up tcp://10.0.0.1:3863" {
 		t.Fatalf("home %v, events %v", r.c.addr, r.ev)
 	}
+	old := r.c.gen - 1
+	if es := r.step(); has(es, effClose) {
+		t.Fatalf("old connection closed while a request is pending: %+v", es)
+	}
 	r.c.receive(r.now, r.c.gen, &wire.HandleResolutionResponse{PoolHandle: "P"})
 	if !res.done || res.err != nil {
 		t.Fatalf("request in flight during the move: %+v", res)
 	}
+	es := r.step()
+	if len(es) != 1 || es[0].kind != effClose || es[0].gen != old {
+		t.Fatalf("once nothing is pending the old connection closes: %+v", es)
+	}
 	if w := r.c.wake(); !w.IsZero() {
 		t.Fatalf("checks go on at the preferred registrar: wake %v", w)
+	}
+}
+
+// TestRebalanceOldConnectionClosedAfterT1: requests that stay unanswered
+// at the new registrar do not keep the old connection open beyond T1.
+func TestRebalanceOldConnectionClosedAfterT1(t *testing.T) {
+	r := rebalanceRig(t)
+	r.request(&wire.HandleResolution{PoolHandle: "P"})
+	for i := 0; r.c.addr != addr("10.0.0.1:3863"); i++ {
+		if i > 20 {
+			t.Fatal("the client never moved")
+		}
+		r.now = r.c.wake()
+		r.step()
+		if e, ok := r.probing(); ok {
+			r.c.probed(r.now, e.id, nil)
+			r.collect()
+		}
+	}
+	moved, old := r.now, r.c.gen-1
+	for {
+		r.now = r.c.wake()
+		if es := r.step(); slices.ContainsFunc(es, func(e effect) bool { return e.kind == effClose && e.gen == old }) {
+			if r.now.Sub(moved) > 30*time.Second {
+				t.Fatalf("old connection closed %v after the move, want at most T1 = 30s", r.now.Sub(moved))
+			}
+			return
+		}
+		if r.now.Sub(moved) > time.Minute {
+			t.Fatal("old connection never closed")
+		}
 	}
 }
 
