@@ -16,6 +16,13 @@ import (
 // maxRetryInterval caps the doubling of the retry interval (RETRAN-MAX).
 const maxRetryInterval = regclient.DefaultRetranMax
 
+// huntStagger gives each registrar of a hunt this long alone before the
+// next is tried too (regclient.Config.HuntStagger): a pool element registers
+// at the first registrar of its list when that one answers, rather than at
+// whichever answers fastest, so that it does not have to move there later
+// (rebalancing). A refused or failed attempt is replaced at once.
+const huntStagger = 250 * time.Millisecond
+
 // sessionConfig configures the registrar connection shared by elements.
 type sessionConfig struct {
 	Registrars      []transport.Addr
@@ -129,6 +136,7 @@ func (s *session) clientConfig() regclient.Config {
 		AnnounceLifetime:  cfg.AnnounceTTL,
 		AnnounceGroup:     cfg.AnnounceGroup,
 		AnnounceInterface: cfg.AnnounceInterface,
+		HuntStagger:       huntStagger,
 		Rebalance:         max(cfg.RebalanceAfter, 0),
 		RebalanceProbe:    cfg.RebalanceProbe,
 		Handler:           s,

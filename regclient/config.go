@@ -59,6 +59,13 @@ type Config struct {
 	// Parallel is how many registrars a hunt tries at once, 1..3. Zero
 	// means 3.
 	Parallel int
+	// HuntStagger is the pause between the starts of a hunt's attempts
+	// while the ones under way have neither succeeded nor failed: the
+	// registrars are tried in order of preference (the static list first),
+	// and each gets this long before the next one is tried as well (up to
+	// Parallel at once). A failed attempt is replaced at once. Zero (the
+	// default) starts Parallel attempts at once, and the fastest wins.
+	HuntStagger time.Duration
 	// RequestTimeout is T1: a request not answered within it is re-sent,
 	// at another registrar. Zero means 3 s.
 	RequestTimeout time.Duration

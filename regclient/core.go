@@ -64,12 +64,13 @@ type rebalance struct {
 // round is one server hunt: the candidates in try order and the attempts
 // under way, at most Parallel at once, within T5.
 type round struct {
-	order    []transport.Addr
-	next     int                       // next candidate of order to try
-	last     transport.Addr            // tried only when every other failed
-	active   map[uint64]transport.Addr // attempt → registrar
-	errs     []error
-	deadline time.Time // T5 expiry
+	order     []transport.Addr
+	next      int                       // next candidate of order to try
+	last      transport.Addr            // tried only when every other failed
+	active    map[uint64]transport.Addr // attempt → registrar
+	errs      []error
+	deadline  time.Time // T5 expiry
+	nextStart time.Time // no further attempt before this while one is under way (HuntStagger)
 }
 
 // request is one request (or one-way message) waiting for a connection,
@@ -295,6 +296,7 @@ func (c *core) dialed(now time.Time, id uint64, err error) {
 	if err != nil {
 		c.log.Debug("registrar connect failed", "registrar", addr, "err", err)
 		h.errs = append(h.errs, fmt.Errorf("%s: %w", addr, err))
+		h.nextStart = now // its replacement starts at once (SH4)
 		c.fillRound(now)
 		return
 	}
@@ -373,8 +375,12 @@ func (c *core) startHunt(now time.Time) {
 func (c *core) fillRound(now time.Time) {
 	h := c.hunt
 	for len(h.active) < c.cfg.Parallel && h.next < len(h.order) {
+		if len(h.active) > 0 && now.Before(h.nextStart) {
+			break // the earlier candidates get HuntStagger each first
+		}
 		c.attempt(now, h, h.order[h.next])
 		h.next++
+		h.nextStart = now.Add(c.cfg.HuntStagger)
 	}
 	if len(h.active) == 0 && !h.last.IsZero() {
 		a := h.last
@@ -434,6 +440,9 @@ func (c *core) advance(now time.Time) {
 	if c.hunt != nil && !now.Before(c.hunt.deadline) {
 		c.t5Expired(now)
 	}
+	if h := c.hunt; h != nil && len(h.active) < c.cfg.Parallel && h.next < len(h.order) && !now.Before(h.nextStart) {
+		c.fillRound(now)
+	}
 	if !c.hWake.IsZero() && !now.Before(c.hWake) {
 		c.hWake = time.Time{}
 		(&Link{c}).WakeAt(c.h.Tick(now))
@@ -490,8 +499,11 @@ func (c *core) wake() time.Time {
 	for _, r := range c.pending {
 		at(r.deadline)
 	}
-	if c.hunt != nil {
-		at(c.hunt.deadline)
+	if h := c.hunt; h != nil {
+		at(h.deadline)
+		if len(h.active) < c.cfg.Parallel && h.next < len(h.order) {
+			at(h.nextStart)
+		}
 	}
 	at(c.set.NextExpiry())
 	at(c.hWake)

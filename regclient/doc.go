@@ -26,7 +26,10 @@
 // parser; its doc states the rule for announces without transports.
 //
 // The hunt (RFC 5352 §3.6): up to three registrars are tried at once
-// (SH1); a failed attempt is replaced by the next candidate (SH4); the
+// (SH1), all at the start or, with Config.HuntStagger, one more each
+// HuntStagger while none has answered (so that the first of the list wins
+// when it answers; pe-agent staggers by 250 ms); a failed attempt is
+// replaced by the next candidate at once (SH4); the
 // first connection up wins and the other attempts are abandoned (SH3,
 // SH6); when none is up within T5 the attempts are abandoned, T5 doubles
 // up to RETRAN-MAX and the remaining candidates are tried (SH5). The

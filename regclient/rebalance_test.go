@@ -186,3 +186,43 @@ func TestRebalanceOff(t *testing.T) {
 		t.Fatalf("a check ending while not connected: %+v", es)
 	}
 }
+
+// TestHuntStagger: with HuntStagger the registrars are tried in order, each
+// alone for HuntStagger before the next joins (up to Parallel); a failure
+// brings the next one in at once; the first that answers in time wins.
+func TestHuntStagger(t *testing.T) {
+	r := newRig(t, Config{Registrars: regs(4), HuntStagger: 250 * time.Millisecond})
+	r.request(&wire.HandleResolution{PoolHandle: "P"})
+	r.step()
+	if d := r.dialing(); len(d) != 1 || d["tcp://10.0.0.1:3863"] == 0 {
+		t.Fatalf("first attempts %v, want 10.0.0.1 alone", d)
+	}
+	if w := r.c.wake(); !w.Equal(t0.Add(250 * time.Millisecond)) {
+		t.Fatalf("wake %v, want the stagger", w.Sub(t0))
+	}
+	r.advance(249 * time.Millisecond)
+	if d := r.dialing(); len(d) != 1 {
+		t.Fatalf("after 249 ms: %v", d)
+	}
+	r.advance(time.Millisecond)
+	if d := r.dialing(); len(d) != 2 || d["tcp://10.0.0.2:3863"] == 0 {
+		t.Fatalf("after 250 ms: %v, want 1 and 2", d)
+	}
+	r.dialed(r.dialing()["tcp://10.0.0.1:3863"], errors.New("refused"))
+	if d := r.dialing(); len(d) != 2 || d["tcp://10.0.0.3:3863"] == 0 {
+		t.Fatalf("after 1 failed: %v, want 2 and 3 at once", d)
+	}
+	r.advance(250 * time.Millisecond)
+	if d := r.dialing(); len(d) != 3 {
+		t.Fatalf("after another 250 ms: %v, want 2, 3 and 4", d)
+	}
+
+	r = newRig(t, Config{Registrars: regs(3), HuntStagger: 250 * time.Millisecond})
+	(&Link{r.c}).Want(true)
+	r.step()
+	r.advance(100 * time.Millisecond)
+	r.dialed(r.dialing()["tcp://10.0.0.1:3863"], nil)
+	if r.c.addr != addr("10.0.0.1:3863") || len(r.dialing()) != 0 {
+		t.Fatalf("home %v, attempts %v: the first registrar answering in time wins alone", r.c.addr, r.dialing())
+	}
+}
