@@ -8,7 +8,11 @@
 //     interval, in milliseconds, the RSPLIB convention) and whenever its policy
 //     values change, answers ASAP Endpoint Keep-Alives with Keep-Alive Acks,
 //     adopts a new home registrar on a Keep-Alive with the H bit, and
-//     deregisters on Close. The registrar side is a regclient.Client: when
+//     deregisters on Close. An element that gets no keep-alive from its
+//     home for two of its keep-alive periods and a second (a host that
+//     drops every packet sends no reset) re-registers at once, so a silent
+//     home costs T2 more, not a re-registration interval. The registrar
+//     side is a regclient.Client: when
 //     the home registrar stops answering (T2/T3 are the client's T1) or its
 //     connection dies, the client hunts for another registrar (up to three
 //     at once; the static list first, then announced ones; the failed one

@@ -239,3 +239,55 @@ func TestRetryBackoffVirtual(t *testing.T) {
 		}
 	})
 }
+
+// TestSilentHomeVirtual: a home registrar whose host drops every packet
+// sends no reset; the element notices that the keep-alives (every 5 s,
+// learnt from the first one after the registration) stop: two periods and
+// a second after the last one it re-registers, the home does not answer
+// within T2 (3 s), and the element registers at the next registrar, 14 s
+// after the last keep-alive instead of at its next re-registration (up to
+// 30 s) plus T2.
+func TestSilentHomeVirtual(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		accepted := make(chan memRegistrar, 4)
+		el, err := NewElement(PEConfig{
+			Registrars: []transport.Addr{addrR0, addrR1},
+			PoolHandle: "P",
+			Transport:  wire.Transport{Type: wire.TransportTCP, Port: 1, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}},
+			Policy:     wire.Policy{Type: wire.PolicyRoundRobin},
+			ID:         42,
+			Dial: func(ctx context.Context, addr transport.Addr) (transport.Conn, error) {
+				pe, reg := memPipe()
+				accepted <- memRegistrar{t, reg}
+				return pe, nil
+			},
+		}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		el.Start()
+		defer el.Close(context.Background())
+		r0 := <-accepted
+		r0.next()
+		r0.send(&wire.RegistrationResponse{PoolHandle: "P", ID: 42})
+		time.Sleep(5 * time.Second)
+		r0.send(&wire.EndpointKeepAlive{ServerID: 7, PoolHandle: "P", HasID: true, ID: 42})
+		if _, ok := r0.next().(*wire.EndpointKeepAliveAck); !ok {
+			t.Fatal("no keep-alive ack")
+		}
+		last := time.Now()
+		if _, ok := r0.next().(*wire.Registration); !ok { // the silence check
+			t.Fatal("no re-registration after the silence")
+		}
+		if d := time.Since(last); d != 11*time.Second {
+			t.Errorf("re-registered %v after the last keep-alive, want 2 × 5 s + 1 s", d)
+		}
+		r1 := <-accepted
+		if d := time.Since(last); d != 14*time.Second {
+			t.Errorf("moved to the next registrar %v after the last keep-alive, want 11 s + T2", d)
+		}
+		if _, ok := r1.next().(*wire.Registration); !ok {
+			t.Fatal("no registration at the next registrar")
+		}
+	})
+}
