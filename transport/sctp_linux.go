@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/ishidawataru/sctp"
+	"golang.org/x/sys/unix"
 )
 
 // sctpProbe opens and closes one SCTP socket to learn whether the kernel
@@ -47,7 +48,28 @@ func listenSCTP(hostport string, cfg resolved) (Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen sctp://%s: %w", hostport, err)
 	}
-	ln, err := sctpSocketConfig().Listen("sctp", laddr)
+	sc := sctpSocketConfig()
+	if cfg.reusePort {
+		if laddr.Port != 0 {
+			// SO_REUSEPORT would let this listener share the port with
+			// one of another process; take it only if nobody holds it.
+			probe, err := sctpSocketConfig().Listen("sctp", laddr)
+			if err != nil {
+				return nil, fmt.Errorf("transport: listen sctp://%s: %w", hostport, err)
+			}
+			probe.Close()
+		}
+		sc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	ln, err := sc.Listen("sctp", laddr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen sctp://%s: %w", hostport, err)
 	}
