@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rserpool/rserpool/registrar/asap"
@@ -242,6 +243,14 @@ type peerMgr struct {
 	cancel  context.CancelFunc
 	// allow is enrp.allow: the networks peers may be in; empty = any.
 	allow []netip.Prefix
+	// sctpLocal is the first sctp:// ENRP listener's endpoint: sctp://
+	// peers are dialed from it (RSPLIB drops a Presence whose Server
+	// Information names another port than the association's). Zero
+	// without an sctp:// listener.
+	sctpLocal transport.Addr
+	// accepted is closed and replaced whenever an accepted connection is
+	// registered (a dial that collided with it waits for it).
+	accepted chan struct{}
 	// closeRefused closes a connection in the background (Registrar.closeRefused).
 	closeRefused func(transport.Conn)
 	m            *metrics
@@ -282,6 +291,14 @@ func (pc *peerConn) lost() evPeerLost {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	return evPeerLost{addr: pc.lostAs, ids: slices.Clone(pc.ids)}
+}
+
+// idle reports whether pc has no transport connection yet (a dial under
+// way).
+func (pc *peerConn) idle() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.tc == nil
 }
 
 // close ends the connection without blocking (the transport's Close waits
@@ -335,6 +352,9 @@ func (pm *peerMgr) send(addr string, b []byte) bool {
 	}
 	pc := pm.conns[addr]
 	if pc == nil {
+		pc = pm.sameEndpoint(addr)
+	}
+	if pc == nil {
 		if len(pm.conns) >= maxENRPConns {
 			pm.mu.Unlock()
 			return false
@@ -346,6 +366,26 @@ func (pm *peerMgr) send(addr string, b []byte) bool {
 	}
 	pm.mu.Unlock()
 	return pc.out.push(b)
+}
+
+// sameEndpoint returns a connection to the SCTP endpoint addr under
+// another name (an association a multi-homed peer opened, listed under all
+// its addresses), or nil. Between two endpoints there is one association,
+// since both sides dial from their listening endpoint. The caller holds
+// pm.mu.
+func (pm *peerMgr) sameEndpoint(addr string) *peerConn {
+	a, err := transport.ParseAddr(addr)
+	if err != nil || a.Scheme() != transport.SchemeSCTP {
+		return nil
+	}
+	for k, pc := range pm.conns {
+		b, err := transport.ParseAddr(k)
+		if err == nil && b.Scheme() == transport.SchemeSCTP && b.Port() == a.Port() &&
+			slices.ContainsFunc(b.Hosts(), func(h string) bool { return slices.Contains(a.Hosts(), h) }) {
+			return pc
+		}
+	}
+	return nil
 }
 
 // post hands an event to the loop, giving up when the registrar stops.
@@ -379,6 +419,9 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 			pm.log.Warn("ENRP peer uses tls:// but tls.cert_file is not configured", "addr", pc.addr)
 		}
 	}
+	if schemeOf(pc.addr) == transport.SchemeSCTP {
+		tcfg.LocalAddr = pm.sctpLocal
+	}
 	var tc transport.Conn
 	err := errNotAllowed
 	if ip, ok := addrIP(pc.addr); !ok || pm.allowed(ip) {
@@ -389,6 +432,17 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 		}
 	}
 	cancel()
+	if errors.Is(err, syscall.EADDRNOTAVAIL) && !tcfg.LocalAddr.IsZero() {
+		// An association between our endpoint and the peer's exists: the
+		// peer is there, and its association carries the queue.
+		if !pm.handOver(pc) {
+			pm.forget(pc)
+			pc.close()
+			pm.log.Debug("ENRP dial collided with an association the accept loop did not take", "addr", pc.addr)
+			pm.post(pc.lost())
+		}
+		return
+	}
 	if err != nil {
 		pm.forget(pc)
 		pc.close()
@@ -403,6 +457,49 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 	}
 	pm.serve(pc, tc)
 	pm.post(pc.lost())
+}
+
+// handOverWait bounds how long a dial that collided with the peer's
+// association waits for the accept loop to take that association.
+const handOverWait = time.Second
+
+// handOver is for a dial from our SCTP endpoint that failed because an
+// association between the two endpoints exists: the peer opened it, and
+// the accept loop takes it now or soon. It waits (at most handOverWait)
+// for that connection, moves pc's queued messages to it and reports true;
+// false when none came (then the dial's failure is reported as usual).
+func (pm *peerMgr) handOver(pc *peerConn) bool {
+	timer := time.NewTimer(handOverWait)
+	defer timer.Stop()
+	for {
+		pm.mu.Lock()
+		var other *peerConn
+		if cur := pm.conns[pc.addr]; cur != nil && cur != pc {
+			other = cur
+		} else if cur == nil || cur == pc {
+			other = pm.sameEndpoint(pc.addr)
+			if other == pc {
+				other = nil
+			}
+		}
+		changed := pm.accepted
+		pm.mu.Unlock()
+		if other != nil {
+			pm.forget(pc)
+			for b, ok := pc.out.pop(); ok; b, ok = pc.out.pop() {
+				other.out.push(b)
+			}
+			pc.close()
+			return true
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return false
+		case <-pm.stop:
+			return false
+		}
+	}
 }
 
 // serve runs the reader (in a new goroutine) and the writer of pc over tc
@@ -530,9 +627,17 @@ func (pm *peerMgr) accept(ln transport.Listener, scheme transport.Scheme) {
 			continue
 		}
 		if old := pm.conns[addr]; old != nil {
-			old.close()
+			if old.dialed && old.idle() {
+				// Our dial to this endpoint collides with this
+				// association (bound source ports: one per pair); the
+				// dial hands its queue over (handOver).
+			} else {
+				old.close()
+			}
 		}
 		pm.conns[addr] = pc
+		close(pm.accepted)
+		pm.accepted = make(chan struct{})
 		pm.wg.Add(1)
 		pm.mu.Unlock()
 		go func() {

@@ -267,6 +267,7 @@ func (r *Registrar) Start() (err error) {
 // the protocol node; the caller's deferred cleanup closes what was opened
 // when it fails.
 func (r *Registrar) startENRP(cfg Config) error {
+	var sctpLocal transport.Addr
 	for _, a := range cfg.ENRP.Listen {
 		tc := r.tcfg
 		tc.MaxMessageSize = 0 // Handle Table Responses are larger than ASAP messages
@@ -274,6 +275,9 @@ func (r *Registrar) startENRP(cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("registrar: enrp.listen: %w", err)
 		}
+		// Peers are dialed from the SCTP listener's endpoint (see
+		// peerMgr.sctpLocal), which therefore shares its port.
+		tc.ReusePort = la.Scheme() == transport.SchemeSCTP && sctpLocal.IsZero()
 		if la.Scheme() == transport.SchemeTLS {
 			if tc.TLS, err = serverTLS(cfg.TLS); err != nil {
 				return fmt.Errorf("registrar: tls: %w", err)
@@ -288,6 +292,9 @@ func (r *Registrar) startENRP(cfg Config) error {
 		}
 		r.enrpLns = append(r.enrpLns, ln)
 		r.enrpAddrs = append(r.enrpAddrs, boundAddr(la.Scheme(), ln))
+		if tc.ReusePort {
+			sctpLocal, _ = transport.ParseAddr(r.enrpAddrs[len(r.enrpAddrs)-1])
+		}
 	}
 	cli, err := clientTLS(cfg.TLS)
 	if err != nil {
@@ -299,6 +306,7 @@ func (r *Registrar) startENRP(cfg Config) error {
 		log: r.log, tcfg: tcfg, tlsCli: cli, events: r.loop.events, stop: r.stop, wg: &r.wg,
 		dialTO: 3 * time.Second, conns: map[string]*peerConn{},
 		allow: parsePrefixes(cfg.ENRP.Allow), closeRefused: r.closeRefused, m: r.m,
+		sctpLocal: sctpLocal, accepted: make(chan struct{}),
 	}
 	pm.ctx, pm.cancel = context.WithCancel(context.Background())
 	pm.tlsOnly = len(cfg.ENRP.Listen) > 0 && !slices.ContainsFunc(cfg.ENRP.Listen, func(a string) bool {

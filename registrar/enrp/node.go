@@ -41,11 +41,13 @@ type Peer struct {
 	Checksum  uint16    // checksum in its last Presence
 	// Tentative: heard only from one point-to-point Presence without R
 	// flag and without PEs, as a tool (RSPLIB's hsdump, `rserpool ctl
-	// handlespace`) introduces itself before its requests. It is not a
-	// peer yet: not counted, not logged, not asked to ack takeovers, sent
-	// no Handle Updates, listed in no List Response; its next Presence or
-	// a message only registrars send confirms it (PeerUp), else it is
-	// forgotten silently after MaxTimeNoResponse.
+	// handlespace`) introduces itself before its requests, or only named
+	// in a peer's List Response (RSPLIB lists such tools among its peers).
+	// It is not a peer yet: not counted, not logged, not asked to ack
+	// takeovers, sent no Handle Updates, listed in no List Response; its
+	// next Presence (the answer to ours) or a message only registrars
+	// send confirms it (PeerUp), else it is forgotten silently after
+	// MaxTimeNoResponse.
 	Tentative bool
 }
 

@@ -321,7 +321,9 @@ func (n *Node) onListResponse(now time.Time, _ *peer, m *wire.ListResponse) {
 			return
 		}
 		if p == nil {
-			p = n.addPeer(si.ServerID, addr, &si, now, false)
+			// Tentative until it answers the Presence below: RSPLIB lists
+			// tools such as hsdump among its peers.
+			p = n.addPeer(si.ServerID, addr, &si, now, true)
 		}
 		p.info = &si
 		p.LastHeard = now
