@@ -449,21 +449,8 @@ var emptyChecksum = wire.ChecksumSum(0).Checksum()
 // (a tool) that disconnects is forgotten. The returned slice is the
 // caller's.
 func (n *Node) PeerConnLost(now time.Time, addr string, ids ...uint32) []Output {
-	n.lastNow = now
 	addr = NormalizeAddr(addr)
-	for _, p := range slices.Clone(n.peers) {
-		if p.ID == 0 || (p.Addr != addr && !slices.Contains(ids, p.ID)) {
-			continue
-		}
-		switch {
-		case p.Tentative:
-			n.dropPeer(p)
-		case p.State == PeerActive:
-			n.probe(now, p)
-		}
-	}
-	n.checkTakeovers(now)
-	return n.flush()
+	return n.transportFailed(now, false, func(p *peer) bool { return p.Addr == addr || slices.Contains(ids, p.ID) })
 }
 
 // PeerUnreachable tells the Node that messages for addr could not be sent:
@@ -473,10 +460,17 @@ func (n *Node) PeerConnLost(now time.Time, addr string, ids ...uint32) []Output 
 // addr is probed; if that probe fails the same way, it is dead. The
 // returned slice is the caller's.
 func (n *Node) PeerUnreachable(now time.Time, addr string) []Output {
-	n.lastNow = now
 	addr = NormalizeAddr(addr)
+	return n.transportFailed(now, true, func(p *peer) bool { return p.Addr == addr })
+}
+
+// transportFailed handles a failure of the transport to the peers matched:
+// tentative ones are forgotten, live ones probed, and with unreachable
+// (the probe could not be sent) those being probed are dead.
+func (n *Node) transportFailed(now time.Time, unreachable bool, match func(*peer) bool) []Output {
+	n.lastNow = now
 	for _, p := range slices.Clone(n.peers) {
-		if p.ID == 0 || p.Addr != addr {
+		if p.ID == 0 || !match(p) {
 			continue
 		}
 		switch {
@@ -484,7 +478,7 @@ func (n *Node) PeerUnreachable(now time.Time, addr string) []Output {
 			n.dropPeer(p)
 		case p.State == PeerActive:
 			n.probe(now, p)
-		case p.State == PeerProbing:
+		case p.State == PeerProbing && unreachable:
 			n.peerDead(now, p)
 		}
 	}
