@@ -269,7 +269,8 @@ keepalive_timeout = "2s"
 TOML
   A3=http://127.0.0.1:9466
   bg ours3 ./rserpool registrar -config "$OUT/registrar3.toml" -ready-file "$OUT/ours3.ready" -log-level debug
-  waitfor 20 test -s "$OUT/ours3.ready" || fail 8 "registrar #3 not ready: $(tail -n 3 "$OUT/ours3.log")"
+  # It waits mentor_discovery (5 s) for its peer before serving ASAP.
+  waitfor 20 grep -q "serving ASAP" "$OUT/ours3.log" || fail 8 "registrar #3 not serving: $(tail -n 3 "$OUT/ours3.log")"
   # 60 PEs, more than one Handle Table Response holds (RSPLIB: about 1400 bytes each).
   { echo "registrars = [\"sctp://$N.104:3863\"]"; echo 'drain = "0s"'
     for i in $(seq 1 60); do

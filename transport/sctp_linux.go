@@ -128,13 +128,30 @@ func newSCTPConn(c *sctp.SCTPConn, cfg resolved) (*sctpConn, error) {
 		c.Close()
 		return nil, fmt.Errorf("transport: sctp subscribe to SndRcvInfo: %w", err)
 	}
+	laddr, raddr := sctpAddr(c.LocalAddr()), sctpAddr(c.RemoteAddr())
+	if laddr == nil || raddr == nil {
+		// The association ended between the kernel's accept (or connect)
+		// and here, e.g. a peer that gave up while it waited in the
+		// backlog: a conn without addresses would crash its users.
+		c.Close()
+		return nil, errors.New("transport: sctp association gone before it was used (no addresses)")
+	}
 	return &sctpConn{
 		c:      c,
 		maxMsg: cfg.maxMsg,
 		buf:    make([]byte, cfg.maxMsg+1),
-		laddr:  c.LocalAddr(),
-		raddr:  c.RemoteAddr(),
+		laddr:  laddr,
+		raddr:  raddr,
 	}, nil
+}
+
+// sctpAddr returns a, or nil when it is nil or a nil *sctp.SCTPAddr (the
+// library returns one when the association has no address any more).
+func sctpAddr(a net.Addr) net.Addr {
+	if sa, ok := a.(*sctp.SCTPAddr); a == nil || (ok && (sa == nil || len(sa.IPAddrs) == 0)) {
+		return nil
+	}
+	return a
 }
 
 // ReadMessage returns the next message with its stream and PPID. A message
