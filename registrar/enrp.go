@@ -425,7 +425,27 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 	var tc transport.Conn
 	err := errNotAllowed
 	if ip, ok := addrIP(pc.addr); !ok || pm.allowed(ip) {
-		tc, err = dialAddr(ctx, pc.addr, &tcfg)
+		collided := time.Time{}
+		for {
+			tc, err = dialAddr(ctx, pc.addr, &tcfg)
+			if !errors.Is(err, syscall.EADDRNOTAVAIL) || tcfg.LocalAddr.IsZero() {
+				break
+			}
+			// An association between our endpoint and the peer's exists:
+			// one the peer opened (the accept loop takes it and it carries
+			// the queue), or ours, still closing after the peer died. Wait
+			// for the first, dial again for the second.
+			if collided.IsZero() {
+				collided = time.Now()
+			}
+			if pm.handOver(pc, collidedRetry) {
+				cancel()
+				return
+			}
+			if time.Since(collided) > handOverWait || ctx.Err() != nil {
+				break
+			}
+		}
 		if err == nil && !pm.allowedConn(tc) {
 			pm.closeRefused(tc)
 			err = errNotAllowed
@@ -433,14 +453,10 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 	}
 	cancel()
 	if errors.Is(err, syscall.EADDRNOTAVAIL) && !tcfg.LocalAddr.IsZero() {
-		// An association between our endpoint and the peer's exists: the
-		// peer is there, and its association carries the queue.
-		if !pm.handOver(pc) {
-			pm.forget(pc)
-			pc.close()
-			pm.log.Debug("ENRP dial collided with an association the accept loop did not take", "addr", pc.addr)
-			pm.post(pc.lost())
-		}
+		pm.forget(pc)
+		pc.close()
+		pm.log.Debug("ENRP dial collided with an association that neither ended nor was accepted", "addr", pc.addr)
+		pm.post(pc.lost()) // not unreachable: an association with the peer exists
 		return
 	}
 	if err != nil {
@@ -459,17 +475,21 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 	pm.post(pc.lost())
 }
 
-// handOverWait bounds how long a dial that collided with the peer's
-// association waits for the accept loop to take that association.
-const handOverWait = time.Second
+// handOverWait bounds how long a dial that collided with an association
+// between the same endpoints keeps waiting for the accept loop to take it
+// (or for it to end); collidedRetry is how often it dials again meanwhile.
+const (
+	handOverWait  = time.Second
+	collidedRetry = 50 * time.Millisecond
+)
 
 // handOver is for a dial from our SCTP endpoint that failed because an
-// association between the two endpoints exists: the peer opened it, and
-// the accept loop takes it now or soon. It waits (at most handOverWait)
-// for that connection, moves pc's queued messages to it and reports true;
-// false when none came (then the dial's failure is reported as usual).
-func (pm *peerMgr) handOver(pc *peerConn) bool {
-	timer := time.NewTimer(handOverWait)
+// association between the two endpoints exists. If the peer opened it, the
+// accept loop takes it now or soon: handOver waits (at most d) for that
+// connection, moves pc's queued messages to it and reports true; false
+// when none came.
+func (pm *peerMgr) handOver(pc *peerConn, d time.Duration) bool {
+	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
 		pm.mu.Lock()
