@@ -63,10 +63,13 @@ type liveConn struct {
 }
 
 type (
+	// evDialed ends a hunt attempt, or with probe a check of the
+	// preferred registrar (Config.Rebalance).
 	evDialed struct {
-		id   uint64
-		conn transport.Conn
-		err  error
+		id    uint64
+		conn  transport.Conn
+		err   error
+		probe bool
 	}
 	evRecv struct {
 		gen uint64
@@ -75,11 +78,6 @@ type (
 	evLost struct {
 		gen uint64
 		err error
-	}
-	evProbed struct {
-		id   uint64
-		conn transport.Conn // the answering registrar's connection; nil on failure
-		err  error
 	}
 )
 
@@ -317,7 +315,11 @@ func (c *Client) event(now time.Time, ev any) {
 			c.closeConn(ev.conn)
 			return
 		}
-		c.core.dialed(now, ev.id, ev.err)
+		if ev.probe {
+			c.core.probed(now, ev.id, ev.err)
+		} else {
+			c.core.dialed(now, ev.id, ev.err)
+		}
 		if a := c.attempts[ev.id]; a != nil && ev.err != nil {
 			a.cancel()
 			delete(c.attempts, ev.id)
@@ -326,18 +328,6 @@ func (c *Client) event(now time.Time, ev any) {
 		c.core.receive(now, ev.gen, ev.msg)
 	case evLost:
 		c.core.lost(now, ev.gen, ev.err)
-	case evProbed:
-		if a := c.attempts[ev.id]; a != nil {
-			a.conn = ev.conn
-		} else if ev.conn != nil {
-			c.closeConn(ev.conn)
-			return
-		}
-		c.core.probed(now, ev.id, ev.err)
-		if a := c.attempts[ev.id]; a != nil && ev.err != nil {
-			a.cancel()
-			delete(c.attempts, ev.id)
-		}
 	case transport.Addr:
 		c.core.learn(now, ev)
 	}
@@ -445,17 +435,17 @@ func (c *Client) adopt(gen uint64, addr transport.Addr, conn transport.Conn, kee
 // dial runs one hunt attempt and reports it to the loop.
 func (c *Client) dial(ctx context.Context, id uint64, a transport.Addr) {
 	defer c.wg.Done()
+	conn, err := c.connect(ctx, a)
+	c.report(evDialed{id: id, conn: conn, err: err})
+}
+
+// connect dials a with Config.Dial.
+func (c *Client) connect(ctx context.Context, a transport.Addr) (transport.Conn, error) {
 	conn, err := c.cfg.Dial(ctx, a)
 	if err == nil && conn == nil {
 		err = errors.New("dial returned no connection")
 	}
-	select {
-	case c.events <- evDialed{id, conn, err}:
-	case <-c.quit:
-		if conn != nil {
-			conn.Close()
-		}
-	}
+	return conn, err
 }
 
 // probe runs one check of the preferred registrar (Config.Rebalance):
@@ -463,21 +453,24 @@ func (c *Client) dial(ctx context.Context, id uint64, a transport.Addr) {
 // within ctx. It reports the connection (kept for a move) or the failure.
 func (c *Client) probe(ctx context.Context, id uint64, a transport.Addr, m transport.Message) {
 	defer c.wg.Done()
-	conn, err := c.cfg.Dial(ctx, a)
-	if err == nil && conn == nil {
-		err = errors.New("dial returned no connection")
-	}
+	conn, err := c.connect(ctx, a)
 	if err == nil {
 		if err = c.awaitAnswer(ctx, conn, m); err != nil {
 			transport.Abort(conn)
 			conn = nil
 		}
 	}
+	c.report(evDialed{id: id, conn: conn, err: err, probe: true})
+}
+
+// report hands the end of an attempt to the loop; its connection is closed
+// when the client is closing.
+func (c *Client) report(ev evDialed) {
 	select {
-	case c.events <- evProbed{id, conn, err}:
+	case c.events <- ev:
 	case <-c.quit:
-		if conn != nil {
-			transport.Abort(conn)
+		if ev.conn != nil {
+			transport.Abort(ev.conn)
 		}
 	}
 }
