@@ -7,7 +7,8 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 
 # Fuzz targets as package:Target pairs.
 FUZZ_TARGETS := ./wire:FuzzParseASAP ./wire:FuzzParseENRP ./transport:FuzzChunkReader ./transport:FuzzParseAddr \
-	./registrar/asap:FuzzCore ./regclient:FuzzClient ./pe-agent:FuzzSession ./pucache:FuzzResolutionResponse
+	./registrar/asap:FuzzCore ./regclient:FuzzClient ./pe-agent:FuzzSession ./pucache:FuzzResolutionResponse \
+	./session:FuzzControl ./session:FuzzVerify
 
 .PHONY: all build test fuzz bench bench-proxy bench-quick interop clean
 
