@@ -60,6 +60,10 @@ type Dialer struct {
 	// OnFailure, if set, is called once for each PE that failed (after it
 	// was reported unreachable). It must be cheap and safe for concurrent use.
 	OnFailure func(e pucache.Element, err error)
+	// OnConnect, if set, is called with each PE a connection was made to
+	// (prelude written), replays included. It must be cheap and safe for
+	// concurrent use.
+	OnConnect func(e pucache.Element)
 }
 
 // NewDialer returns a Dialer for pool with cfg's budget.
@@ -146,6 +150,9 @@ func (d *Dialer) dial(ctx context.Context, prelude []byte, tried *Tried, deadlin
 			}
 		}
 		if err == nil {
+			if d.OnConnect != nil {
+				d.OnConnect(e)
+			}
 			return conn, e, nil
 		}
 		if ctx.Err() != nil {

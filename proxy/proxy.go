@@ -49,6 +49,7 @@ type Proxy struct {
 	conns     map[*relay]struct{}
 	pools     []wire.PoolHandle // pools of the current listeners
 	admin     *admin.Server
+	pes       peStats // connections and failures per PE, for the status page
 	started   bool
 	stopping  bool // Shutdown or Close called: no new listeners
 }
@@ -167,8 +168,8 @@ func (p *Proxy) warm() {
 	}
 }
 
-// adminHandler serves /metrics, /healthz (503 while draining) and the Go
-// profiling endpoints under /debug/pprof/.
+// adminHandler serves the status page (/), /metrics, /healthz (503 while
+// draining) and the Go profiling endpoints under /debug/pprof/.
 func (p *Proxy) adminHandler() http.Handler {
 	mux := admin.Mux(admin.Gatherer(p.reg), func() error {
 		if p.draining.Load() {
@@ -181,6 +182,11 @@ func (p *Proxy) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if page, err := p.statusPage(); err != nil {
+		p.log.Error("no status page", "err", err)
+	} else {
+		page.Handle(mux)
+	}
 	return mux
 }
 
@@ -429,7 +435,9 @@ func (p *Proxy) settingsFor(lc ListenerConfig, lm *listenerMetrics) *settings {
 	}
 	d := failover.NewDialer(p.cache.Pool(lc.Pool), fc)
 	log := p.log.With("listener", lc.Label(), "pool", lc.Pool)
+	d.OnConnect = func(e pucache.Element) { p.pes.connected(lc.Pool, e) }
 	d.OnFailure = func(e pucache.Element, err error) {
+		p.pes.failed(lc.Pool, e, err)
 		lm.failovers.Inc()
 		log.Warn("pool element failed, trying another", "pe", fmt.Sprintf("0x%08x", e.ID), "addr", e.Addr, "err", err)
 	}
