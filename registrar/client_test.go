@@ -2,12 +2,14 @@ package registrar
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,6 +121,27 @@ func (cl *client) recv(d time.Duration) wire.Message {
 }
 
 // waitClosed reports whether the registrar closed the connection within d.
+// refused reports whether the registrar refuses a new connection to addr
+// within d: the connection is reset while it is made (a refusal resets at
+// once, and may beat the dial's own completion) or closed after it.
+func refused(t testing.TB, addr string, d time.Duration) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tc, err := transport.Dial(ctx, transport.MustParseAddr(addr), &transport.Config{HeartbeatInterval: -1})
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	cl := &client{t: t, c: tc, msgs: make(chan wire.Message, 4096), closed: make(chan struct{})}
+	cl.wg.Add(1)
+	go cl.read()
+	defer cl.close()
+	return cl.waitClosed(d)
+}
+
 func (cl *client) waitClosed(d time.Duration) bool {
 	select {
 	case <-cl.closed:

@@ -281,8 +281,7 @@ func TestLimits(t *testing.T) {
 	for _, c := range extra {
 		c.resolve("big", 0) // all accepted and served
 	}
-	over := dial(t, h.addr)
-	if !over.waitClosed(3 * time.Second) {
+	if !refused(t, h.addr, 3*time.Second) {
 		t.Fatal("connection beyond max_connections stays open")
 	}
 	pe.resolve("big", 0) // existing clients still served
