@@ -124,6 +124,9 @@ func setup(t *testing.T, pol wire.PolicyType, backends []*backend, listeners ...
 		if listeners[i].Pool == "" {
 			listeners[i].Pool = "P"
 		}
+		if listeners[i].Engine == "" {
+			listeners[i].Engine = engineOf(t)
+		}
 	}
 	reg := prometheus.NewRegistry()
 	p, err := proxy.New(&proxy.Config{Listeners: listeners}, proxy.Options{Cache: c, Registerer: reg})
@@ -161,7 +164,7 @@ func ask(t *testing.T, addr, line string) (string, error) {
 	return strings.TrimSuffix(s, "\n"), err
 }
 
-func TestRoundRobinThroughProxy(t *testing.T) {
+func testRoundRobinThroughProxy(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil), startBackend(t, "b", nil), startBackend(t, "c", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0")})
 	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
@@ -188,7 +191,7 @@ func TestRoundRobinThroughProxy(t *testing.T) {
 	}
 }
 
-func TestConnectTimeFailoverZeroClientErrors(t *testing.T) {
+func testConnectTimeFailoverZeroClientErrors(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil), startBackend(t, "b", nil), startBackend(t, "c", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0")})
 	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
@@ -214,7 +217,7 @@ func TestConnectTimeFailoverZeroClientErrors(t *testing.T) {
 	}
 }
 
-func TestMaxConnectionsRefusesQuickly(t *testing.T) {
+func testMaxConnectionsRefusesQuickly(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), MaxConnections: 1})
 	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
@@ -240,7 +243,7 @@ func TestMaxConnectionsRefusesQuickly(t *testing.T) {
 	}
 }
 
-func TestHalfClosePropagates(t *testing.T) {
+func testHalfClosePropagates(t *testing.T) {
 	// The backend reads everything until EOF, then answers with the byte
 	// count and closes.
 	b := startBackend(t, "a", func(c net.Conn) {
@@ -262,7 +265,7 @@ func TestHalfClosePropagates(t *testing.T) {
 	}
 }
 
-func TestIdleTimeout(t *testing.T) {
+func testIdleTimeout(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), IdleTimeout: 100 * time.Millisecond})
 	c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
@@ -288,7 +291,7 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
-func TestProxyProtocol(t *testing.T) {
+func testProxyProtocol(t *testing.T) {
 	for _, v := range []string{"v1", "v2"} {
 		t.Run(v, func(t *testing.T) {
 			hdr := make(chan []byte, 1)
@@ -329,7 +332,7 @@ func TestProxyProtocol(t *testing.T) {
 	}
 }
 
-func TestReplayThroughProxy(t *testing.T) {
+func testReplayThroughProxy(t *testing.T) {
 	dropper := startBackend(t, "a", func(c net.Conn) { bufio.NewReader(c).ReadString('\n') })
 	good := startBackend(t, "b", nil)
 	e := setup(t, wire.PolicyRoundRobin, []*backend{dropper, good},
@@ -342,7 +345,7 @@ func TestReplayThroughProxy(t *testing.T) {
 	}
 }
 
-func TestShutdownDrains(t *testing.T) {
+func testShutdownDrains(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0")})
 	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
@@ -359,8 +362,15 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- e.p.Shutdown(context.Background()) }()
-	// New connections are refused once the listener closed.
-	waitFor(t, func() bool { _, err := net.Dial("tcp", addr); return err != nil })
+	// New connections are refused once the listener closed. (A probe that
+	// got in before is closed at once, so that it does not hold the drain.)
+	waitFor(t, func() bool {
+		pc, err := net.Dial("tcp", addr)
+		if err == nil {
+			pc.Close()
+		}
+		return err != nil
+	})
 	// The established one still works.
 	io.WriteString(c, "2\n")
 	if s, err := r.ReadString('\n'); err != nil || s != "a:2\n" {
@@ -377,7 +387,7 @@ func TestShutdownDrains(t *testing.T) {
 	}
 }
 
-func TestShutdownDrainTimeoutCloses(t *testing.T) {
+func testShutdownDrainTimeoutCloses(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0")})
 	c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
@@ -401,7 +411,7 @@ func TestShutdownDrainTimeoutCloses(t *testing.T) {
 	}
 }
 
-func TestReloadAddsListenerKeepsConnections(t *testing.T) {
+func testReloadAddsListenerKeepsConnections(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), Name: "one"})
 	c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
@@ -444,7 +454,7 @@ func TestReloadAddsListenerKeepsConnections(t *testing.T) {
 	}
 }
 
-func TestNoBackendResetsClient(t *testing.T) {
+func testNoBackendResetsClient(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := &backend{ln: ln}
 	dead.ln.Close()
@@ -455,6 +465,37 @@ func TestNoBackendResetsClient(t *testing.T) {
 	waitFor(t, func() bool {
 		return testutil.ToFloat64(mustVec(t, e.prom, "rserpool_proxy_connections_total", "result", "no_backend")) == 1
 	})
+}
+
+// The tests of the proxy's behaviour run on both relay engines.
+func TestRoundRobinThroughProxy(t *testing.T) { forEngines(t, testRoundRobinThroughProxy) }
+func TestConnectTimeFailoverZeroClientErrors(t *testing.T) { forEngines(t, testConnectTimeFailoverZeroClientErrors) }
+func TestMaxConnectionsRefusesQuickly(t *testing.T) { forEngines(t, testMaxConnectionsRefusesQuickly) }
+func TestHalfClosePropagates(t *testing.T) { forEngines(t, testHalfClosePropagates) }
+func TestIdleTimeout(t *testing.T) { forEngines(t, testIdleTimeout) }
+func TestProxyProtocol(t *testing.T) { forEngines(t, testProxyProtocol) }
+func TestReplayThroughProxy(t *testing.T) { forEngines(t, testReplayThroughProxy) }
+func TestShutdownDrains(t *testing.T) { forEngines(t, testShutdownDrains) }
+func TestShutdownDrainTimeoutCloses(t *testing.T) { forEngines(t, testShutdownDrainTimeoutCloses) }
+func TestReloadAddsListenerKeepsConnections(t *testing.T) { forEngines(t, testReloadAddsListenerKeepsConnections) }
+func TestNoBackendResetsClient(t *testing.T) { forEngines(t, testNoBackendResetsClient) }
+
+// forEngines runs test once per relay engine, as subtests named after it
+// (setup configures the listeners by that name).
+func forEngines(t *testing.T, test func(*testing.T)) {
+	for _, e := range []string{proxy.EngineLoop, proxy.EngineGoroutine} {
+		t.Run(e, test)
+	}
+}
+
+// engineOf returns the engine of a test run by forEngines ("" otherwise).
+func engineOf(t testing.TB) string {
+	for _, e := range []string{proxy.EngineLoop, proxy.EngineGoroutine} {
+		if strings.HasSuffix(t.Name(), "/"+e) || strings.Contains(t.Name(), "/"+e+"/") {
+			return e
+		}
+	}
+	return ""
 }
 
 // waitFor polls cond (state without an event to wait on) for up to 5 s.
