@@ -469,15 +469,19 @@ func testNoBackendResetsClient(t *testing.T) {
 
 // The tests of the proxy's behaviour run on both relay engines.
 func TestRoundRobinThroughProxy(t *testing.T) { forEngines(t, testRoundRobinThroughProxy) }
-func TestConnectTimeFailoverZeroClientErrors(t *testing.T) { forEngines(t, testConnectTimeFailoverZeroClientErrors) }
+func TestConnectTimeFailoverZeroClientErrors(t *testing.T) {
+	forEngines(t, testConnectTimeFailoverZeroClientErrors)
+}
 func TestMaxConnectionsRefusesQuickly(t *testing.T) { forEngines(t, testMaxConnectionsRefusesQuickly) }
-func TestHalfClosePropagates(t *testing.T) { forEngines(t, testHalfClosePropagates) }
-func TestIdleTimeout(t *testing.T) { forEngines(t, testIdleTimeout) }
-func TestProxyProtocol(t *testing.T) { forEngines(t, testProxyProtocol) }
-func TestReplayThroughProxy(t *testing.T) { forEngines(t, testReplayThroughProxy) }
-func TestShutdownDrains(t *testing.T) { forEngines(t, testShutdownDrains) }
-func TestShutdownDrainTimeoutCloses(t *testing.T) { forEngines(t, testShutdownDrainTimeoutCloses) }
-func TestReloadAddsListenerKeepsConnections(t *testing.T) { forEngines(t, testReloadAddsListenerKeepsConnections) }
+func TestHalfClosePropagates(t *testing.T)          { forEngines(t, testHalfClosePropagates) }
+func TestIdleTimeout(t *testing.T)                  { forEngines(t, testIdleTimeout) }
+func TestProxyProtocol(t *testing.T)                { forEngines(t, testProxyProtocol) }
+func TestReplayThroughProxy(t *testing.T)           { forEngines(t, testReplayThroughProxy) }
+func TestShutdownDrains(t *testing.T)               { forEngines(t, testShutdownDrains) }
+func TestShutdownDrainTimeoutCloses(t *testing.T)   { forEngines(t, testShutdownDrainTimeoutCloses) }
+func TestReloadAddsListenerKeepsConnections(t *testing.T) {
+	forEngines(t, testReloadAddsListenerKeepsConnections)
+}
 func TestNoBackendResetsClient(t *testing.T) { forEngines(t, testNoBackendResetsClient) }
 
 // forEngines runs test once per relay engine, as subtests named after it
