@@ -9,11 +9,11 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rserpool/rserpool/failover"
+	"github.com/rserpool/rserpool/internal/blackhole"
 	"github.com/rserpool/rserpool/pucache"
 	"github.com/rserpool/rserpool/pucache/pucachetest"
 	"github.com/rserpool/rserpool/transport"
@@ -279,39 +279,9 @@ func TestReplay(t *testing.T) {
 	}
 }
 
-// blackHole returns the address of a listening socket whose accept queue
-// is full: the kernel drops every further SYN, as a firewall that drops a
-// PE's packets does.
-func blackHole(t *testing.T) netip.AddrPort {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port))
-	// Fill the accept queue (backlog 0 holds one connection).
-	c, err := net.Dial("tcp", addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return addr
-}
-
 func TestHedgedConnectPastBlackHole(t *testing.T) {
 	live := startBackend(t, answer("B"))
-	p, r := pool(t, blackHole(t), live.addr())
+	p, r := pool(t, blackhole.Listen(t), live.addr())
 	d := failover.NewDialer(p, failover.Config{Attempts: 3, ConnectTimeout: 300 * time.Millisecond, HedgeDelay: 10 * time.Millisecond})
 	var failures atomic.Int32
 	d.OnFailure = func(pucache.Element, error) { failures.Add(1) }
@@ -341,7 +311,7 @@ func TestHedgedConnectPastBlackHole(t *testing.T) {
 
 func TestHedgeOffWaitsForTimeout(t *testing.T) {
 	live := startBackend(t, answer("B"))
-	p, _ := pool(t, blackHole(t), live.addr())
+	p, _ := pool(t, blackhole.Listen(t), live.addr())
 	d := failover.NewDialer(p, failover.Config{Attempts: 3, ConnectTimeout: 100 * time.Millisecond, HedgeDelay: -1})
 	var tried failover.Tried
 	conn, e, err := d.Dial(ctxT(t), nil, &tried)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,7 +40,6 @@ const loopsAvailable = true
 const (
 	scratchSize = 16 << 10 // read buffer of a loop; a full read means bulk
 	pipeSize    = 1 << 20  // splice pipe (F_SETPIPE_SZ; the default 1 MiB limit)
-	maxAccepts  = 16       // accepts per readiness of a listener
 	maxEvents   = 256
 )
 
@@ -131,8 +131,8 @@ func (s *lsock) Close() error {
 			lp.call(func() {
 				if s.slots[i] > 0 {
 					lp.unregister(s.slots[i], s.fd)
-					s.slots[i] = -1
 				}
+				s.slots[i] = -1 // also ends a pause
 			})
 		}
 		unix.Close(s.fd)
@@ -195,11 +195,15 @@ func sockaddr(ap netip.AddrPort) (unix.Sockaddr, int) {
 	return sa, unix.AF_INET6
 }
 
-func addrPortOf(sa unix.Sockaddr) netip.AddrPort {
+func addrPortOf(sa any) netip.AddrPort {
 	switch a := sa.(type) {
 	case *unix.SockaddrInet4:
 		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
 	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
+	case *syscall.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *syscall.SockaddrInet6:
 		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
 	}
 	return netip.AddrPort{}
@@ -395,24 +399,57 @@ func (lp *evloop) shutdown() {
 	unix.Close(lp.epfd)
 }
 
-// event of a listening socket: accept up to maxAccepts connections.
+// event of a listening socket: accept one connection. The socket is
+// level-triggered, so the next epoll_wait returns at once while more are
+// queued, together with the other events: no accept ends in EAGAIN.
 func (s *lsock) event(lp *evloop, _ int32, _ uint32) {
-	for range maxAccepts {
-		fd, sa, err := unix.Accept4(s.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		if err != nil {
-			switch err {
-			case unix.EAGAIN, unix.ECONNABORTED, unix.EINTR:
-			default:
-				s.l.p.log.Error("accept failed", "listener", s.l.label, "err", err)
-			}
-			return
+	fd, sa, err := syscall.Accept4(s.fd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+	if err != nil {
+		switch err {
+		case syscall.EAGAIN, syscall.ECONNABORTED, syscall.EINTR:
+		default:
+			// Out of descriptors or memory: the queued connection stays
+			// readable and would spin the loop; pause accepting here.
+			s.l.p.log.Error("accept failed", "listener", s.l.label, "err", err, "retry_in", acceptPause)
+			s.pause(lp)
 		}
-		s.l.accepted(lp, fd, sa)
+		return
 	}
+	s.l.accepted(lp, fd, sa)
+}
+
+// acceptPause is how long a loop stops accepting after accept failed for
+// want of resources.
+const acceptPause = 100 * time.Millisecond
+
+// pause stops accepting on lp for acceptPause.
+func (s *lsock) pause(lp *evloop) {
+	i := slices.Index(s.ls.ls, lp)
+	if s.slots[i] <= 0 {
+		return
+	}
+	lp.unregister(s.slots[i], s.fd)
+	s.slots[i] = 0
+	t := &ltimer{kind: tResume, s: s, i: -1}
+	lp.arm(t, lp.now.Add(acceptPause))
+}
+
+// resume accepts on lp again after a pause (unless the socket was closed).
+func (s *lsock) resume(lp *evloop) {
+	i := slices.Index(s.ls.ls, lp)
+	if s.slots[i] != 0 {
+		return
+	}
+	slot, err := lp.register(s.fd, unix.EPOLLIN|unix.EPOLLEXCLUSIVE, s)
+	if err != nil {
+		s.l.p.log.Error("accept resume failed", "listener", s.l.label, "err", err)
+		return
+	}
+	s.slots[i] = slot
 }
 
 // accepted takes a new client connection on lp.
-func (l *listener) accepted(lp *evloop, fd int, sa unix.Sockaddr) {
+func (l *listener) accepted(lp *evloop, fd int, sa syscall.Sockaddr) {
 	p := l.p
 	st := l.st.Load()
 	if st.max > 0 && l.active.Load() >= st.max {
@@ -495,6 +532,7 @@ const (
 	tIdle = iota
 	tHedge
 	tConnect    // of an attempt
+	tResume     // of a paused listener
 	nConnTimers = 2
 )
 
@@ -1046,6 +1084,7 @@ type ltimer struct {
 	kind uint8
 	c    *lconn
 	a    *latt
+	s    *lsock
 }
 
 func (t *ltimer) fire(lp *evloop) {
@@ -1067,6 +1106,8 @@ func (t *ltimer) fire(lp *evloop) {
 		c.connect(nil)
 	case tHedge:
 		t.c.hedge()
+	case tResume:
+		t.s.resume(lp)
 	case tIdle:
 		c := t.c
 		if c.state != stRelay {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rserpool/rserpool/internal/blackhole"
 	"github.com/rserpool/rserpool/proxy"
 	"github.com/rserpool/rserpool/pucache"
 	"github.com/rserpool/rserpool/pucache/pucachetest"
@@ -40,6 +41,8 @@ type backend struct {
 	cs   map[net.Conn]struct{}
 	// serve, if set, replaces the line service.
 	serve func(net.Conn)
+	// bh, if valid, is the address of a black hole standing in for it.
+	bh netip.AddrPort
 }
 
 func startBackend(t *testing.T, name string, serve func(net.Conn)) *backend {
@@ -92,7 +95,12 @@ func (b *backend) stop() {
 	b.wg.Wait()
 }
 
-func (b *backend) addr() netip.AddrPort { return b.ln.Addr().(*net.TCPAddr).AddrPort() }
+func (b *backend) addr() netip.AddrPort {
+	if b.bh.IsValid() {
+		return b.bh
+	}
+	return b.ln.Addr().(*net.TCPAddr).AddrPort()
+}
 
 type env struct {
 	reg   *pucachetest.Registrar
@@ -189,6 +197,30 @@ func testRoundRobinThroughProxy(t *testing.T) {
 	if v := testutil.ToFloat64(mustVec(t, e.prom, "rserpool_proxy_bytes_total", "direction", "to_backend")); v != 30*3 {
 		t.Fatalf("bytes to backend = %v, want 90", v)
 	}
+}
+
+// A PE that drops SYNs costs a client at most the hedge delay, never the
+// connect timeout: the next PE is tried alongside it and wins; the black
+// hole is reported only once its own attempt timed out.
+func testHedgedConnectPastBlackHole(t *testing.T) {
+	bs := []*backend{{name: "hole", bh: blackhole.Listen(t)}, startBackend(t, "b", nil)}
+	const connectTimeout = 2 * time.Second
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{ConnectTimeout: connectTimeout})
+	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
+	start := time.Now()
+	for i := range 10 {
+		got, err := ask(t, addr, "x")
+		if err != nil || got != "b:x" {
+			t.Fatalf("request %d: %q, %v", i, got, err)
+		}
+	}
+	if d := time.Since(start); d >= connectTimeout {
+		t.Fatalf("10 connections took %v: some waited for the black hole's connect timeout (%v)", d, connectTimeout)
+	}
+	e.reg.WaitFor(t, 2*connectTimeout, "report of the black hole", func() bool {
+		rs := e.reg.Reports()
+		return len(rs) == 1 && rs[0].ID == 1
+	})
 }
 
 func testConnectTimeFailoverZeroClientErrors(t *testing.T) {
@@ -468,7 +500,8 @@ func testNoBackendResetsClient(t *testing.T) {
 }
 
 // The tests of the proxy's behaviour run on both relay engines.
-func TestRoundRobinThroughProxy(t *testing.T) { forEngines(t, testRoundRobinThroughProxy) }
+func TestRoundRobinThroughProxy(t *testing.T)     { forEngines(t, testRoundRobinThroughProxy) }
+func TestHedgedConnectPastBlackHole(t *testing.T) { forEngines(t, testHedgedConnectPastBlackHole) }
 func TestConnectTimeFailoverZeroClientErrors(t *testing.T) {
 	forEngines(t, testConnectTimeFailoverZeroClientErrors)
 }
