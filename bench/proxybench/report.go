@@ -11,9 +11,9 @@ import (
 
 // Paths, in table order.
 const (
-	pathDirect  = "direct"
-	pathProxy   = "proxy"
-	pathHAProxy = "haproxy"
+	pathDirect    = "direct"
+	pathProxy     = "proxy"
+	pathHAProxy   = "haproxy"
 	pathGoroutine = "goroutine" // the rserpool proxy on its goroutine relay
 	pathRelay     = "relay"     // optional: a plain io.Copy relay in Go
 )
