@@ -143,7 +143,12 @@ func faults(ctx context.Context, log *slog.Logger, cfg faultsConfig) (*faultsRes
 		return nil, err
 	}
 	reg := "tcp://" + regAddr
-	rp, err := start("registrar", nil, cfg.Rserpool, "registrar", "-asap", reg)
+	// The black holes are on 127.0.0.2/.3, registered from 127.0.0.1.
+	regConf := filepath.Join(dir, "registrar.toml")
+	if err := os.WriteFile(regConf, []byte("[announce]\nenabled = false\n[registration]\nrequire_address_subset = false\n"), 0o644); err != nil {
+		return nil, err
+	}
+	rp, err := start("registrar", nil, cfg.Rserpool, "registrar", "-config", regConf, "-asap", reg)
 	if err != nil {
 		return nil, err
 	}

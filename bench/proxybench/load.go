@@ -302,54 +302,57 @@ func loadLat(ctx context.Context, cfg loadConfig) (result, error) {
 	return res, nil
 }
 
-// loadCRRLat opens new connections at a fixed total rate from Conns
-// clients, each connecting, sending one request, reading the answer and
-// closing; each latency counts from the moment the connection was due. A
-// failed connection (refused, reset, no answer within 5 s) is an error.
+// loadCRRLat opens new connections at a fixed total rate, open loop: each
+// connection starts when it is due, whether or not earlier ones have
+// finished (at most maxInflight at once), connects, sends one request,
+// reads the answer and closes; its latency counts from the moment it was
+// due. A failed connection (refused, reset, no answer within 5 s) is an
+// error.
 func loadCRRLat(ctx context.Context, cfg loadConfig) (result, error) {
+	const maxInflight = 1024
 	res := result{Mode: cfg.Mode}
-	interval := time.Duration(float64(time.Second) * float64(cfg.Conns) / cfg.Rate)
-	step := interval / time.Duration(cfg.Conns)
-	perConn := int(cfg.Duration/interval) + 1
-	lats := make([][]time.Duration, cfg.Conns)
-	var errs atomic.Int64
+	interval := time.Duration(float64(time.Second) / cfg.Rate)
+	n := int(cfg.Duration / interval)
+	lats := make([]time.Duration, n)
+	ok := make([]bool, n)
+	sem := make(chan struct{}, maxInflight)
 	var wg sync.WaitGroup
 	start := time.Now()
-	end := start.Add(cfg.Duration)
-	for i := range cfg.Conns {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	for k := range n {
+		due := start.Add(time.Duration(k) * interval)
+		if d := time.Until(due); d > 0 {
+			t.Reset(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				wg.Wait()
+				return res, ctx.Err()
+			}
+		}
+		sem <- struct{}{}
 		wg.Go(func() {
+			defer func() { <-sem }()
 			req := make([]byte, 1+cfg.Size)
 			req[0] = modeEcho
 			resp := make([]byte, cfg.Size)
-			t := time.NewTimer(0)
-			defer t.Stop()
-			<-t.C
-			for k := range perConn {
-				due := start.Add(time.Duration(i)*step + time.Duration(k)*interval)
-				if !due.Before(end) {
-					return
-				}
-				if d := time.Until(due); d > 0 {
-					t.Reset(d)
-					select {
-					case <-t.C:
-					case <-ctx.Done():
-						return
-					}
-				}
-				if err := oneCRR(ctx, cfg.Target, req, resp, time.Now().Add(5*time.Second)); err != nil {
-					errs.Add(1)
-					continue
-				}
-				lats[i] = append(lats[i], time.Since(due))
+			if err := oneCRR(ctx, cfg.Target, req, resp, time.Now().Add(5*time.Second)); err == nil {
+				lats[k], ok[k] = time.Since(due), true
 			}
 		})
 	}
 	wg.Wait()
 	res.Seconds = time.Since(start).Seconds()
-	all := slices.Concat(lats...)
+	var all []time.Duration
+	for k, l := range lats {
+		if ok[k] {
+			all = append(all, l)
+		}
+	}
 	slices.Sort(all)
-	res.Ops, res.Errors = int64(len(all)), errs.Load()
+	res.Ops, res.Errors = int64(len(all)), int64(n-len(all))
 	res.P50 = int64(percentile(all, 0.50))
 	res.P99 = int64(percentile(all, 0.99))
 	res.P999 = int64(percentile(all, 0.999))
