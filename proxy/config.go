@@ -114,6 +114,12 @@ type ListenerConfig struct {
 	// TPROXY rules (the listener then accepts connections to addresses it
 	// does not own). Linux only; needs CAP_NET_ADMIN.
 	TProxy bool `toml:"tproxy"`
+	// TransparentSource connects to the PE from the client's address
+	// (IP_TRANSPARENT), as HAProxy's "usesrc clientip": the PE sees the
+	// client, and its answers must be routed back through the proxy
+	// (docs/proxy.md). Linux, the loop engine, TCP PEs of the client's
+	// address family; not with the replay buffer. Needs CAP_NET_ADMIN.
+	TransparentSource bool `toml:"transparent_source"`
 }
 
 // Relay engines (ListenerConfig.Engine).
@@ -298,6 +304,9 @@ func (c *Config) Validate() error {
 		}
 		if l.TProxy && l.Listen.Scheme() != transport.SchemeTCP {
 			bad("%s: TPROXY needs a TCP listener", key("tproxy"))
+		}
+		if l.TransparentSource && (l.Listen.Scheme() != transport.SchemeTCP || l.Engine == EngineGoroutine || l.ReplayBuffer > 0) {
+			bad("%s: needs a TCP listener on the loop engine, without replay_buffer", key("transparent_source"))
 		}
 	}
 	return errors.Join(errs...)

@@ -30,7 +30,9 @@ import (
 // to the proxy (REDIRECT, read back with SO_ORIGINAL_DST, and TPROXY with
 // IP_TRANSPARENT), which picks the pool by the original destination and
 // connects to a PE in the PE ns. IPv4 and IPv6; both engines. The PE
-// reads a PROXY v1 header, which carries the original destination.
+// reads a PROXY v1 header, which carries the original destination, and
+// reports the source address it sees: the proxy's, or the client's with
+// transparent_source (loop engine; 203.0.113.30 and 2001:db8:99::30).
 //
 //	client ns              proxy ns (the test)             PE ns
 //	192.0.2.2  ── veth ──  192.0.2.1 │ 198.51.100.1 ── veth ── 198.51.100.2
@@ -95,6 +97,13 @@ func TestInterception(t *testing.T) {
 					InterceptPools: map[string]wire.PoolHandle{"203.0.113.20:80": "P4", "[2001:db8:99::20]:80": "P6"}},
 				{Name: "t6", Listen: transport.MustParseAddr("[::1]:0"), Pool: "P6", TProxy: true, Intercept: "[2001:db8:99::20]:80"},
 			}
+			if engine == proxy.EngineLoop {
+				listeners = append(listeners,
+					proxy.ListenerConfig{Name: "s4", Listen: transport.MustParseAddr("127.0.0.2:0"), Pool: "P4", TProxy: true, TransparentSource: true,
+						Intercept: "203.0.113.30:80"},
+					proxy.ListenerConfig{Name: "s6", Listen: transport.MustParseAddr("[2001:db8:1::1]:0"), Pool: "P6", TProxy: true, TransparentSource: true,
+						Intercept: "[2001:db8:99::30]:80"})
+			}
 			for i := range listeners {
 				listeners[i].Engine, listeners[i].ProxyProtocol = engine, "v1"
 			}
@@ -121,18 +130,33 @@ func TestInterception(t *testing.T) {
 			// whatever address it is bound to.
 			run("nft", "add rule inet "+table+" tp ip daddr 203.0.113.20 tcp dport 80 tproxy ip to 127.0.0.1:"+port("127.0.0.1:0")+" meta mark set 1 accept")
 			run("nft", "add rule inet "+table+" tp ip6 daddr 2001:db8:99::20 tcp dport 80 tproxy ip6 to [::1]:"+port("[::1]:0")+" meta mark set 1 accept")
+			if engine == proxy.EngineLoop {
+				// transparent_source: the PE's answers to the client's
+				// address belong to the proxy's transparent sockets.
+				run("nft", "add rule inet "+table+" tp ip daddr 203.0.113.30 tcp dport 80 tproxy ip to 127.0.0.2:"+port("127.0.0.2:0")+" meta mark set 1 accept")
+				run("nft", "add rule inet "+table+" tp ip6 daddr 2001:db8:99::30 tcp dport 80 tproxy ip6 to [2001:db8:1::1]:"+port("[2001:db8:1::1]:0")+" meta mark set 1 accept")
+				run("nft", "add rule inet "+table+" tp meta l4proto tcp socket transparent 1 meta mark set 1 accept")
+			}
 			// Marked packets are local: the policy routing TPROXY needs.
 			for _, fam := range []string{"-4", "-6"} {
 				exec.Command("ip", fam, "rule", "add", "fwmark", "1", "lookup", "100").Run()
 				exec.Command("ip", fam, "route", "add", "local", map[string]string{"-4": "0.0.0.0/0", "-6": "::/0"}[fam], "dev", "lo", "table", "100").Run()
 			}
 
-			for _, tc := range []struct{ dst, want, src string }{
-				{"203.0.113.10:80", "pe4", "192.0.2.2"},
-				{"[2001:db8:99::10]:80", "pe6", "2001:db8:1::2"},
-				{"203.0.113.20:80", "pe4", "192.0.2.2"},
-				{"[2001:db8:99::20]:80", "pe6", "2001:db8:1::2"},
-			} {
+			type check struct{ dst, want, src, from string }
+			checks := []check{
+				{"203.0.113.10:80", "pe4", "192.0.2.2", "198.51.100.1"},
+				{"[2001:db8:99::10]:80", "pe6", "2001:db8:1::2", "2001:db8:2::1"},
+				{"203.0.113.20:80", "pe4", "192.0.2.2", "198.51.100.1"},
+				{"[2001:db8:99::20]:80", "pe6", "2001:db8:1::2", "2001:db8:2::1"},
+			}
+			if engine == proxy.EngineLoop {
+				// transparent_source: the PE sees the client's address.
+				checks = append(checks,
+					check{"203.0.113.30:80", "pe4", "192.0.2.2", "192.0.2.2"},
+					check{"[2001:db8:99::30]:80", "pe6", "2001:db8:1::2", "2001:db8:1::2"})
+			}
+			for _, tc := range checks {
 				conn, err := inNetns(t, cli, func() (net.Conn, error) { return net.DialTimeout("tcp", tc.dst, 5*time.Second) })
 				if err != nil {
 					t.Fatalf("client → %s: %v", tc.dst, err)
@@ -149,7 +173,7 @@ func TestInterception(t *testing.T) {
 				if dst.Addr().Is6() {
 					fam = "TCP6"
 				}
-				wantHdr := fmt.Sprintf("PROXY %s %s %s %d 80\r\n", fam, tc.src, dst.Addr(), port)
+				wantHdr := fmt.Sprintf("PROXY %s %s %s %d 80\r\nfrom %s", fam, tc.src, dst.Addr(), port, tc.from)
 				if h := <-hdrs; h != wantHdr {
 					t.Errorf("client → %s: PE got header %q, want %q", tc.dst, h, wantHdr)
 				}
@@ -199,7 +223,7 @@ func listenPE(t *testing.T, addr, name string, hdrs chan<- string) net.Listener 
 			c.SetDeadline(time.Now().Add(5 * time.Second))
 			br := bufio.NewReader(c)
 			if h, err := br.ReadString('\n'); err == nil {
-				hdrs <- h
+				hdrs <- h + "from " + c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().String()
 				if l, err := br.ReadString('\n'); err == nil {
 					io.WriteString(c, name+":"+l)
 				}

@@ -489,7 +489,7 @@ func (l *listener) accepted(lp *evloop, fd int, sa syscall.Sockaddr) {
 		return
 	}
 	lp.conns[c] = struct{}{}
-	if st.ppv != "" || st.pools != nil {
+	if st.ppv != "" || st.pools != nil || st.srcIP {
 		local, _ := unix.Getsockname(fd)
 		c.local, c.remote = addrPortOf(local), addrPortOf(sa)
 		if st.pools != nil {
@@ -793,7 +793,18 @@ func (c *lconn) start(pe pucache.Element) {
 	lp := c.lp
 	d := c.dialer
 	c.started++
-	fd, err := connectSocket(pe.Addr)
+	var src netip.Addr
+	if c.st.srcIP {
+		src = c.remote.Addr()
+	}
+	fd, err := connectSocket(pe.Addr, src)
+	var local *localError
+	if errors.As(err, &local) {
+		// Not the PE's fault: no report, and no other PE would do better.
+		c.lastErr = err
+		c.finish(resultNoBackend, true)
+		return
+	}
 	if err != nil {
 		c.failed(pe, err)
 		return
@@ -1048,7 +1059,10 @@ func (l *listener) ended(result string, toB, toC int64) {
 // returned socket has TCP_NODELAY and keep-alive with the kernel's timers
 // (net.ipv4.tcp_keepalive_*): two system calls, where Go's dialer made
 // four to set its own 15 s.
-func connectSocket(addr string) (int, error) {
+// With src valid, the connection comes from src (transparent_source):
+// IP_TRANSPARENT lets it bind to an address the host does not own. A
+// failure to set that up is a *localError.
+func connectSocket(addr string, src netip.Addr) (int, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return -1, err
@@ -1056,10 +1070,16 @@ func connectSocket(addr string) (int, error) {
 	sa, family := sockaddr(ap)
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return -1, os.NewSyscallError("socket", err)
+		return -1, &localError{os.NewSyscallError("socket", err)}
 	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	if src.IsValid() {
+		if err := bindTransparent(fd, family, src); err != nil {
+			unix.Close(fd)
+			return -1, &localError{err}
+		}
+	}
 	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
 		unix.Close(fd)
 		return -1, os.NewSyscallError("connect", err)
@@ -1080,6 +1100,35 @@ func epollWait(epfd int, events []unix.EpollEvent, msec int) (int, error) {
 		return 0, e
 	}
 	return int(n), nil
+}
+
+// localError is a failure of this host (socket, transparent bind), not of
+// the PE.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
+
+// bindTransparent binds fd to src (any port) with IP_TRANSPARENT.
+func bindTransparent(fd, family int, src netip.Addr) error {
+	src = src.Unmap()
+	if src.Is4() != (family == unix.AF_INET) {
+		return fmt.Errorf("transparent_source: client %s and PE are of different address families", src)
+	}
+	level, opt := unix.SOL_IP, unix.IP_TRANSPARENT
+	if family == unix.AF_INET6 {
+		level, opt = unix.SOL_IPV6, unix.IPV6_TRANSPARENT
+	}
+	if err := unix.SetsockoptInt(fd, level, opt, 1); err != nil {
+		return fmt.Errorf("transparent_source: %w", os.NewSyscallError("setsockopt", err))
+	}
+	// The port comes with connect: the 4-tuple need only be unique.
+	unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	sa, _ := sockaddr(netip.AddrPortFrom(src, 0))
+	if err := unix.Bind(fd, sa); err != nil {
+		return fmt.Errorf("transparent_source: %w", os.NewSyscallError("bind", err))
+	}
+	return nil
 }
 
 // rawRead and rawWrite are read(2) and write(2) on non-blocking sockets,

@@ -427,6 +427,7 @@ type settings struct {
 	max     int64
 	idle    time.Duration
 	replay  bool
+	srcIP   bool // connect from the client's address
 	ppv     string
 	connect time.Duration
 }
@@ -459,7 +460,7 @@ func (p *Proxy) settingsFor(lc ListenerConfig, lm *listenerMetrics) *settings {
 	}
 	return &settings{
 		pool: lc.Pool, dialer: d, pools: pools, max: max, idle: lc.IdleTimeout,
-		replay: lc.ReplayBuffer > 0, ppv: lc.ProxyProtocol, connect: d.Config().ConnectTimeout,
+		replay: lc.ReplayBuffer > 0, srcIP: lc.TransparentSource, ppv: lc.ProxyProtocol, connect: d.Config().ConnectTimeout,
 	}
 }
 
