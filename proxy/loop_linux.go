@@ -573,6 +573,7 @@ type lconn struct {
 // ldir is one direction of a relayed connection.
 type ldir struct {
 	pend   []byte // bytes read and not yet written
+	hup    bool   // the source's peer ended (RDHUP, HUP or ERR seen)
 	eof    bool   // the source ended; passed on once pend is empty
 	done   bool   // the end was passed on
 	pipe   [2]int // splice mode when pipe[0] > 0
@@ -601,7 +602,15 @@ func (c *lconn) fds(dir int) (src, dst int) {
 
 // event of the client socket or of the connected PE socket.
 func (c *lconn) event(lp *evloop, s int32, ev uint32) {
-	hup := ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	in := 0 // the direction whose source this socket is
+	if s == c.bslot {
+		in = 1
+	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		// The peer ended: its edge comes once, so its source must be
+		// read to the end whenever it is read next.
+		c.d[in].hup = true
+	}
 	if c.state != stRelay {
 		// The client's bytes wait in its socket until a PE is connected.
 		if s == c.cslot && ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
@@ -609,28 +618,25 @@ func (c *lconn) event(lp *evloop, s int32, ev uint32) {
 		}
 		return
 	}
-	in := 0 // the direction whose source this socket is
-	if s == c.bslot {
-		in = 1
-	}
 	if ev&unix.EPOLLOUT != 0 && c.d[1-in].pending() {
 		c.pump(1-in, false)
 	}
 	if c.state == stRelay && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		c.pump(in, hup)
+		c.pump(in, false)
 	}
 }
 
 func (d *ldir) pending() bool { return len(d.pend) > 0 || d.inPipe > 0 }
 
 // pump moves bytes of direction dir: first what is pending, then from the
-// source, one read per readiness (until EAGAIN when drain is set: the
-// peer closed or failed, and no further event may come).
+// source, one read per readiness (until EAGAIN or EOF once the source's
+// peer ended: no further event may come for it).
 func (c *lconn) pump(dir int, drain bool) {
 	d := &c.d[dir]
 	if d.done {
 		return
 	}
+	drain = drain || d.hup
 	src, dst := c.fds(dir)
 	lp := c.lp
 	for {
