@@ -53,7 +53,7 @@ func benchTargets(b *testing.B) map[string]string {
 func setupB(b *testing.B, be *backend) string {
 	r := startRegistrarB(b)
 	r.SetPool("P", wire.PolicyRoundRobin, peB(be))
-	c := newCacheB(b, r.Addr())
+	c := startCache(b, r.Addr())
 	p, err := proxy.New(&proxy.Config{Listeners: []proxy.ListenerConfig{{Listen: transport.MustParseAddr("127.0.0.1:0"), Pool: "P"}}}, proxy.Options{Cache: c})
 	if err != nil {
 		b.Fatal(err)

@@ -18,7 +18,6 @@ import (
 
 	"github.com/rserpool/rserpool/internal/netnstest"
 	"github.com/rserpool/rserpool/proxy"
-	"github.com/rserpool/rserpool/pucache"
 	"github.com/rserpool/rserpool/pucache/pucachetest"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
@@ -79,14 +78,7 @@ func TestInterception(t *testing.T) {
 	r := pucachetest.Start(t)
 	r.SetPool("P4", wire.PolicyRoundRobin, pucachetest.PE(1, pe4.Addr().(*net.TCPAddr).AddrPort(), wire.PolicyRoundRobin, 0))
 	r.SetPool("P6", wire.PolicyRoundRobin, pucachetest.PE(2, pe6.Addr().(*net.TCPAddr).AddrPort(), wire.PolicyRoundRobin, 0))
-	c, err := pucache.New(pucache.Config{Registrars: []transport.Addr{r.Addr()}}, pucache.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c := startCache(t, r.Addr())
 
 	for _, engine := range []string{proxy.EngineLoop, proxy.EngineGoroutine} {
 		t.Run(engine, func(t *testing.T) {

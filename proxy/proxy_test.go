@@ -117,14 +117,7 @@ func setup(t *testing.T, pol wire.PolicyType, backends []*backend, listeners ...
 		pes = append(pes, pucachetest.PE(uint32(i+1), b.addr(), pol, uint32(i+1)))
 	}
 	r.SetPool("P", pol, pes...)
-	c, err := pucache.New(pucache.Config{Registrars: []transport.Addr{r.Addr()}}, pucache.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c := startCache(t, r.Addr())
 	for i := range listeners {
 		if listeners[i].Listen.IsZero() {
 			listeners[i].Listen = transport.MustParseAddr("127.0.0.1:0")
@@ -146,6 +139,21 @@ func setup(t *testing.T, pol wire.PolicyType, backends []*backend, listeners ...
 	}
 	t.Cleanup(func() { p.Close() })
 	return &env{reg: r, cache: c, prom: reg, p: p}
+}
+
+// startCache starts a pool-user cache of the registrar at reg, closed with
+// the test.
+func startCache(t testing.TB, reg transport.Addr) *pucache.Cache {
+	t.Helper()
+	c, err := pucache.New(pucache.Config{Registrars: []transport.Addr{reg}}, pucache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func (e *env) addr(t *testing.T, listen transport.Addr) string {
@@ -588,17 +596,6 @@ func peB(be *backend) wire.PoolElement {
 	return pucachetest.PE(1, be.addr(), wire.PolicyRoundRobin, 0)
 }
 
-func newCacheB(b *testing.B, reg transport.Addr) *pucache.Cache {
-	c, err := pucache.New(pucache.Config{Registrars: []transport.Addr{reg}}, pucache.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	if err := c.Start(); err != nil {
-		b.Fatal(err)
-	}
-	return c
-}
 
 func TestSCTPListener(t *testing.T) {
 	c, err := pucache.New(pucache.Config{}, pucache.Options{})

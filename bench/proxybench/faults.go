@@ -89,20 +89,9 @@ func faults(ctx context.Context, log *slog.Logger, cfg faultsConfig) (*faultsRes
 	if err != nil {
 		return nil, err
 	}
-	var procs []*proc
-	defer func() {
-		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].cmd.Process.Signal(syscall.SIGCONT)
-			procs[i].stop()
-		}
-	}()
-	start := func(name string, first chan<- string, argv ...string) (*proc, error) {
-		p, err := startProc(dir, name, first, argv...)
-		if err == nil {
-			procs = append(procs, p)
-		}
-		return p, err
-	}
+	g := &procGroup{dir: dir}
+	defer g.stopAll()
+	start := g.start
 	backend := func(name, listen string) (*proc, string, error) {
 		first := make(chan string, 1)
 		p, err := start(name, first, self, "backend", "-listen", listen)

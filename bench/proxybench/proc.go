@@ -53,6 +53,29 @@ func startProc(dir, name string, first chan<- string, argv ...string) (*proc, er
 	return p, nil
 }
 
+// procGroup owns the child processes of one harness run: started with
+// start, stopped in reverse start order by stopAll.
+type procGroup struct {
+	dir   string
+	procs []*proc
+}
+
+func (g *procGroup) start(name string, first chan<- string, argv ...string) (*proc, error) {
+	p, err := startProc(g.dir, name, first, argv...)
+	if err == nil {
+		g.procs = append(g.procs, p)
+	}
+	return p, err
+}
+
+// stopAll stops every process (a stopped one is continued first).
+func (g *procGroup) stopAll() {
+	for i := len(g.procs) - 1; i >= 0; i-- {
+		g.procs[i].cmd.Process.Signal(syscall.SIGCONT)
+		g.procs[i].stop()
+	}
+}
+
 // firstLineWriter passes everything to w and sends the first complete line
 // on line (buffered, capacity 1). exec.Cmd calls Write from one goroutine.
 type firstLineWriter struct {

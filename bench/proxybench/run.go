@@ -116,19 +116,9 @@ func bench(ctx context.Context, log *slog.Logger, cfg benchConfig, args []string
 		return nil, err
 	}
 
-	var procs []*proc
-	defer func() { // stop in reverse start order: proxies before the backend
-		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].stop()
-		}
-	}()
-	start := func(name string, first chan<- string, argv ...string) (*proc, error) {
-		p, err := startProc(dir, name, first, argv...)
-		if err == nil {
-			procs = append(procs, p)
-		}
-		return p, err
-	}
+	g := &procGroup{dir: dir}
+	defer g.stopAll() // proxies before the backend
+	start := g.start
 
 	first := make(chan string, 1)
 	bp, err := start("backend", first, self, "backend", "-listen", "127.0.0.1:0")
