@@ -121,6 +121,10 @@ func (p *Proxy) Start() error {
 		for _, b := range bound {
 			b.ln.Close()
 		}
+		if p.loops != nil {
+			p.loops.stop()
+			p.loops = nil
+		}
 	}
 	for _, l := range p.listeners {
 		if err := p.bind(l); err != nil {

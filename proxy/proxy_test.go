@@ -625,3 +625,36 @@ func TestSCTPListener(t *testing.T) {
 		t.Fatalf("without kernel SCTP: err = %v, want an error naming the listener", err)
 	}
 }
+
+// A listener that cannot bind fails Start, and nothing stays bound or
+// running (goleak checks the event loops at the end).
+func TestStartFailsCleanly(t *testing.T) { forEngines(t, testStartFailsCleanly) }
+
+func testStartFailsCleanly(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	r := pucachetest.Start(t)
+	c := startCache(t, r.Addr())
+	free := transport.MustParseAddr("127.0.0.1:0")
+	busy := transport.MustParseAddr(taken.Addr().String())
+	p, err := proxy.New(&proxy.Config{Listeners: []proxy.ListenerConfig{
+		{Listen: free, Pool: "P", Engine: engineOf(t)},
+		{Listen: busy, Pool: "P", Engine: engineOf(t)},
+	}}, proxy.Options{Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err == nil || !strings.Contains(err.Error(), busy.ShortString()) {
+		t.Fatalf("Start = %v, want an error naming %s", err, busy.ShortString())
+	}
+	if a := p.Addr(free); a != nil {
+		if c, err := net.Dial("tcp", a.String()); err == nil {
+			c.Close()
+			t.Fatalf("%s still accepts after Start failed", a)
+		}
+	}
+	p.Close()
+}
