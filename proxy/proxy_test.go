@@ -596,7 +596,6 @@ func peB(be *backend) wire.PoolElement {
 	return pucachetest.PE(1, be.addr(), wire.PolicyRoundRobin, 0)
 }
 
-
 func TestSCTPListener(t *testing.T) {
 	c, err := pucache.New(pucache.Config{}, pucache.Options{})
 	if err != nil {
