@@ -331,7 +331,7 @@ func (lp *evloop) register(fd int, events uint32, h handler) (int32, error) {
 	}
 	lp.slots[s].h = h
 	ev := unix.EpollEvent{Events: events, Fd: s, Pad: lp.slots[s].gen}
-	if err := unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+	if err := rawEpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		lp.release(s)
 		return 0, os.NewSyscallError("epoll_ctl", err)
 	}
@@ -341,7 +341,7 @@ func (lp *evloop) register(fd int, events uint32, h handler) (int32, error) {
 // unregister removes fd from the epoll set (needed only for a descriptor
 // that stays open) and frees its slot.
 func (lp *evloop) unregister(s int32, fd int) {
-	unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	rawEpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 	lp.release(s)
 }
 
@@ -411,7 +411,8 @@ func (lp *evloop) shutdown() {
 // level-triggered, so the next epoll_wait returns at once while more are
 // queued, together with the other events: no accept ends in EAGAIN.
 func (s *lsock) event(lp *evloop, _ int32, _ uint32) {
-	fd, sa, err := syscall.Accept4(s.fd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+	st := s.l.st.Load()
+	fd, remote, err := rawAccept(s.fd, st.ppv != "" || st.pools != nil || st.srcIP)
 	if err != nil {
 		switch err {
 		case syscall.EAGAIN, syscall.ECONNABORTED, syscall.EINTR:
@@ -423,7 +424,7 @@ func (s *lsock) event(lp *evloop, _ int32, _ uint32) {
 		}
 		return
 	}
-	s.l.accepted(lp, fd, sa)
+	s.l.accepted(lp, fd, remote)
 }
 
 // acceptPause is how long a loop stops accepting after accept failed for
@@ -457,12 +458,12 @@ func (s *lsock) resume(lp *evloop) {
 }
 
 // accepted takes a new client connection on lp.
-func (l *listener) accepted(lp *evloop, fd int, sa syscall.Sockaddr) {
+func (l *listener) accepted(lp *evloop, fd int, remote netip.AddrPort) {
 	p := l.p
 	st := l.st.Load()
 	if st.max > 0 && l.active.Load() >= st.max {
 		unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
-		unix.Close(fd)
+		rawClose(fd)
 		l.refused(st.max)
 		return
 	}
@@ -491,7 +492,7 @@ func (l *listener) accepted(lp *evloop, fd int, sa syscall.Sockaddr) {
 	lp.conns[c] = struct{}{}
 	if st.ppv != "" || st.pools != nil || st.srcIP {
 		local, _ := unix.Getsockname(fd)
-		c.local, c.remote = addrPortOf(local), addrPortOf(sa)
+		c.local, c.remote = addrPortOf(local), remote
 		if st.pools != nil {
 			c.dst = originalDst(fd, c.local)
 			if c.dialer = st.pools.dialer(c.dst); c.dialer == nil {
@@ -746,7 +747,7 @@ func (c *lconn) passEOF(dir, dst int) {
 		c.finish(resultOK, false)
 		return
 	}
-	unix.Shutdown(dst, unix.SHUT_WR)
+	rawShutdown(dst, unix.SHUT_WR)
 }
 
 // connect starts the next connect attempt (to e when a helper picked it),
@@ -926,7 +927,7 @@ func (a *latt) done(lp *evloop, err error) {
 	c.remove(a)
 	if err != nil {
 		lp.release(a.slot)
-		unix.Close(a.fd)
+		rawClose(a.fd)
 		c.fail(a.e, err)
 		c.connect(nil)
 		return
@@ -970,7 +971,7 @@ func (a *latt) close(lp *evloop) {
 	lp.disarm(&a.t)
 	delete(lp.probes, a)
 	lp.release(a.slot)
-	unix.Close(a.fd)
+	rawClose(a.fd)
 }
 
 // finish closes the connection (reset sends an RST to the client) and
@@ -992,11 +993,11 @@ func (c *lconn) finish(result string, reset bool) {
 			unix.SetsockoptLinger(c.cfd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
 		}
 		lp.release(c.cslot)
-		unix.Close(c.cfd)
+		rawClose(c.cfd)
 	}
 	if c.bfd >= 0 {
 		lp.release(c.bslot)
-		unix.Close(c.bfd)
+		rawClose(c.bfd)
 	}
 	for i := range c.d {
 		d := &c.d[i]
@@ -1073,21 +1074,24 @@ func connectSocket(addr string, src netip.Addr) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	sa, family := sockaddr(ap)
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	family := unix.AF_INET6
+	if ap.Addr().Unmap().Is4() {
+		family = unix.AF_INET
+	}
+	fd, err := rawSocket(family)
 	if err != nil {
 		return -1, &localError{os.NewSyscallError("socket", err)}
 	}
-	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	rawSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	rawSetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
 	if src.IsValid() {
 		if err := bindTransparent(fd, family, src); err != nil {
 			unix.Close(fd)
 			return -1, &localError{err}
 		}
 	}
-	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
-		unix.Close(fd)
+	if err := rawConnect(fd, ap); err != nil && err != unix.EINPROGRESS {
+		rawClose(fd)
 		return -1, os.NewSyscallError("connect", err)
 	}
 	return fd, nil
