@@ -361,7 +361,20 @@ func (lp *evloop) run() {
 			d := time.Duration(lp.timers[0].at - lp.now.UnixNano())
 			timeout = max(0, int((d+time.Millisecond-1)/time.Millisecond))
 		}
-		n, err := epollWait(lp.epfd, lp.events, timeout)
+		// Wait up to a millisecond without the scheduler; a loop with
+		// nothing to do for longer waits through it, so that an idle
+		// proxy neither holds its P nor gets preempted every 10 ms.
+		short := timeout
+		if short < 0 || short > 1 {
+			short = 1
+		}
+		n, err := epollWait(lp.epfd, lp.events, short)
+		if n == 0 && err == nil && timeout != short {
+			if timeout > 0 {
+				timeout -= short
+			}
+			n, err = unix.EpollWait(lp.epfd, lp.events, timeout)
+		}
 		lp.now = time.Now()
 		if err != nil && err != unix.EINTR {
 			lp.ls.p.log.Error("epoll_wait failed", "err", err)
@@ -1102,8 +1115,9 @@ func connectSocket(addr string, src netip.Addr) (int, error) {
 // scheduler (syscall.Syscall), every wait let the system monitor take the
 // P away and wake another thread for it, and every wake-up took one back:
 // 15 % of the proxy's CPU under connect/request/close load went to that.
-// The runtime still preempts a long wait (its signal ends epoll_wait with
-// EINTR), so that the other goroutines run; newLoops leaves them a P.
+// The loops use it for waits of up to a millisecond (and the runtime
+// preempts a loop that runs 10 ms without a pause: its signal ends
+// epoll_wait with EINTR); other goroutines run on the spare P.
 func epollWait(epfd int, events []unix.EpollEvent, msec int) (int, error) {
 	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(msec), 0, 0)
 	if e != 0 {
