@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -656,4 +657,59 @@ func testStartFailsCleanly(t *testing.T) {
 		}
 	}
 	p.Close()
+}
+
+// Clients that misbehave (close at once, reset mid-request, send and never
+// read, half-close and go) among normal ones: every connection ends and is
+// accounted for, and nothing stays open (goleak checks the goroutines).
+func TestClientChurn(t *testing.T) { forEngines(t, testClientChurn) }
+
+func testClientChurn(t *testing.T) {
+	bs := []*backend{startBackend(t, "a", nil), startBackend(t, "b", nil)}
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{})
+	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
+	const clients, rounds = 8, 25
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range clients {
+		wg.Go(func() {
+			for k := range rounds {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				switch (i + k) % 5 {
+				case 0: // close at once
+				case 1: // reset after a request
+					io.WriteString(c, "x\n")
+					c.(*net.TCPConn).SetLinger(0)
+				case 2: // send much, never read
+					io.WriteString(c, strings.Repeat("y\n", 50000))
+				case 3: // half-close and go
+					io.WriteString(c, "z\n")
+					c.(*net.TCPConn).CloseWrite()
+				default: // a normal exchange
+					io.WriteString(c, "ok\n")
+					if s, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasSuffix(s, ":ok\n") {
+						failed.Add(1)
+					}
+				}
+				c.Close()
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d normal exchanges failed", n)
+	}
+	waitFor(t, func() bool { return e.p.Active() == 0 })
+	var sum float64
+	for _, r := range []string{"ok", "aborted", "no_backend", "refused"} {
+		sum += testutil.ToFloat64(mustVec(t, e.prom, "rserpool_proxy_connections_total", "result", r))
+	}
+	if sum != clients*rounds {
+		t.Fatalf("connections accounted for: %v, want %d", sum, clients*rounds)
+	}
 }
