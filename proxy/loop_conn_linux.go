@@ -397,11 +397,12 @@ func (a *latt) event(lp *evloop, _ int32, ev uint32) {
 	} else if ev&unix.EPOLLOUT == 0 {
 		return
 	}
-	a.done(lp, err)
+	a.done(lp, err, ev)
 }
 
-// done ends an attempt: connected (err nil) or failed.
-func (a *latt) done(lp *evloop, err error) {
+// done ends an attempt: connected (err nil) or failed. ev is the event
+// that said so: it may already tell of the PE's first bytes or its end.
+func (a *latt) done(lp *evloop, err error, ev uint32) {
 	lp.disarm(&a.t)
 	c := a.c
 	if c == nil { // a probe: learn the PE's fate, then close
@@ -437,13 +438,21 @@ func (a *latt) done(lp *evloop, err error) {
 	if c.st.idle > 0 {
 		lp.arm(&c.t[tIdle], lp.now.Add(c.st.idle))
 	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		c.d[1].hup = true
+	}
 	if len(c.prelude) > 0 {
 		c.d[0].pend = c.prelude
 		if !c.flush(0, c.bfd) {
 			return
 		}
 	}
+	// The client's bytes that arrived while connecting (their edge is
+	// gone), and what the PE already sent (a server that speaks first).
 	c.pump(0, false)
+	if c.state == stRelay && ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		c.pump(1, false)
+	}
 }
 
 func (c *lconn) remove(a *latt) {

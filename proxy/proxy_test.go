@@ -713,3 +713,27 @@ func testClientChurn(t *testing.T) {
 		t.Fatalf("connections accounted for: %v, want %d", sum, clients*rounds)
 	}
 }
+
+// A PE that speaks first (a banner, as SMTP or SSH servers send) reaches a
+// client that has not sent anything.
+func TestServerSpeaksFirst(t *testing.T) { forEngines(t, testServerSpeaksFirst) }
+
+func testServerSpeaksFirst(t *testing.T) {
+	b := startBackend(t, "a", func(c net.Conn) {
+		io.WriteString(c, "220 hello\n")
+		io.Copy(io.Discard, c)
+	})
+	e := setup(t, wire.PolicyRoundRobin, []*backend{b}, proxy.ListenerConfig{})
+	for range 20 {
+		c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		s, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if err != nil || s != "220 hello\n" {
+			t.Fatalf("banner: %q, %v", s, err)
+		}
+	}
+}
