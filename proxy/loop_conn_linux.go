@@ -442,7 +442,8 @@ func (a *latt) done(lp *evloop, err error, ev uint32) {
 		c.d[1].hup = true
 	}
 	if len(c.prelude) > 0 {
-		c.d[0].pend = c.prelude
+		// The PROXY header is not the client's: not counted as relayed.
+		c.d[0].pend, c.d[0].n = c.prelude, -int64(len(c.prelude))
 		if !c.flush(0, c.bfd) {
 			return
 		}
@@ -480,6 +481,9 @@ func (c *lconn) finish(result string, reset bool) {
 	}
 	lp, l := c.lp, c.l
 	wasRelay := c.state == stRelay
+	if result == resultNoBackend && !wasRelay {
+		c.logNoBackend() // while the client's socket is open
+	}
 	c.state = stClosed
 	c.stopTimers()
 	for _, a := range c.atts {
@@ -512,13 +516,6 @@ func (c *lconn) finish(result string, reset bool) {
 	delete(lp.conns, c)
 	l.p.loopConns.Add(-1)
 	if !wasRelay {
-		switch {
-		case result == resultNoBackend && c.dialer == nil:
-			l.p.log.Warn("no pool for the original destination", "listener", l.label, "dst", c.dst.String(), "client", c.remoteString())
-		case result == resultNoBackend:
-			l.p.log.Warn("no pool element reachable", "listener", l.label, "pool", c.dialer.Pool.Handle(),
-				"client", c.remoteString(), "err", c.noBackendErr())
-		}
 		if result == resultOK {
 			result = resultAborted
 		}
@@ -527,6 +524,16 @@ func (c *lconn) finish(result string, reset bool) {
 		l.ended("", c.d[0].n, c.d[1].n)
 	}
 	l.p.wg.Done()
+}
+
+func (c *lconn) logNoBackend() {
+	l := c.l
+	if c.dialer == nil {
+		l.p.log.Warn("no pool for the original destination", "listener", l.label, "dst", c.dst.String(), "client", c.remoteString())
+		return
+	}
+	l.p.log.Warn("no pool element reachable", "listener", l.label, "pool", c.dialer.Pool.Handle(),
+		"client", c.remoteString(), "err", c.noBackendErr())
 }
 
 func (c *lconn) stopTimers() {
