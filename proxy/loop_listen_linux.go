@@ -215,10 +215,10 @@ func (l *listener) accepted(lp *evloop, fd int, remote netip.AddrPort) {
 	c.t[tIdle].i, c.t[tHedge].i = -1, -1
 	var err error
 	if c.cslot, err = lp.register(fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET, c); err != nil {
-		unix.Close(fd)
-		c.cfd = -1
+		rawClose(fd)
 		l.ended(resultAborted, 0, 0)
 		p.loopConns.Add(-1)
+		p.wg.Done()
 		return
 	}
 	lp.conns[c] = struct{}{}
