@@ -60,14 +60,9 @@ func newLoops(p *Proxy) (*loops, error) {
 	return ls, nil
 }
 
-var loopCount = sync.OnceValue(func() int {
-	// One loop per P the process was given (a core each by default), and
-	// one more P for the rest of the process (cache, admin, helpers): a
-	// loop keeps its P while it waits.
-	n := max(1, runtime.GOMAXPROCS(0))
-	runtime.GOMAXPROCS(n + 1)
-	return n
-})
+// loopCount is the number of loops: one per P the process was given (a
+// core each by default).
+func loopCount() int { return max(1, runtime.GOMAXPROCS(0)) }
 
 // stop ends every loop (closing what they still hold) and waits for them
 // and for their helper goroutines.
@@ -229,18 +224,8 @@ func (lp *evloop) run() {
 			d := time.Duration(lp.timers[0].at - lp.now.UnixNano())
 			timeout = max(0, int((d+time.Millisecond-1)/time.Millisecond))
 		}
-		// Wait up to a millisecond without the scheduler; a loop with
-		// nothing to do for longer waits through it, so that an idle
-		// proxy neither holds its P nor gets preempted every 10 ms.
-		short := timeout
-		if short < 0 || short > 1 {
-			short = 1
-		}
-		n, err := epollWait(lp.epfd, lp.events, short)
-		if n == 0 && err == nil && timeout != short {
-			if timeout > 0 {
-				timeout -= short
-			}
+		n, err := epollPoll(lp.epfd, lp.events)
+		if n == 0 && err == nil && timeout != 0 {
 			n, err = unix.EpollWait(lp.epfd, lp.events, timeout)
 		}
 		lp.now = time.Now()

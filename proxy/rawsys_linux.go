@@ -100,16 +100,16 @@ func rawAddrPort(raw *unix.RawSockaddrAny) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// epollWait is epoll_wait as a raw system call: the loop keeps its P
-// while it waits, as a HAProxy thread keeps its core. Through the
-// scheduler (syscall.Syscall), every wait let the system monitor take the
-// P away and wake another thread for it, and every wake-up took one back:
-// 15 % of the proxy's CPU under connect/request/close load went to that.
-// The loops use it for waits of up to a millisecond (and the runtime
-// preempts a loop that runs 10 ms without a pause: its signal ends
-// epoll_wait with EINTR); other goroutines run on the spare P.
-func epollWait(epfd int, events []unix.EpollEvent, msec int) (int, error) {
-	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(msec), 0, 0)
+// epollPoll is epoll_wait with a zero timeout as a raw system call: the
+// loop looks for events without telling the scheduler, and waits through
+// it (unix.EpollWait) only when there are none. Every wait made through
+// the scheduler lets the system monitor take the loop's P away; a loop
+// under load mostly finds events at once. (Waiting without the scheduler
+// too, up to a millisecond or 50 µs, was tried: it holds the P that the
+// process's goroutines need, and a goroutine readied onto it waits with
+// it.)
+func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
 	if e != 0 {
 		return 0, e
 	}
