@@ -44,7 +44,11 @@ func echoBackend(b *testing.B) *backend {
 }
 
 // benchTargets returns the addresses of "direct" (the backend), "proxy"
-// (the event loops) and "goroutine" (the goroutine relay).
+// (the event loops) and "goroutine" (the goroutine relay). Client,
+// backend and proxy share one process and one scheduler here, which
+// favours the goroutine relay (a goroutine readied by another one's write
+// often runs on the same thread); bench/proxybench, with a process each,
+// is the comparison that counts.
 func benchTargets(b *testing.B) map[string]string {
 	be := echoBackend(b)
 	return map[string]string{

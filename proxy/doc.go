@@ -26,8 +26,9 @@
 //   - the event loops (engine = "loop", the default for TCP listeners on
 //     Linux; loop_linux.go): HAProxy's model. One loop per P the process
 //     was given (GOMAXPROCS, one per core by default), each an epoll set
-//     over non-blocking sockets; its system calls on those sockets are raw
-//     (the scheduler is told only when a loop waits for events). Every loop accepts from the shared listening socket
+//     over non-blocking sockets; its system calls on those sockets are raw,
+//     and a loop with no event ready parks in Go's netpoller on its epoll
+//     descriptor (holding no thread and no P). Every loop accepts from the shared listening socket
 //     (EPOLLEXCLUSIVE, one accept per readiness), connects to the PE
 //     without blocking (connect-time failover, hedging and the failover
 //     budget run in the loop, on the loop's timer heap), and relays: one
@@ -86,9 +87,7 @@
 // SCTP listeners (sctp://) relay by plain copies (no splice) and close both
 // directions at the first EOF (no half-close). transparent_source needs
 // the loop engine (and so no replay buffer) and PEs of the client's
-// address family. A loop under constant load holds its P: the other
-// goroutines of the process (cache, admin, goroutine-relay connections)
-// run when the runtime preempts it. PEs are reached over TCP, or
+// address family. PEs are reached over TCP, or
 // over kernel SCTP (PPID 0, one message per write) when they register an
 // SCTP user transport, as RSPLIB PEs do.
 // Reload keeps the listen address as a listener's identity: changing it
