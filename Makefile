@@ -7,15 +7,29 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 
 # Fuzz targets as package:Target pairs.
 FUZZ_TARGETS := ./wire:FuzzParseASAP ./wire:FuzzParseENRP ./transport:FuzzChunkReader ./transport:FuzzParseAddr \
-	./registrar/asap:FuzzCore ./regclient:FuzzClient ./pe-agent:FuzzSession ./pucache:FuzzResolutionResponse
+	./registrar/asap:FuzzCore ./regclient:FuzzClient ./pe-agent:FuzzSession ./pucache:FuzzResolutionResponse \
+	./session:FuzzControl ./session:FuzzVerify
 
-.PHONY: all build test fuzz bench bench-proxy bench-quick interop clean
+# Debian package version: 0.1.0~gitDATE.HASH (newer commits sort higher).
+DEB_VERSION ?= 0.1.0~git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d%H%M%S 2>/dev/null || echo 0)
+DEB_DIR     ?= bin/
+
+.PHONY: all build test fuzz bench bench-proxy bench-quick interop deb vm-package clean
 
 all: build
 
 ## build: static binary bin/rserpool
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/rserpool ./cmd/rserpool
+
+## deb: the Debian package bin/rserpool_$(DEB_VERSION)_amd64.deb, built by nfpm as a Go tool
+deb: build
+	VERSION=$(DEB_VERSION) RSERPOOL_BIN=bin/rserpool $(GO) tool -modfile=deploy/tools.mod nfpm package \
+		--config deploy/debian/nfpm.yaml --packager deb --target $(DEB_DIR)
+
+## vm-package: install the package in ../shared/sctp-vm and check that the daemons run (deploy/vm/run)
+vm-package:
+	deploy/vm/run
 
 ## test: the README's test command
 test:

@@ -73,6 +73,10 @@ type Dialer struct {
 	// OnFailure, if set, is called once for each PE that failed (after it
 	// was reported unreachable). It must be cheap and safe for concurrent use.
 	OnFailure func(e pucache.Element, err error)
+	// OnConnect, if set, is called with each PE a connection was made to
+	// (prelude written), replays included. It must be cheap and safe for
+	// concurrent use.
+	OnConnect func(e pucache.Element)
 }
 
 // NewDialer returns a Dialer for pool with cfg's budget.
@@ -270,6 +274,9 @@ func (d *Dialer) dial(ctx context.Context, prelude []byte, tried *Tried, deadlin
 			pending = slices.DeleteFunc(pending, func(id uint32) bool { return id == a.e.ID })
 			if a.err == nil {
 				d.Connected(a.e.ID, a.took)
+				if d.OnConnect != nil {
+					d.OnConnect(a.e)
+				}
 				now := time.Now()
 				for _, id := range pending {
 					d.Overtaken(id, now)

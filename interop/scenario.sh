@@ -2,7 +2,7 @@
 # scenario.sh: the RSPLIB 3.4.4 interoperability cases. Runs INSIDE the SCTP
 # VM (../shared/sctp-vm), as root, with cwd = the shared work dir holding
 # ./rserpool (static), vmtool.py and wirecheck/. Started by interop/run.
-#   scenario.sh [CASE...]     cases 1-7, default all; prints "PASS case N: ..."
+#   scenario.sh [CASE...]     cases 1-9, default all; prints "PASS case N: ..."
 #                             or "FAIL case N: ..." per case, exit 1 if any FAIL.
 # Addresses (RSPLIB refuses loopback ones, so TEST-NET-1 goes on lo):
 #   .100 OUR registrar (ASAP sctp 3863, admin 127.0.0.1:9464)
@@ -14,9 +14,11 @@
 #   .7   (on a dummy interface mc0 with the multicast route) rspregistrar #4 (ASAP 19863,
 #        announces on) with rspserver -echo .51 .52
 #        in DialPool; OUR ctl dial and proxy (.40:8001) find it by its announces (case 7)
+#   .81 .82 rspserver -pingpong PingPongSession @rspregistrar, OUR pingpong-client (case 8)
+#   .91 .92 OUR pingpong-server PingPongOurs @ours, RSPLIB pingpongclient (case 9)
 # Everything on lo is captured (dumpcap); case 6 checks the capture.
 set -u
-CASES=${*:-1 2 3 4 5 6 7}
+CASES=${*:-1 2 3 4 5 6 7 8 9}
 OUT=$PWD/out
 mkdir -p "$OUT"; rm -f "$OUT"/*
 PCAP=$OUT/interop.pcap
@@ -50,7 +52,7 @@ hsdump_wait() { local end=$(( $(date +%s) + $4 )) n
     [ "$(date +%s)" -ge "$end" ] && break; sleep 0.5; done; echo "$n"; }
 
 [ -d /proc/sys/net/sctp ] || { echo "FAIL case 0: no SCTP in the VM kernel"; exit 1; }
-for a in 1 2 11 12 13 21 22 31 40 51 52 100 101 103 111 112; do ip addr add $N.$a/32 dev lo; done
+for a in 1 2 11 12 13 21 22 31 40 51 52 81 82 91 92 100 101 103 111 112; do ip addr add $N.$a/32 dev lo; done
 ip link set lo multicast on; ip route add 224.0.0.0/4 dev lo
 ./rserpool version >"$OUT/version.txt" 2>&1 || true
 
@@ -274,6 +276,68 @@ if want 7; then
     fail 7 "proxy via announces: $(tail -n1 "$OUT/proxy7-client.txt") (proxy7-client.txt, proxy7.log)"
   grep -q "sctp://$N.7:19863" "$OUT/proxy7.log" ||
     fail 7 "the proxy's log does not name sctp://$N.7:19863 (the announced registrar at its source port)"
+  ip route replace 224.0.0.0/4 dev lo # as the other cases expect
+fi
+
+# lastpe FILE: the PE ID (8 hex digits) of the last whole "Ack #n from PE $id (reply #r)" line
+lastpe() { grep -ao 'from PE \$[0-9a-fA-F]\{8\} (reply #[0-9]*)' "$1" | tail -n1 | sed 's/.*\$\([0-9a-fA-F]*\).*/\1/'; }
+
+if want 8; then
+  step "case 8: our PingPong client (session layer) with rspserver -pingpong PEs at rspregistrar"
+  bg pp81 rspserver -pingpong -poolhandle=PingPongSession -registrar=$N.1:3863 -local=$N.81 -identifier=0x81 $PE_OPTS
+  bg pp82 rspserver -pingpong -poolhandle=PingPongSession -registrar=$N.1:3863 -local=$N.82 -identifier=0x82 $PE_OPTS
+  # (ctl resolve, not hsdump: much quicker under emulation)
+  waitfor 20 bash -c "./rserpool ctl resolve -registrar sctp://$N.1:3863 -items 8 -timeout 2s PingPongSession |
+    grep -q 'PingPongSession\" policy .*, 2 PE'" || fail 8 "rspregistrar does not list both PingPongSession PEs"
+  bg ppc ./pingpong-client -registrar sctp://$N.1:3863 -pool PingPongSession -interval 200ms -count 30 -v
+  if waitfor 20 grep -aq 'Ack #5 from' "$OUT/ppc.log"; then
+    victim=$(lastpe "$OUT/ppc.log")
+    step "case 8: SIGKILL rspserver PE $victim under our client's session"
+    case $victim in
+      00000081) kill -KILL "$(pid pp81)" ;;
+      00000082) kill -KILL "$(pid pp82)" ;;
+      *) fail 8 "our client's PE is '$victim', neither 0x81 nor 0x82" ;;
+    esac
+    waitfor 40 grep -aq '^30 Pings' "$OUT/ppc.log" || fail 8 "our client did not finish 30 Pings: $(tail -n 2 "$OUT/ppc.log")"
+    python3 vmtool.py pingpong "$OUT/ppc.log" "$victim" >"$OUT/case8.txt" 2>&1 || fail 8 "$(cat "$OUT/case8.txt") (ppc.log)"
+    echo "   $(cat "$OUT/case8.txt")"
+    grep -aq 'cookie echoed: true' "$OUT/ppc.log" || fail 8 "our client failed over without a Cookie Echo (ppc.log)"
+    ! grep -aqi 'bad cookie echo' "$OUT/pp81.log" "$OUT/pp82.log" || fail 8 "rspserver rejected our Cookie Echo"
+  else
+    fail 8 "our client got no 5 Acks: $(tail -n 3 "$OUT/ppc.log")"
+  fi
+fi
+
+if want 9; then
+  step "case 9: RSPLIB's pingpongclient with our PingPong PEs at our registrar"
+  bg opp91 ./pingpong-server -registrar $OURS -pool PingPongOurs -listen sctp://$N.91:0 -id 0x91 -v
+  bg opp92 ./pingpong-server -registrar $OURS -pool PingPongOurs -listen sctp://$N.92:0 -id 0x92 -v
+  if hs PingPongOurs 2 20; then
+    # stdbuf: pingpongclient's stdout is a file here, line-buffer it.
+    (timeout -s INT 60 stdbuf -oL pingpongclient -poolhandle=PingPongOurs -registrar=$N.100:3863 -interval=200 $LOGOPT \
+      >"$OUT/rspc.log" 2>&1) & RSPC=$!
+    if waitfor 20 grep -aq 'Ack #5 from' "$OUT/rspc.log"; then
+      victim=$(lastpe "$OUT/rspc.log")
+      step "case 9: SIGKILL our PE $victim under pingpongclient's session"
+      case $victim in
+        00000091) kill -KILL "$(pid opp91)"; other=opp92 ;;
+        00000092) kill -KILL "$(pid opp92)"; other=opp91 ;;
+        *) fail 9 "pingpongclient's PE is '$victim', neither 0x91 nor 0x92"; other= ;;
+      esac
+      if [ -n "$other" ]; then
+        waitfor 30 python3 vmtool.py pingpong "$OUT/rspc.log" "$victim"
+        python3 vmtool.py pingpong "$OUT/rspc.log" "$victim" >"$OUT/case9.txt" 2>&1 || fail 9 "$(cat "$OUT/case9.txt") (rspc.log)"
+        echo "   $(cat "$OUT/case9.txt")"
+        grep -aq 'cookie echo: going on' "$OUT/$other.log" ||
+          fail 9 "our surviving PE logged no Cookie Echo from pingpongclient ($other.log)"
+      fi
+    else
+      fail 9 "pingpongclient got no 5 Acks: $(tail -n 3 "$OUT/rspc.log")"
+    fi
+    kill -INT $RSPC 2>/dev/null; wait $RSPC
+  else
+    fail 9 "our PingPong PEs not in our /handlespace: $(tail -n 2 "$OUT/opp91.log")"
+  fi
 fi
 
 step "stop everything (SIGINT/SIGTERM), then the capture"
@@ -345,6 +409,45 @@ if want 6; then
   [ "$nodec" = 0 ] || fail 6 "$nodec DATA frames from our components not decoded as ASAP/ENRP"
 fi
 
+# The session cases' traffic, cut out of the capture into sessions.pcap and
+# checked with one wirecheck run (each run of tshark is slow under emulation).
+SESS_F=
+if want 8; then
+  # The sessions between our client and the RSPLIB PEs (every frame to or
+  # from .81/.82 but their registrar associations; our Cookie Echo, PPID 11),
+  # and our client's association to rspregistrar (its Handle Resolutions).
+  [ "$(nrows '($2 == "'$N.81'" || $2 == "'$N.82'" || $4 == "'$N.81'" || $4 == "'$N.82'") && has(7, 12) && $6 ~ /^11/')" -gt 0 ] ||
+    fail 8 "no Cookie Echo (PPID 11) to an rspserver PE in the capture"
+  [ "$(nrows '($4 == "'$N.81'" || $4 == "'$N.82'") && $5 != 3863 && has(6, 33)')" -gt 0 ] ||
+    fail 8 "no Ping (PPID 33) to an rspserver PE in the capture"
+  P=$(rows '$5 == 3863 && has(7, 5) && has(9, "'$(hexof PingPongSession)'") {print $3}' | sort -u | paste -sd, -)
+  [ -n "$P" ] || fail 8 "no Handle Resolution of our client in the capture"
+  SESS_F="((ip.addr==$N.81 || ip.addr==$N.82) && !(sctp.port==3863))"
+  [ -n "$P" ] && SESS_F="$SESS_F || (sctp.port==3863 && sctp.port in {$P})"
+fi
+if want 9; then
+  # Our PEs' traffic: the sessions with pingpongclient (Cookies from ours,
+  # the Cookie Echo from RSPLIB's) and their registration associations.
+  [ "$(nrows '($2 == "'$N.91'" || $2 == "'$N.92'") && $3 != 3863 && has(7, 11) && $6 ~ /^11/')" -gt 0 ] ||
+    fail 9 "no Cookie (PPID 11) from our PingPong PEs in the capture"
+  [ "$(nrows '($4 == "'$N.91'" || $4 == "'$N.92'") && has(7, 12)')" -gt 0 ] ||
+    fail 9 "no Cookie Echo from pingpongclient to our PEs in the capture"
+  P=$(rows '$5 == 3863 && has(7, 1) && has(9, "'$(hexof PingPongOurs)'") {print $3}' | sort -u | paste -sd, -)
+  [ -n "$P" ] || fail 9 "no Registration of our PingPong PEs in the capture"
+  SESS_F="${SESS_F:+$SESS_F || }ip.addr==$N.91 || ip.addr==$N.92"
+  [ -n "$P" ] && SESS_F="$SESS_F || (sctp.port==3863 && sctp.port in {$P})"
+fi
+if [ -n "$SESS_F" ]; then
+  step "cases 8, 9: Wireshark decodes the session traffic"
+  if tshark -r "$PCAP" -2 -R "$SESS_F" -w "$OUT/sessions.pcap" 2>"$OUT/sessions-filter.log" &&
+    ./wirecheck/wirecheck "$OUT/sessions.pcap" >"$OUT/wirecheck-sessions.txt" 2>&1; then
+    echo "   sessions.pcap: $(grep RESULT "$OUT/wirecheck-sessions.txt")"
+  else
+    why="wirecheck sessions.pcap: $(grep RESULT "$OUT/wirecheck-sessions.txt" 2>/dev/null || grep -v 'Running as' "$OUT/sessions-filter.log" | head -n1)"
+    for c in 8 9; do want $c && fail $c "$why"; done
+  fi
+fi
+
 step "verdict"
 rc=0
 desc=([1]="RSPLIB PEs register at our registrar (SCTP), keep-alives, SIGINT/SIGKILL/SIGSTOP removal"
@@ -353,7 +456,9 @@ desc=([1]="RSPLIB PEs register at our registrar (SCTP), keep-alives, SIGINT/SIGK
   [4]="our proxy resolves at rspregistrar and relays to RSPLIB SCTP echo PEs, PE SIGKILL costs no client connection"
   [5]="ENRP with rspregistrar: PEs of either resolvable at both, equal checksums, takeover both ways"
   [6]="Wireshark: no malformed ASAP/ENRP message from our components"
-  [7]="Cache.Dial (ctl dial) and the proxy reach RSPLIB SCTP echo PEs through an rspregistrar found by its announces")
+  [7]="Cache.Dial (ctl dial) and the proxy reach RSPLIB SCTP echo PEs through an rspregistrar found by its announces"
+  [8]="our PingPong client (session layer) fails over between rspserver PEs with a Cookie Echo RSPLIB accepts"
+  [9]="RSPLIB pingpongclient fails over between our PingPong PEs with a Cookie Echo; no reply-number gap")
 for c in $CASES; do
   if [ -n "${WHY[$c]:-}" ]; then echo "FAIL case $c: ${desc[$c]}: ${WHY[$c]}"; rc=1
   else echo "PASS case $c: ${desc[$c]}"; fi

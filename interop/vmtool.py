@@ -11,8 +11,12 @@
   vmtool.py echo-server HOST PORT      TCP echo server (a backend for pe-agent)
   vmtool.py client HOST PORT N GAP     N short TCP request/response connections,
                                        GAP seconds apart; exit 1 if any failed
+  vmtool.py pingpong FILE KILLED       a PingPong client's output (ours or RSPLIB's):
+                                       after PE KILLED (hex) the Acks come from another
+                                       PE and its first reply number follows the last
+                                       one of KILLED (state restored from the cookie)
 """
-import json, socket, sys, threading, time, urllib.request
+import json, re, socket, sys, threading, time, urllib.request
 
 
 def count(url, pool):
@@ -140,6 +144,42 @@ def client(host, port, n, gap):
     return 1 if bad else 0
 
 
+ACK = re.compile(r"Ack #(\d+) from PE \$([0-9a-fA-F]+) \(reply #(\d+)\)")
+
+
+def pingpong(path, killed):
+    """Checks a PingPong client's output across the failover from PE killed."""
+    killed = int(killed, 16)
+    acks, gaps = [], 0
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = ACK.search(line)
+            if m:
+                acks.append((int(m.group(1)), int(m.group(2), 16), int(m.group(3))))
+            elif "Detected gap" in line:
+                gaps += 1
+    last = max((i for i, a in enumerate(acks) if a[1] == killed), default=None)
+    if last is None:
+        print("no Ack from PE %08x" % killed)
+        return 1
+    after = acks[last + 1:]
+    if len(after) < 3:
+        print("%d Acks after the last one of PE %08x, want 3 or more" % (len(after), killed))
+        return 1
+    if any(a[1] == killed for a in after):
+        print("Acks from PE %08x after it was killed" % killed)
+        return 1
+    before, first = acks[last][2], after[0][2]
+    if first != before + 1:
+        print("PE %08x's last reply #%d, then PE %08x answered reply #%d: %s" % (
+            killed, before, after[0][1], first,
+            "state not restored" if first == 1 else "a gap"))
+        return 1
+    print("PE %08x: last reply #%d; PE %08x went on with reply #%d (%d Acks after); %d gap lines" % (
+        killed, before, after[0][1], first, len(after), gaps))
+    return 1 if gaps else 0
+
+
 def main(a):
     if a[0] == "count":
         print(count(a[1], a[2]))
@@ -159,6 +199,8 @@ def main(a):
         return 0
     if a[0] == "client":
         return client(a[1], int(a[2]), int(a[3]), float(a[4]))
+    if a[0] == "pingpong":
+        return pingpong(a[1], a[2])
     print(__doc__)
     return 2
 

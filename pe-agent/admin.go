@@ -10,8 +10,9 @@ import (
 	"github.com/rserpool/rserpool/wire"
 )
 
-// adminHandler serves /metrics, /healthz (200 when every healthy backend
-// is registered) and /status (JSON, one entry per element).
+// adminHandler serves the status page (/), /metrics, /healthz (200 when
+// every healthy backend is registered) and /status (JSON, one entry per
+// element).
 func (a *Agent) adminHandler() http.Handler {
 	mux := admin.Mux(admin.Gatherer(a.reg), func() error {
 		if !a.Ready() {
@@ -51,5 +52,10 @@ func (a *Agent) adminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(out)
 	})
+	if page, err := a.statusPage(); err != nil {
+		a.log.Error("no status page", "err", err)
+	} else {
+		page.Handle(mux)
+	}
 	return mux
 }

@@ -46,6 +46,8 @@ type member struct {
 	healthy bool
 	load    uint32
 	reg     bool
+
+	history healthHistory // recent checks, for the status page
 }
 
 // ElementStatus is the observable state of one agent element.
@@ -73,6 +75,11 @@ func New(cfg AgentConfig, opts Options) (*Agent, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Agent{log: log, metrics: m, reg: opts.Registerer, cfg: cfg, members: map[ElementConfig]*member{}}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(newElementsGauge(a)); err != nil {
+			return nil, fmt.Errorf("peagent: metrics: %w", err)
+		}
+	}
 	a.sess = newSession(sessionConfig{
 		Registrars:        cfg.Registrars,
 		ResponseTimeout:   cfg.ResponseTimeout,
@@ -230,6 +237,7 @@ func (a *Agent) run(ctx context.Context, mb *member) {
 		_ = mb.el.SetPolicy(p)
 	}
 	setUp := func(up bool) {
+		mb.history.changed(time.Now())
 		mb.mu.Lock()
 		mb.healthy = up
 		mb.mu.Unlock()
@@ -253,6 +261,7 @@ func (a *Agent) run(ctx context.Context, mb *member) {
 			log.Debug("health check failed", "err", err)
 		}
 		a.metrics.healthChecks.WithLabelValues(pool, res).Inc()
+		mb.history.add(time.Now(), err)
 		wasKnown, wasUp := hs.known, hs.up
 		if hs.observe(err == nil) {
 			if wasKnown && wasUp {

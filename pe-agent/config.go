@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rserpool/rserpool/internal/confdir"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
 )
@@ -240,15 +240,28 @@ type fileLoad struct {
 	MinInterval Duration `toml:"min_interval"`
 }
 
-// LoadConfig reads and strictly decodes a TOML file: unknown keys and values
-// of the wrong type are errors naming the key. The result is not validated;
-// call Validate (after applying flag overrides).
+// LoadConfig reads and strictly decodes a TOML file, or a directory of
+// *.toml files merged as internal/confdir describes (one file per
+// [[element]], say; a key defined in two files is an error naming both):
+// unknown keys and values of the wrong type are errors naming the key and
+// the file. A file's result is not validated; call Validate (after
+// applying flag overrides). Of a directory, the [[element]] tables are
+// validated at once, so that a problem names its file.
 func LoadConfig(path string) (AgentConfig, error) {
-	b, err := os.ReadFile(path)
+	src, err := confdir.Read(path, func(b []byte) error { _, err := ParseConfig(b); return err })
 	if err != nil {
 		return AgentConfig{}, err
 	}
-	return ParseConfig(b)
+	cfg, err := ParseConfig(src.Data)
+	if err != nil {
+		return AgentConfig{}, src.Annotate(err)
+	}
+	if src.IsDir() {
+		if err := confdir.Only(cfg.Validate(), "element"); err != nil {
+			return AgentConfig{}, src.Annotate(err)
+		}
+	}
+	return cfg, nil
 }
 
 // ParseConfig decodes TOML text like LoadConfig.

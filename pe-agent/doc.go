@@ -32,9 +32,10 @@
 //	err = a.Reload(newCfg) // SIGHUP
 //	err = a.Shutdown(ctx)  // deregisters everything, waits Drain, closes the admin server
 //
-// With Admin set the agent serves /metrics, /healthz (200 when every
-// healthy backend is registered) and /status (JSON) on the shared admin
-// server (internal/admin).
+// With Admin set the agent serves the status page (/), /metrics, /healthz
+// (200 when every healthy backend is registered) and /status (JSON) on the
+// shared admin server (internal/admin). LoadConfig reads a file or a
+// directory whose *.toml files are merged (one [[element]] per file).
 //
 // A native PE uses NewElement, Start, SetPolicy, State/Changes and Close.
 //

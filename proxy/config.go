@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rserpool/rserpool/internal/confdir"
 	"github.com/rserpool/rserpool/pucache"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
@@ -179,15 +179,24 @@ func ParseConfig(data []byte) (*Config, error) {
 	return &c, nil
 }
 
-// LoadConfig reads and parses a proxy.toml file (not validated).
+// LoadConfig reads and parses a proxy.toml file, or a directory of *.toml
+// files merged as internal/confdir describes (one file per [[listener]],
+// say; a key defined in two files is an error naming both). A file is not
+// validated (flags may complete it); of a directory, the [[listener]]
+// tables are validated at once, so that a problem names its file.
 func LoadConfig(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	src, err := confdir.Read(path, func(b []byte) error { _, err := ParseConfig(b); return err })
 	if err != nil {
 		return nil, err
 	}
-	c, err := ParseConfig(b)
+	c, err := ParseConfig(src.Data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, src.Annotate(err)
+	}
+	if src.IsDir() {
+		if err := confdir.Only(c.Validate(), "listener"); err != nil {
+			return nil, src.Annotate(err)
+		}
 	}
 	return c, nil
 }

@@ -15,8 +15,10 @@
 //
 // The proxy builds and owns its pool-user cache (registrars, announce
 // group, [cache]) unless Options.Cache gives one, which it uses as it is.
-// With admin set it serves /metrics, /healthz (503 while draining) and
-// /debug/pprof/ on the shared admin server (internal/admin).
+// With admin set it serves the status page (/), /metrics, /healthz (503
+// while draining) and /debug/pprof/ on the shared admin server
+// (internal/admin). LoadConfig reads a file or a directory whose *.toml
+// files are merged (one [[listener]] per file).
 //
 // # Relay engines
 //

@@ -423,6 +423,9 @@ func (a *latt) done(lp *evloop, err error, ev uint32) {
 		return
 	}
 	c.dialer.Connected(a.e.ID, lp.now.Sub(a.begin))
+	if c.dialer.OnConnect != nil {
+		c.dialer.OnConnect(a.e)
+	}
 	for _, o := range c.atts { // overtaken: they finish as probes
 		o.c = nil
 		c.dialer.Overtaken(o.e.ID, lp.now)

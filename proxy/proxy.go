@@ -53,7 +53,8 @@ type Proxy struct {
 	conns     map[*relay]struct{}
 	pools     []wire.PoolHandle // pools of the current listeners
 	admin     *admin.Server
-	loops     *loops // the event-loop engine; nil until a listener uses it
+	loops     *loops  // the event-loop engine; nil until a listener uses it
+	pes       peStats // connections and failures per PE, for the status page
 	started   bool
 	stopping  bool // Shutdown or Close called: no new listeners
 }
@@ -176,8 +177,8 @@ func (p *Proxy) warm() {
 	}
 }
 
-// adminHandler serves /metrics, /healthz (503 while draining) and the Go
-// profiling endpoints under /debug/pprof/.
+// adminHandler serves the status page (/), /metrics, /healthz (503 while
+// draining) and the Go profiling endpoints under /debug/pprof/.
 func (p *Proxy) adminHandler() http.Handler {
 	mux := admin.Mux(admin.Gatherer(p.reg), func() error {
 		if p.draining.Load() {
@@ -190,6 +191,11 @@ func (p *Proxy) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if page, err := p.statusPage(); err != nil {
+		p.log.Error("no status page", "err", err)
+	} else {
+		page.Handle(mux)
+	}
 	return mux
 }
 
@@ -480,7 +486,9 @@ func (p *Proxy) dialerFor(lc ListenerConfig, pool wire.PoolHandle, lm *listenerM
 	}
 	d := failover.NewDialer(p.cache.Pool(pool), fc)
 	log := p.log.With("listener", lc.Label(), "pool", pool)
+	d.OnConnect = func(e pucache.Element) { p.pes.connected(pool, e) }
 	d.OnFailure = func(e pucache.Element, err error) {
+		p.pes.failed(pool, e, err)
 		lm.failovers.Inc()
 		log.Warn("pool element failed, trying another", "pe", fmt.Sprintf("0x%08x", e.ID), "addr", e.Addr, "err", err)
 	}

@@ -288,6 +288,8 @@ type Pool struct {
 	// fetched is the wall-clock time (UnixNano) of the last successful
 	// resolution, 0 if none.
 	fetched atomic.Int64
+	// from is the registrar that answered the last successful resolution.
+	from atomic.Pointer[transport.Addr]
 
 	mu       sync.Mutex // guards inflight, holdDown, failed
 	inflight *call
@@ -406,6 +408,9 @@ func (p *Pool) resolve(cl *call) {
 	resp, err := p.c.resolve(p.c.ctx, p.handle)
 	now := time.Now()
 	if err == nil {
+		if a, ok := p.c.home(); ok {
+			p.from.Store(&a)
+		}
 		cl.snap, cl.at = p.apply(resp, now, cl), now
 		close(cl.done)
 		p.c.metrics.resolutions.WithLabelValues("ok").Inc()

@@ -424,3 +424,23 @@ func TestListenAnnounces(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An element carries its user transport's Transport Use, so that a pool user
+// knows whether the PE runs an ASAP control channel.
+func TestElementTransportUse(t *testing.T) {
+	r := pucachetest.Start(t)
+	ctl := pucachetest.PE(1, ap(t, 7001), wire.PolicyRoundRobin, 0)
+	ctl.User.Use = wire.UseDataAndControl
+	r.SetPool("P", wire.PolicyRoundRobin, ctl, pucachetest.PE(2, ap(t, 7002), wire.PolicyRoundRobin, 0))
+	c := newCache(t, pucache.Config{Registrars: []transport.Addr{r.Addr()}})
+	if _, err := c.Resolve(ctxT(t), "P"); err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint32]wire.TransportUse{}
+	for _, e := range c.Pool("P").Elements() {
+		got[e.ID] = e.Use
+	}
+	if got[1] != wire.UseDataAndControl || got[2] != wire.UseData || len(got) != 2 {
+		t.Fatalf("uses = %v, want 1: data plus control, 2: data", got)
+	}
+}

@@ -9,18 +9,24 @@ import (
 // Element is one pool element as a pool user sees it: where to connect and
 // the policy values the registrar returned for it.
 type Element struct {
-	ID       uint32
-	Network  string // "tcp" or "sctp"
-	Addr     string // "host:port", ready for net.Dial
+	ID      uint32
+	Network string // "tcp" or "sctp"
+	Addr    string // "host:port", ready for net.Dial
+	// Use is the user transport's Transport Use: UseDataAndControl when the
+	// PE runs an ASAP control channel (cookies, business cards) on the same
+	// association as its data (over TCP: the TCP mapping), UseData for a
+	// plain server.
+	Use      wire.TransportUse
 	Weight   uint32
 	Priority uint32
 	Load     uint32
 }
 
-// elementFromWire converts a Pool Element parameter. ok is false when the PE
-// has no user transport this package can dial (no address, or a transport
-// other than TCP and SCTP).
-func elementFromWire(pe wire.PoolElement) (Element, bool) {
+// ElementFromWire converts a Pool Element parameter, as a Handle Resolution
+// Response or an ASAP Business Card carries it. ok is false when the PE has
+// no user transport a pool user can dial (no address, or a transport other
+// than TCP and SCTP).
+func ElementFromWire(pe wire.PoolElement) (Element, bool) {
 	var network string
 	switch pe.User.Type {
 	case wire.TransportTCP:
@@ -48,6 +54,7 @@ func elementFromWire(pe wire.PoolElement) (Element, bool) {
 		ID:       pe.ID,
 		Network:  network,
 		Addr:     netip.AddrPortFrom(a.Unmap(), pe.User.Port).String(),
+		Use:      pe.User.Use,
 		Weight:   pe.Policy.Weight,
 		Priority: pe.Policy.Priority,
 		Load:     pe.Policy.Load,

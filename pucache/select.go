@@ -145,7 +145,7 @@ func newSnapshot(t wire.PolicyType, elems []resolved) *snapshot {
 func fromResponse(resp *wire.HandleResolutionResponse) (wire.PolicyType, []resolved) {
 	var elems []resolved
 	for _, pe := range resp.Elements {
-		if e, ok := elementFromWire(pe); ok {
+		if e, ok := ElementFromWire(pe); ok {
 			elems = append(elems, resolved{e, pe.Policy})
 		}
 	}

@@ -123,21 +123,28 @@ func elementSnapshot(e *handlespace.Element, self uint32) ElementSnapshot {
 
 // Snapshot returns the whole handlespace, taken consistently on the loop.
 func (r *Registrar) Snapshot(ctx context.Context) (Snapshot, error) {
-	reply := make(chan Snapshot, 1)
+	return onLoop(ctx, r, (*loop).snapshot)
+}
+
+// onLoop runs fn on r's loop and returns its result, unless ctx ends or
+// the loop stops first (fn may still run then; its result is dropped).
+func onLoop[T any](ctx context.Context, r *Registrar, fn func(*loop) T) (T, error) {
+	var zero T
+	reply := make(chan T, 1)
 	select {
-	case r.loop.events <- evSnapshot{reply}:
+	case r.loop.events <- evFunc{func(l *loop) { reply <- fn(l) }}:
 	case <-r.loopDone:
-		return Snapshot{}, errors.New("registrar: closed")
+		return zero, errors.New("registrar: closed")
 	case <-ctx.Done():
-		return Snapshot{}, ctx.Err()
+		return zero, ctx.Err()
 	}
 	select {
-	case s := <-reply:
-		return s, nil
+	case v := <-reply:
+		return v, nil
 	case <-r.loopDone:
-		return Snapshot{}, errors.New("registrar: closed")
+		return zero, errors.New("registrar: closed")
 	case <-ctx.Done():
-		return Snapshot{}, ctx.Err()
+		return zero, ctx.Err()
 	}
 }
 
@@ -164,6 +171,11 @@ func (r *Registrar) adminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(s)
 	})
+	if page, err := r.statusPage(); err != nil {
+		r.log.Error("no status page", "err", err)
+	} else {
+		page.Handle(mux)
+	}
 	return mux
 }
 

@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rserpool/rserpool/internal/confdir"
 	"github.com/rserpool/rserpool/registrar/asap"
 	"github.com/rserpool/rserpool/transport"
 	"github.com/rserpool/rserpool/wire"
@@ -325,16 +325,22 @@ func DefaultConfig() Config {
 	}
 }
 
-// LoadConfig reads a TOML file over DefaultConfig. Unknown keys and bad
-// values are errors naming the key; the result is validated.
+// LoadConfig reads a TOML file, or a directory of *.toml files merged as
+// internal/confdir describes (one file per [[pool]], say), over
+// DefaultConfig. Unknown keys and bad values are errors naming the key and
+// the file; a key defined in two files of a directory is an error naming
+// both. The result is validated.
 func LoadConfig(path string) (Config, error) {
-	b, err := os.ReadFile(path)
+	src, err := confdir.Read(path, func(b []byte) error { _, err := decodeConfig(b); return err })
 	if err != nil {
 		return Config{}, err
 	}
-	cfg, err := ParseConfig(b)
+	cfg, err := decodeConfig(src.Data)
+	if err == nil {
+		err = cfg.Validate()
+	}
 	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
+		return Config{}, src.Annotate(err)
 	}
 	return cfg, nil
 }
@@ -342,6 +348,19 @@ func LoadConfig(path string) (Config, error) {
 // ParseConfig decodes TOML text over DefaultConfig, strictly (an unknown
 // key is an error), and validates the result, as LoadConfig does.
 func ParseConfig(b []byte) (Config, error) {
+	cfg, err := decodeConfig(b)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// decodeConfig decodes TOML text over DefaultConfig strictly, without
+// validating.
+func decodeConfig(b []byte) (Config, error) {
 	cfg := DefaultConfig()
 	md, err := toml.NewDecoder(bytes.NewReader(b)).Decode(&cfg)
 	if err != nil {
@@ -353,9 +372,6 @@ func ParseConfig(b []byte) (Config, error) {
 			keys[i] = k.String()
 		}
 		return Config{}, fmt.Errorf("unknown keys: %s", strings.Join(keys, ", "))
-	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
 	}
 	return cfg, nil
 }

@@ -13,7 +13,8 @@
 //	err = r.Shutdown(ctx)   // or r.Close()
 //
 // Configuration comes from DefaultConfig, LoadConfig (strict TOML: unknown
-// keys and bad values are errors naming the key) or both; Reload applies
+// keys and bad values are errors naming the key; a file, or a directory
+// whose *.toml files are merged, internal/confdir) or both; Reload applies
 // limits, authorization, timers and registration rules at run time.
 //
 // # Layout
@@ -165,7 +166,9 @@
 // safe for concurrent use; Shutdown and Close wait for every goroutine.
 //
 // The admin HTTP server is internal/admin's, with its bounds on slow and
-// idle clients (5 s header, 30 s idle, 256 connections at once).
+// idle clients (5 s header, 30 s idle, 256 connections at once). Its
+// status page (status.go) is taken on the loop in one turn, bounded to
+// 200 pools of 100 PEs.
 //
 // # Limitations
 //

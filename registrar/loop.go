@@ -31,8 +31,7 @@ type (
 		cfg  Config
 		done chan struct{}
 	}
-	evSnapshot struct{ reply chan Snapshot }
-	evFunc     struct{ fn func(*loop) } // for tests and in-process queries
+	evFunc struct{ fn func(*loop) } // for tests and in-process queries (onLoop)
 )
 
 // loop is the I/O shell around the ASAP core (package registrar/asap) and
@@ -178,8 +177,6 @@ func (l *loop) handle(ev any, now time.Time) {
 	case evReload:
 		l.apply(ev.cfg, now)
 		close(ev.done)
-	case evSnapshot:
-		ev.reply <- l.snapshot()
 	case evFunc:
 		ev.fn(l)
 	case evDialed:

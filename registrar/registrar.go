@@ -132,6 +132,9 @@ func New(cfg Config, opts Options) (*Registrar, error) {
 	m.poolGauge.refresh = func() {
 		r.do(func(l *loop) { poolSizes(l.hs, m.poolElements, l.cfg.Limits.MetricPools) })
 	}
+	if err := reg.Register(newPeerGauges(r)); err != nil {
+		return nil, fmt.Errorf("registrar: metrics: %w", err)
+	}
 	r.ready = make(chan struct{})
 	r.tcfg = transport.Config{
 		HeartbeatInterval:  cfg.Timers.ConnHeartbeatInterval,

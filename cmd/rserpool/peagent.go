@@ -18,7 +18,7 @@ func init() {
 func runPEAgent(args []string) int {
 	fs := flag.NewFlagSet("pe-agent", flag.ContinueOnError)
 	var (
-		configPath = fs.String("config", "", "TOML config `file`")
+		configPath = fs.String("config", "", "TOML config `file`, or a directory whose *.toml files are merged")
 		registrars addrList
 		pool       wire.PoolHandle
 		backend    = fs.String("backend", "", "backend `host:port` to register into -pool")

@@ -22,7 +22,7 @@ func init() {
 func runProxy(args []string) int {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	var (
-		configPath = fs.String("config", "", "TOML config `file` (see configs/proxy.toml)")
+		configPath = fs.String("config", "", "TOML config `file`, or a directory whose *.toml files are merged (see configs/proxy.toml, configs/proxy.d)")
 		registrars addrList
 		listen     transport.Addr
 		pool       wire.PoolHandle

@@ -19,7 +19,7 @@ func init() {
 func runRegistrar(args []string) int {
 	fs := flag.NewFlagSet("registrar", flag.ContinueOnError)
 	var (
-		configPath = fs.String("config", "", "TOML config `file`")
+		configPath = fs.String("config", "", "TOML config `file`, or a directory whose *.toml files are merged")
 		id         = fs.String("id", "", "server identifier (hex); random when absent")
 		asap       stringList
 		enrp       stringList

@@ -1,19 +1,31 @@
 // Package admin is the admin HTTP server of the daemons (registrar,
-// pe-agent, proxy): /metrics, /healthz and each daemon's own endpoints,
-// on one hardened http.Server.
+// pe-agent, proxy): /metrics, /healthz, the HTML status page at / and each
+// daemon's own endpoints, on one hardened http.Server.
 //
 // # Usage
 //
 //	mux := admin.Mux(reg, func() error { return nil }) // /metrics, /healthz
 //	mux.HandleFunc("GET /status", ...)
+//	page, err := admin.NewPage(admin.PageConfig{Daemon: "proxy", Content: tmpl, Data: data}) // data(ctx, now, rates)
+//	page.Handle(mux)                                    // GET / and GET /assets/
 //	srv, err := admin.Listen("127.0.0.1:9464", mux, log)
 //	addr := srv.Addr()                                  // the bound address
 //	err = srv.Shutdown(ctx)                             // or srv.Close()
 //
+// A status page is rendered on the server with html/template from the
+// daemon's own template (defining "title" and "content") inside one shared
+// layout; its stylesheet and a small script that refreshes the content in
+// place every RefreshSeconds are embedded and served under /assets/, so
+// the page loads nothing from elsewhere (its Content-Security-Policy
+// allows nothing else). Rates turns counters into per-second rates from
+// the samples the page takes, without a goroutine. docs/status-page.md
+// shows the three pages.
+//
 // # Concurrency
 //
 // Listen starts one goroutine (Serve); Shutdown and Close wait for it.
-// Both are safe to call more than once and from any goroutine.
+// Both are safe to call more than once and from any goroutine. Page and
+// Rates are safe for concurrent use.
 //
 // # Limitations
 //
