@@ -2,7 +2,7 @@
 # scenario.sh: the RSPLIB 3.4.4 interoperability cases. Runs INSIDE the SCTP
 # VM (../shared/sctp-vm), as root, with cwd = the shared work dir holding
 # ./rserpool (static), vmtool.py and wirecheck/. Started by interop/run.
-#   scenario.sh [CASE...]     cases 1-9, default all; prints "PASS case N: ..."
+#   scenario.sh [CASE...]     cases 1-10, default all; prints "PASS case N: ..."
 #                             or "FAIL case N: ..." per case, exit 1 if any FAIL.
 # Addresses (RSPLIB refuses loopback ones, so TEST-NET-1 goes on lo):
 #   .100 OUR registrar (ASAP sctp 3863, admin 127.0.0.1:9464)
@@ -16,9 +16,11 @@
 #        in DialPool; OUR ctl dial and proxy (.40:8001) find it by its announces (case 7)
 #   .81 .82 rspserver -pingpong PingPongSession @rspregistrar, OUR pingpong-client (case 8)
 #   .91 .92 OUR pingpong-server PingPongOurs @ours, RSPLIB pingpongclient (case 9)
+#   .104 OUR registrar #3 (0x104) with 60 PEs of OUR pe-agent (backends .31:7101-7160);
+#   .105 a late rspregistrar #5 (0x50000005) that knows only .104 (case 10)
 # Everything on lo is captured (dumpcap); case 6 checks the capture.
 set -u
-CASES=${*:-1 2 3 4 5 6 7 8 9}
+CASES=${*:-1 2 3 4 5 6 7 8 9 10}
 OUT=$PWD/out
 mkdir -p "$OUT"; rm -f "$OUT"/*
 PCAP=$OUT/interop.pcap
@@ -52,7 +54,7 @@ hsdump_wait() { local end=$(( $(date +%s) + $4 )) n
     [ "$(date +%s)" -ge "$end" ] && break; sleep 0.5; done; echo "$n"; }
 
 [ -d /proc/sys/net/sctp ] || { echo "FAIL case 0: no SCTP in the VM kernel"; exit 1; }
-for a in 1 2 11 12 13 21 22 31 40 51 52 81 82 91 92 100 101 103 111 112; do ip addr add $N.$a/32 dev lo; done
+for a in 1 2 11 12 13 21 22 31 40 51 52 81 82 91 92 100 101 103 104 105 111 112; do ip addr add $N.$a/32 dev lo; done
 ip link set lo multicast on; ip route add 224.0.0.0/4 dev lo
 ./rserpool version >"$OUT/version.txt" 2>&1 || true
 
@@ -246,6 +248,54 @@ TOML
   [ "$h" = 20000002 ] || fail 5 "hsdump of rspregistrar: PE 0x112 home $h, want 20000002"
 fi
 
+if want 10; then
+  step "case 10: a late rspregistrar (.105) that knows only ours (.104) syncs the whole handlespace from ours"
+  # Ours lists .105 as a peer, so its heartbeat Presences reach the late
+  # rspregistrar during its start-up: RSPLIB takes the first registrar whose
+  # Presence it accepts as its mentor (it sends none of its own until its
+  # start-up ends), and downloads the handlespace from it (W=0).
+  cat >"$OUT/registrar3.toml" <<TOML
+id = "0x104"
+[asap]
+listen = ["sctp://$N.104:3863"]
+[enrp]
+listen = ["sctp://$N.104:9901"]
+peers = ["sctp://$N.105:9901"]
+[admin]
+listen = "127.0.0.1:9466"
+[timers]
+keepalive_interval = "2s"
+keepalive_timeout = "2s"
+TOML
+  A3=http://127.0.0.1:9466
+  bg ours3 ./rserpool registrar -config "$OUT/registrar3.toml" -ready-file "$OUT/ours3.ready" -log-level debug
+  # It waits mentor_discovery (5 s) for its peer before serving ASAP.
+  waitfor 20 grep -q "serving ASAP" "$OUT/ours3.log" || fail 10 "registrar #3 not serving: $(tail -n 3 "$OUT/ours3.log")"
+  # 60 PEs, more than one Handle Table Response holds (RSPLIB: about 1400 bytes each).
+  { echo "registrars = [\"sctp://$N.104:3863\"]"; echo 'drain = "0s"'
+    for i in $(seq 1 60); do
+      printf '[[element]]\npool = "LatePool"\nbackend = "%s:%d"\nid = %d\n[element.health]\ndisable = true\n' \
+        $N.31 $((7100 + i)) $((0x800 + i))
+    done; } >"$OUT/pe-agent8.toml"
+  bg agent8 ./rserpool pe-agent -config "$OUT/pe-agent8.toml"
+  python3 vmtool.py wait $A3 LatePool 60 30 >"$OUT/late-wait.txt" ||
+    fail 10 "our registrar #3 does not list the 60 PEs: $(cat "$OUT/late-wait.txt")"
+  bg pr5 rspregistrar -identifier=0x50000005 -asap=$N.105:3863 -enrp=$N.105:9901 -peer=$N.104:9901 \
+    -endpointkeepalivetransmissioninterval=2000 -endpointkeepalivetimeoutinterval=2000 \
+    -asapannounce=off -enrpannounce=off $LOGOPT
+  # No hsdump during its start-up: RSPLIB takes the first sender of a
+  # Presence as its mentor, hsdump included, and then waits for it in vain.
+  waitfor 15 grep -q "Initialization phase ended" "$OUT/pr5.log" ||
+    fail 10 "the late rspregistrar did not end its start-up (pr5.log)"
+  grep -q "Initialization phase ended after obtaining handlespace from mentor server" "$OUT/pr5.log" ||
+    fail 10 "the late rspregistrar did not get its handlespace from a mentor: $(grep -m1 'Initialization phase ended' "$OUT/pr5.log")"
+  n=$(hsdump_wait $N.105 LatePool 60 30)
+  [ "$n" = 60 ] || fail 10 "the late rspregistrar learned $n LatePool PEs from ours, want 60 (pr5.log, hsdump.txt)"
+  cp "$OUT/hsdump-last.txt" "$OUT/hsdump-pr5.txt"
+  grep -q 'addrs: {192.0.2.104} 9901/SCTP' "$OUT/hsdump-pr5.txt" ||
+    fail 10 "the late rspregistrar has no usable ENRP address of ours in its peer list (hsdump-pr5.txt)"
+fi
+
 if want 7; then
   step "case 7: Cache.Dial and the proxy reach RSPLIB PEs over SCTP, the registrar found by its announces"
   # rspregistrar #4 announces (RSPLIB: no transport parameter, sent from its
@@ -384,6 +434,27 @@ if want 3; then
   PORTS=$(rows '$5 == 3863 && ((has(7, 1) && has(9, AP)) || (has(7, 5) && has(9, PP))) {print $3}' | sort -u | tr '\n' ' ')
 fi
 
+if want 10; then
+  # The late rspregistrar took ours as its mentor: its Handle Table Requests
+  # to ours ask for the whole handlespace (W=0), and ours answered in several
+  # Handle Table Responses with the M flag.
+  F8="ip.src==$N.104 && sctp.srcport==9901 && ip.dst==$N.105"
+  nm=$(tshark -r "$PCAP" -Y "enrp.message_type == 3 && $F8 && enrp.m_bit == 1" 2>/dev/null | wc -l)
+  [ "$nm" -ge 2 ] || fail 10 "$nm Handle Table Responses with M=1 from ours to the late rspregistrar, want 2 or more"
+  nw=$(tshark -r "$PCAP" -Y "enrp.message_type == 2 && ip.src==$N.105 && ip.dst==$N.104 && enrp.w_bit == 0" 2>/dev/null | wc -l)
+  [ "$nw" -ge 1 ] || fail 10 "the late rspregistrar sent ours no Handle Table Request with W=0 (ours was not its mentor)"
+  echo "   Handle Table Responses with M=1 from ours to the late rspregistrar: $nm"
+fi
+if want 5 || want 10; then
+  # RSPLIB checks a Presence's Server Information against the association
+  # it came on ("no usable ENRP endpoint addresses" when they differ).
+  bad=$(grep -l "contains no usable ENRP endpoint addresses" "$OUT"/pr*.log 2>/dev/null | xargs -r -n1 basename | tr '\n' ' ')
+  if [ -n "$bad" ]; then
+    want 5 && fail 5 "rspregistrar discarded Presences of ours: no usable ENRP endpoint addresses ($bad)"
+    want 10 && fail 10 "rspregistrar discarded Presences of ours: no usable ENRP endpoint addresses ($bad)"
+  fi
+fi
+
 if want 6; then
   step "case 6: Wireshark decodes every message our components sent"
   # Our traffic: what our registrars sent, and the pe-agent/proxy
@@ -458,7 +529,8 @@ desc=([1]="RSPLIB PEs register at our registrar (SCTP), keep-alives, SIGINT/SIGK
   [6]="Wireshark: no malformed ASAP/ENRP message from our components"
   [7]="Cache.Dial (ctl dial) and the proxy reach RSPLIB SCTP echo PEs through an rspregistrar found by its announces"
   [8]="our PingPong client (session layer) fails over between rspserver PEs with a Cookie Echo RSPLIB accepts"
-  [9]="RSPLIB pingpongclient fails over between our PingPong PEs with a Cookie Echo; no reply-number gap")
+  [9]="RSPLIB pingpongclient fails over between our PingPong PEs with a Cookie Echo; no reply-number gap"
+  [10]="a late rspregistrar that knows only ours syncs the whole handlespace from ours (Handle Table Responses with M)")
 for c in $CASES; do
   if [ -n "${WHY[$c]:-}" ]; then echo "FAIL case $c: ${desc[$c]}: ${WHY[$c]}"; rc=1
   else echo "PASS case $c: ${desc[$c]}"; fi

@@ -88,6 +88,8 @@ func New(cfg AgentConfig, opts Options) (*Agent, error) {
 		AnnounceGroup:     cfg.Announce.Group,
 		AnnounceInterface: cfg.Announce.Interface,
 		AnnounceTTL:       cfg.Announce.TTL,
+		RebalanceAfter:    cfg.RebalanceAfter,
+		RebalanceProbe:    cfg.Elements[0].Pool,
 	}, log, &sessionHooks{
 		registration: func(pool wire.PoolHandle, result string) {
 			m.registrations.WithLabelValues(pool.String(), result).Inc()
@@ -263,7 +265,7 @@ func (a *Agent) run(ctx context.Context, mb *member) {
 		a.metrics.healthChecks.WithLabelValues(pool, res).Inc()
 		mb.history.add(time.Now(), err)
 		wasKnown, wasUp := hs.known, hs.up
-		if hs.observe(err == nil) {
+		if hs.observe(classify(err)) {
 			if wasKnown && wasUp {
 				a.metrics.backendUp.WithLabelValues(pool).Dec()
 			}

@@ -22,7 +22,8 @@ const (
 	DefaultResponseTimeout        = 3 * time.Second
 	DefaultConnectTimeout         = 5 * time.Second
 	DefaultRetryInterval          = 2 * time.Second
-	DefaultHealthInterval         = 2 * time.Second
+	DefaultHealthInterval         = time.Second
+	DefaultRebalanceAfter         = 30 * time.Second
 	DefaultHealthTimeout          = time.Second
 	DefaultRise                   = 2
 	DefaultFall                   = 3
@@ -74,6 +75,16 @@ type AgentConfig struct {
 	// RetryInterval is the pause after a failed server hunt or a rejected
 	// registration; it doubles up to 30 s. Zero means 2 s.
 	RetryInterval time.Duration `toml:"-"`
+	// RebalanceAfter is how long the first registrar of Registrars must
+	// have answered the agent's checks, while the agent is connected to
+	// another one (it failed or was down at start), before the agent moves
+	// back to it and registers its elements there; a random part of up to
+	// half of it is added per agent, so that a returning registrar does not
+	// get all its PEs back at once. List each agent's nearest registrar
+	// first to spread PEs over a registrar set. Zero means 30 s; negative
+	// means never (the agent stays where its hunt found a registrar). Set
+	// at start (a reload keeps it).
+	RebalanceAfter time.Duration `toml:"-"`
 	// Drain is how long `rserpool pe-agent` waits after deregistering on
 	// SIGTERM before it exits, so that connections in flight finish. Zero
 	// means 5 s; negative means no wait.
@@ -190,6 +201,7 @@ type fileConfig struct {
 	ResponseTimeout        Duration         `toml:"response_timeout"`
 	ConnectTimeout         Duration         `toml:"connect_timeout"`
 	RetryInterval          Duration         `toml:"retry_interval"`
+	RebalanceAfter         Duration         `toml:"rebalance_after"`
 	Drain                  Duration         `toml:"drain"`
 	Admin                  fileAdmin        `toml:"admin"`
 	Announce               fileAnnounce     `toml:"announce"`
@@ -284,6 +296,7 @@ func ParseConfig(b []byte) (AgentConfig, error) {
 		ResponseTimeout:        time.Duration(fc.ResponseTimeout),
 		ConnectTimeout:         time.Duration(fc.ConnectTimeout),
 		RetryInterval:          time.Duration(fc.RetryInterval),
+		RebalanceAfter:         time.Duration(fc.RebalanceAfter),
 		Drain:                  time.Duration(fc.Drain),
 		Admin:                  fc.Admin.Listen,
 		Announce: AnnounceConfig{Group: fc.Announce.Group, Interface: fc.Announce.Interface,
@@ -319,6 +332,7 @@ func (c AgentConfig) Normalize() AgentConfig {
 	def(&c.ResponseTimeout, DefaultResponseTimeout)
 	def(&c.ConnectTimeout, DefaultConnectTimeout)
 	def(&c.RetryInterval, DefaultRetryInterval)
+	def(&c.RebalanceAfter, DefaultRebalanceAfter)
 	def(&c.Drain, DefaultDrain)
 	els := make([]ElementConfig, len(c.Elements))
 	for i, e := range c.Elements {

@@ -8,16 +8,26 @@
 //     interval, in milliseconds, the RSPLIB convention) and whenever its policy
 //     values change, answers ASAP Endpoint Keep-Alives with Keep-Alive Acks,
 //     adopts a new home registrar on a Keep-Alive with the H bit, and
-//     deregisters on Close. The registrar side is a regclient.Client: when
+//     deregisters on Close. An element that gets no keep-alive from its
+//     home for two of its keep-alive periods and a second (a host that
+//     drops every packet sends no reset) re-registers at once, so a silent
+//     home costs T2 more, not a re-registration interval. The registrar
+//     side is a regclient.Client: when
 //     the home registrar stops answering (T2/T3 are the client's T1) or its
 //     connection dies, the client hunts for another registrar (up to three
 //     at once; the static list first, then announced ones; the failed one
-//     last) and the element registers there.
+//     last) and the element registers there. Once the first registrar of
+//     the list has answered the client's checks for RebalanceAfter (30 s,
+//     plus up to half of it at random), the elements move back to it:
+//     they register there first, then the old connection closes, so
+//     they stay registered throughout (regclient.Config.Rebalance).
 //   - The agent: an Agent runs many elements for legacy servers ("backends")
 //     that do not speak ASAP. All its elements share one registrar
 //     connection. Per backend it runs a health check (TCP connect, optional
-//     send/expect, or a command) with rise/fall counts — an unhealthy backend
-//     is deregistered, a healthy one registered again — and load reporting
+//     send/expect, or a command; every second by default) with rise/fall
+//     counts — an unhealthy backend is deregistered, a healthy one
+//     registered again; a refused connect (nothing listens: the backend
+//     died) is down at once, without the fall count — and load reporting
 //     for the Least-Used policies (established connections from
 //     /proc/net/tcp{,6}, a command, or a fixed value), re-registering when the
 //     load moves by more than a step, at most once per min_interval.

@@ -1,6 +1,7 @@
 package peagent
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -57,6 +58,11 @@ type PEConfig struct {
 	// AnnounceTTL is T7: an announced address is forgotten when not heard
 	// for this long. Zero means 5 s.
 	AnnounceTTL time.Duration
+	// RebalanceAfter: while connected to another registrar than the first
+	// of Registrars, the element moves back to the first once it has
+	// answered checks for this long (plus up to half of it at random); see
+	// AgentConfig.RebalanceAfter. Zero means 30 s; negative means never.
+	RebalanceAfter time.Duration
 }
 
 // LearnRegistrar adds a registrar address to the hunt list (after the
@@ -136,6 +142,8 @@ func NewElement(cfg PEConfig, opts Options) (*Element, error) {
 		AnnounceGroup:     cfg.AnnounceGroup,
 		AnnounceInterface: cfg.AnnounceInterface,
 		AnnounceTTL:       cfg.AnnounceTTL,
+		RebalanceAfter:    cmp.Or(cfg.RebalanceAfter, DefaultRebalanceAfter),
+		RebalanceProbe:    cfg.PoolHandle,
 	}, opts.Logger, nil)
 	el, err := s.newElement(cfg, nil)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os/exec"
+	"syscall"
 	"time"
 )
 
@@ -73,11 +74,35 @@ func CheckBackend(ctx context.Context, addr string, cfg HealthConfig) error {
 	}
 }
 
+// checkResult is the outcome of one health check.
+type checkResult uint8
+
+const (
+	checkOK      checkResult = iota
+	checkFailed              // timeout, command failure, unexpected reply, reset
+	checkRefused             // the connect was refused: nothing listens on the port
+)
+
+// classify maps CheckBackend's error to a checkResult. A refused connect
+// means that no process listens on the backend's port (it died, or is
+// being restarted): that is certain, so it is not left to the fall count.
+func classify(err error) checkResult {
+	switch {
+	case err == nil:
+		return checkOK
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return checkRefused
+	}
+	return checkFailed
+}
+
 // healthState applies rise and fall counts to check results. The first
 // result sets the initial state directly; afterwards a down backend needs
 // rise consecutive successes to be up and an up backend fall consecutive
-// failures to be down, so the state never changes faster than that.
-// It is not safe for concurrent use.
+// failures to be down, so the state never changes faster than that. A
+// refused connect marks an up backend down at once: the backend process is
+// gone, and every further second it stays registered sends pool users to a
+// closed port. It is not safe for concurrent use.
 type healthState struct {
 	rise, fall int
 	known      bool
@@ -90,7 +115,8 @@ func newHealthState(rise, fall int) *healthState {
 }
 
 // observe records one check result and reports whether the state changed.
-func (h *healthState) observe(ok bool) (changed bool) {
+func (h *healthState) observe(r checkResult) (changed bool) {
+	ok := r == checkOK
 	if !h.known {
 		h.known, h.up, h.streak = true, ok, 0
 		return true
@@ -104,7 +130,7 @@ func (h *healthState) observe(ok bool) (changed bool) {
 	if !h.up {
 		need = h.rise
 	}
-	if h.streak < need {
+	if h.streak < need && !(h.up && r == checkRefused) {
 		return false
 	}
 	h.up, h.streak = ok, 0

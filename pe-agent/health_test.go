@@ -13,7 +13,7 @@ func TestHealthStateRiseFall(t *testing.T) {
 	tests := []struct {
 		name       string
 		rise, fall int
-		results    string // o = ok, x = fail
+		results    string // o = ok, x = fail, r = connect refused
 		want       string // state after each result: U up, D down
 		changes    int
 	}{
@@ -25,6 +25,10 @@ func TestHealthStateRiseFall(t *testing.T) {
 		{"interrupted rise", 2, 3, "xoxoo", "DDDDU", 2},
 		{"alternating never flaps", 2, 2, "oxoxoxoxox", "UUUUUUUUUU", 1},
 		{"rise and fall of one", 1, 1, "oxox", "UDUD", 4},
+		{"refused is down at once", 2, 3, "oor", "UUD", 2},
+		{"refused after failures", 2, 3, "oxr", "UUD", 2},
+		{"refused first is down", 2, 3, "r", "D", 1},
+		{"refused while down needs rise", 2, 3, "rorooo", "DDDDUU", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -32,7 +36,8 @@ func TestHealthStateRiseFall(t *testing.T) {
 			var got strings.Builder
 			changes := 0
 			for _, r := range tt.results {
-				if h.observe(r == 'o') {
+				res := map[rune]checkResult{'o': checkOK, 'x': checkFailed, 'r': checkRefused}[r]
+				if h.observe(res) {
 					changes++
 				}
 				if h.up {
@@ -119,5 +124,28 @@ func TestCheckBackend(t *testing.T) {
 				t.Errorf("CheckBackend = %v, want ok=%v", err, tt.ok)
 			}
 		})
+	}
+}
+
+// TestCheckRefusedIsCertain: a connect to a port nothing listens on is
+// classified as refused (down at once); a listening backend passes.
+func TestCheckRefusedIsCertain(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	err = CheckBackend(context.Background(), addr, HealthConfig{Timeout: time.Second})
+	if got := classify(err); got != checkRefused {
+		t.Fatalf("closed port: %v classified %d, want refused", err, got)
+	}
+	live := serveOnce(t, func(c net.Conn) { c.Close() })
+	if err := CheckBackend(context.Background(), live, HealthConfig{Timeout: time.Second}); classify(err) != checkOK {
+		t.Fatalf("listening backend: %v", err)
+	}
+	err = CheckBackend(context.Background(), addr, HealthConfig{Timeout: time.Second, Command: "exit 1"})
+	if got := classify(err); got != checkFailed {
+		t.Fatalf("failing command: %v classified %d, want failed", err, got)
 	}
 }

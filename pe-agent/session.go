@@ -16,6 +16,13 @@ import (
 // maxRetryInterval caps the doubling of the retry interval (RETRAN-MAX).
 const maxRetryInterval = regclient.DefaultRetranMax
 
+// huntStagger gives each registrar of a hunt this long alone before the
+// next is tried too (regclient.Config.HuntStagger): a pool element registers
+// at the first registrar of its list when that one answers, rather than at
+// whichever answers fastest, so that it does not have to move there later
+// (rebalancing). A refused or failed attempt is replaced at once.
+const huntStagger = 250 * time.Millisecond
+
 // sessionConfig configures the registrar connection shared by elements.
 type sessionConfig struct {
 	Registrars      []transport.Addr
@@ -30,6 +37,10 @@ type sessionConfig struct {
 	AnnounceGroup     string
 	AnnounceInterface string
 	AnnounceTTL       time.Duration
+	// RebalanceAfter is regclient.Config.Rebalance (zero or negative: off),
+	// RebalanceProbe the pool its checks resolve.
+	RebalanceAfter time.Duration
+	RebalanceProbe wire.PoolHandle
 }
 
 // sessionHooks report protocol events (metrics); nil fields are skipped.
@@ -83,6 +94,30 @@ type elemState struct {
 	removing   bool
 	removed    bool
 	done       chan error
+	// The home registrar's keep-alives for this element on the current
+	// connection: when the last came (or the last registration was
+	// accepted, which starts a new keep-alive cycle), and the time between
+	// it and the keep-alive after it: the registrar's keep-alive period.
+	lastKA time.Time
+	kaGap  time.Duration
+}
+
+// silentAfter is how long a registered element waits beyond two of its
+// home's keep-alive periods before it takes the registrar's silence for a
+// failure it cannot see (a host that drops every packet sends no reset):
+// it re-registers at once, which moves it to another registrar after T2 if
+// the home does not answer.
+const silentAfter = time.Second
+
+// silenceDeadline returns when st's home registrar counts as silent, or
+// zero while st has not seen a keep-alive on this connection yet (the
+// period is unknown; guessing it could re-register for ever at a registrar
+// whose period is longer, since each registration restarts its cycle).
+func (st *elemState) silenceDeadline() time.Time {
+	if st.kaGap <= 0 || !st.registered {
+		return time.Time{}
+	}
+	return st.lastKA.Add(2*st.kaGap + silentAfter)
 }
 
 func newSession(cfg sessionConfig, log *slog.Logger, hooks *sessionHooks) *session {
@@ -125,6 +160,9 @@ func (s *session) clientConfig() regclient.Config {
 		AnnounceLifetime:  cfg.AnnounceTTL,
 		AnnounceGroup:     cfg.AnnounceGroup,
 		AnnounceInterface: cfg.AnnounceInterface,
+		HuntStagger:       huntStagger,
+		Rebalance:         max(cfg.RebalanceAfter, 0),
+		RebalanceProbe:    cfg.RebalanceProbe,
 		Handler:           s,
 		Logger:            s.log,
 	}
@@ -291,11 +329,20 @@ func (s *session) step(now time.Time) {
 		if st.pending != pendNone || !s.up {
 			continue
 		}
+		if d := st.silenceDeadline(); st.active && !d.IsZero() && !now.Before(d) {
+			s.log.Warn("home registrar sent no keep-alive for two periods; re-registering", "registrar", s.homeAddr,
+				"pool", st.el.pool, "pe", peID(st.el.id), "period", st.kaGap.Round(time.Millisecond))
+			st.nextReg, st.lastKA, st.kaGap = now, time.Time{}, 0
+		}
 		switch {
 		case st.active:
+			next := st.nextReg
+			if d := st.silenceDeadline(); !d.IsZero() && d.Before(next) {
+				next = d
+			}
 			if now.Before(st.nextReg) {
-				if wake.IsZero() || st.nextReg.Before(wake) {
-					wake = st.nextReg
+				if wake.IsZero() || next.Before(wake) {
+					wake = next
 				}
 			} else {
 				s.send(st, pendReg, now)
@@ -371,6 +418,7 @@ func (s *session) registered(st *elemState, now time.Time, resp wire.Message, er
 			s.log.Info("registered", "registrar", s.homeAddr, "pool", st.el.pool, "pe", peID(st.el.id))
 		}
 		st.registered = s.up
+		st.lastKA = now // a registration restarts the registrar's keep-alive cycle
 		st.retry = s.cfg.RetryInterval
 		st.nextReg = now.Add(st.interval)
 		if st.dirty {
@@ -426,7 +474,7 @@ func (s *session) deregistered(st *elemState, resp wire.Message, err error) {
 func (s *session) Up(now time.Time, addr transport.Addr) {
 	s.up, s.homeAddr, s.home = true, addr, 0
 	for _, st := range s.elems {
-		st.nextReg = now
+		st.nextReg, st.lastKA, st.kaGap = now, time.Time{}, 0
 	}
 	s.step(now)
 	s.publishAll()
@@ -487,6 +535,7 @@ func (s *session) Message(now time.Time, msg wire.Message) {
 	switch m := msg.(type) {
 	case *wire.EndpointKeepAlive:
 		s.keepAlive(now, m)
+		s.step(now) // the silence deadline moved
 	case *wire.ASAPError:
 		err := fmt.Errorf("registrar error: %d causes", len(m.Error.Causes))
 		if len(m.Error.Causes) > 0 {
@@ -515,6 +564,10 @@ func (s *session) keepAlive(now time.Time, m *wire.EndpointKeepAlive) {
 		if !st.registered && st.pending != pendReg {
 			continue
 		}
+		if !st.lastKA.IsZero() {
+			st.kaGap = now.Sub(st.lastKA)
+		}
+		st.lastKA = now
 		if err := s.link.Send(&wire.EndpointKeepAliveAck{PoolHandle: st.el.pool, ID: st.el.id}); err != nil {
 			return
 		}

@@ -107,8 +107,9 @@ func (r memRegistrar) send(m wire.Message) {
 
 // TestTimersVirtual checks the default timers exactly: T4 re-registration
 // after 30 s with Registration Life 90000 ms, T2 expiry after 3 s leading to
-// the next registrar, and the parallel hunt: r0 refuses, r1 answers while
-// r2 is still connecting, so r1 becomes home and r2's attempt is dropped.
+// the next registrar, and the staggered hunt: r0 refuses, so r1 is tried at
+// once; r1 does not answer, so r2 joins after the stagger (250 ms) and
+// answers, and r1's attempt is dropped.
 func TestTimersVirtual(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		accepted := make(chan memRegistrar, 4)
@@ -122,7 +123,7 @@ func TestTimersVirtual(t *testing.T) {
 			switch {
 			case addr == addrR0:
 				return nil, errors.New("connection refused")
-			case addr == addrR2 && first:
+			case addr == addrR1 && first:
 				<-ctx.Done() // a black hole until the hunt gives up on it
 				return nil, ctx.Err()
 			}
@@ -143,59 +144,61 @@ func TestTimersVirtual(t *testing.T) {
 		}
 		start := time.Now()
 		el.Start()
-		r1 := <-accepted // r0 refused, r1 up, r2 still connecting
-		if d := time.Since(start); d != 0 {
-			t.Errorf("connected after %v, want at once", d)
+		r2 := <-accepted // r0 refused, r1 silent, r2 up
+		if d := time.Since(start); d != huntStagger {
+			t.Errorf("connected after %v, want the stagger (%v)", d, huntStagger)
 		}
-		reg := r1.next().(*wire.Registration)
+		reg := r2.next().(*wire.Registration)
 		if reg.Element.RegistrationLife != 90000 {
 			t.Errorf("Registration Life %d ms, want 90000", reg.Element.RegistrationLife)
 		}
-		r1.send(&wire.RegistrationResponse{PoolHandle: "P", ID: 42})
+		r2.send(&wire.RegistrationResponse{PoolHandle: "P", ID: 42})
 		t0 := time.Now()
-		reg = r1.next().(*wire.Registration) // T4
+		reg = r2.next().(*wire.Registration) // T4
 		if d := time.Since(t0); d != 30*time.Second {
 			t.Errorf("re-registration after %v, want 30s", d)
 		}
-		// No answer: T2 (3 s) expires and the element moves on to r2 (r1,
-		// which failed, is tried only if every other registrar fails).
+		// No answer: T2 (3 s) expires and the element moves on: r0 refuses,
+		// r1 answers (r2, which failed, is tried only if every other
+		// registrar fails).
 		t1 := time.Now()
-		r2 := <-accepted
+		r1 := <-accepted
 		if d := time.Since(t1); d != 3*time.Second {
 			t.Errorf("hunt after %v, want T2 = 3s", d)
 		}
-		if _, err := r1.c.ReadMessage(); err == nil {
+		if _, err := r2.c.ReadMessage(); err == nil {
 			t.Error("connection to the silent registrar still open")
 		}
-		reg = r2.next().(*wire.Registration)
+		reg = r1.next().(*wire.Registration)
 		if reg.Element.ID != 42 {
 			t.Errorf("ID %d", reg.Element.ID)
 		}
-		r2.send(&wire.RegistrationResponse{PoolHandle: "P", ID: 42})
+		r1.send(&wire.RegistrationResponse{PoolHandle: "P", ID: 42})
 		synctest.Wait()
-		if st := el.State(); !st.Registered || st.HomeAddr != addrR2 {
+		if st := el.State(); !st.Registered || st.HomeAddr != addrR1 {
 			t.Errorf("state %+v", st)
 		}
 
-		// Close deregisters at r2.
+		// Close deregisters at r1.
 		closed := make(chan error, 1)
 		go func() { closed <- el.Close(context.Background()) }()
-		if _, ok := r2.next().(*wire.Deregistration); !ok {
+		if _, ok := r1.next().(*wire.Deregistration); !ok {
 			t.Error("no deregistration")
 		}
-		r2.send(&wire.DeregistrationResponse{PoolHandle: "P", ID: 42})
+		r1.send(&wire.DeregistrationResponse{PoolHandle: "P", ID: 42})
 		if err := <-closed; err != nil {
 			t.Error(err)
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		for _, a := range []transport.Addr{addrR0, addrR1, addrR2} {
-			if len(dials[a]) == 0 || !dials[a][0].Equal(start) {
-				t.Errorf("%s: first dial at %v, want at the start (three in parallel)", a, dials[a])
+		want := map[transport.Addr]time.Duration{addrR0: 0, addrR1: 0, addrR2: huntStagger}
+		for a, d := range want {
+			if len(dials[a]) == 0 || !dials[a][0].Equal(start.Add(d)) {
+				t.Errorf("%s: first dial at %v, want start + %v", a, dials[a], d)
 			}
 		}
-		if len(dials[addrR1]) != 1 {
-			t.Errorf("r1 dialed %d times; the failed home must wait until the others failed", len(dials[addrR1]))
+		if len(dials[addrR2]) != 1 {
+			t.Errorf("r2 dialed %d times; the failed home must wait until the others failed", len(dials[addrR2]))
 		}
 	})
 }
@@ -233,6 +236,58 @@ func TestRetryBackoffVirtual(t *testing.T) {
 			if d := times[i+1].Sub(times[i]); d != w*time.Second {
 				t.Errorf("hunt %d after %v, want %v", i+1, d, w*time.Second)
 			}
+		}
+	})
+}
+
+// TestSilentHomeVirtual: a home registrar whose host drops every packet
+// sends no reset; the element notices that the keep-alives (every 5 s,
+// learnt from the first one after the registration) stop: two periods and
+// a second after the last one it re-registers, the home does not answer
+// within T2 (3 s), and the element registers at the next registrar, 14 s
+// after the last keep-alive instead of at its next re-registration (up to
+// 30 s) plus T2.
+func TestSilentHomeVirtual(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		accepted := make(chan memRegistrar, 4)
+		el, err := NewElement(PEConfig{
+			Registrars: []transport.Addr{addrR0, addrR1},
+			PoolHandle: "P",
+			Transport:  wire.Transport{Type: wire.TransportTCP, Port: 1, Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}},
+			Policy:     wire.Policy{Type: wire.PolicyRoundRobin},
+			ID:         42,
+			Dial: func(ctx context.Context, addr transport.Addr) (transport.Conn, error) {
+				pe, reg := memPipe()
+				accepted <- memRegistrar{t, reg}
+				return pe, nil
+			},
+		}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		el.Start()
+		defer el.Close(context.Background())
+		r0 := <-accepted
+		r0.next()
+		r0.send(&wire.RegistrationResponse{PoolHandle: "P", ID: 42})
+		time.Sleep(5 * time.Second)
+		r0.send(&wire.EndpointKeepAlive{ServerID: 7, PoolHandle: "P", HasID: true, ID: 42})
+		if _, ok := r0.next().(*wire.EndpointKeepAliveAck); !ok {
+			t.Fatal("no keep-alive ack")
+		}
+		last := time.Now()
+		if _, ok := r0.next().(*wire.Registration); !ok { // the silence check
+			t.Fatal("no re-registration after the silence")
+		}
+		if d := time.Since(last); d != 11*time.Second {
+			t.Errorf("re-registered %v after the last keep-alive, want 2 × 5 s + 1 s", d)
+		}
+		r1 := <-accepted
+		if d := time.Since(last); d != 14*time.Second {
+			t.Errorf("moved to the next registrar %v after the last keep-alive, want 11 s + T2", d)
+		}
+		if _, ok := r1.next().(*wire.Registration); !ok {
+			t.Fatal("no registration at the next registrar")
 		}
 	})
 }

@@ -40,6 +40,7 @@ type Client struct {
 	// Owned by the loop.
 	attempts map[uint64]*attempt
 	cur      *liveConn
+	prev     *liveConn // the connection before a move, open until its effClose
 }
 
 const (
@@ -62,10 +63,13 @@ type liveConn struct {
 }
 
 type (
+	// evDialed ends a hunt attempt, or with probe a check of the
+	// preferred registrar (Config.Rebalance).
 	evDialed struct {
-		id   uint64
-		conn transport.Conn
-		err  error
+		id    uint64
+		conn  transport.Conn
+		err   error
+		probe bool
 	}
 	evRecv struct {
 		gen uint64
@@ -311,7 +315,11 @@ func (c *Client) event(now time.Time, ev any) {
 			c.closeConn(ev.conn)
 			return
 		}
-		c.core.dialed(now, ev.id, ev.err)
+		if ev.probe {
+			c.core.probed(now, ev.id, ev.err)
+		} else {
+			c.core.dialed(now, ev.id, ev.err)
+		}
 		if a := c.attempts[ev.id]; a != nil && ev.err != nil {
 			a.cancel()
 			delete(c.attempts, ev.id)
@@ -334,6 +342,11 @@ func (c *Client) exec(now time.Time) {
 			c.attempts[e.id] = &attempt{cancel: cancel}
 			c.wg.Add(1)
 			go c.dial(ctx, e.id, e.addr)
+		case effProbe:
+			ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+			c.attempts[e.id] = &attempt{cancel: cancel}
+			c.wg.Add(1)
+			go c.probe(ctx, e.id, e.addr, transport.Message{PPID: e.ppid, Data: e.data})
 		case effCancel, effDrop:
 			// An attempt still dialing is forgotten too: its result finds
 			// no attempt and closes the connection (event).
@@ -352,7 +365,7 @@ func (c *Client) exec(now time.Time) {
 				continue
 			}
 			a.cancel()
-			c.adopt(e.gen, e.addr, a.conn)
+			c.adopt(e.gen, e.addr, a.conn, e.keep)
 		case effWrite:
 			if c.cur == nil || c.cur.gen != e.gen {
 				continue
@@ -369,14 +382,22 @@ func (c *Client) exec(now time.Time) {
 			if c.cur != nil && c.cur.gen == e.gen {
 				c.closeCur()
 			}
+			if c.prev != nil && c.prev.gen == e.gen {
+				c.closeLive(c.prev)
+				c.prev = nil
+			}
 		}
 	}
 }
 
 func (c *Client) closeCur() {
-	close(c.cur.stop)
-	c.closeConn(c.cur.conn)
+	c.closeLive(c.cur)
 	c.cur = nil
+}
+
+func (c *Client) closeLive(lc *liveConn) {
+	close(lc.stop)
+	c.closeConn(lc.conn)
 }
 
 // closeConn closes a connection without blocking the loop: a graceful
@@ -391,7 +412,16 @@ func (c *Client) closeConn(conn transport.Conn) {
 }
 
 // adopt makes conn the connection gen and starts its reader and writer.
-func (c *Client) adopt(gen uint64, addr transport.Addr, conn transport.Conn) {
+// The current connection is closed, or with keep left open as prev.
+func (c *Client) adopt(gen uint64, addr transport.Addr, conn transport.Conn, keep bool) {
+	if c.prev != nil {
+		c.closeLive(c.prev)
+		c.prev = nil
+	}
+	if c.cur != nil && keep {
+		c.prev = c.cur
+		c.cur = nil
+	}
 	if c.cur != nil {
 		c.closeCur()
 	}
@@ -405,17 +435,83 @@ func (c *Client) adopt(gen uint64, addr transport.Addr, conn transport.Conn) {
 // dial runs one hunt attempt and reports it to the loop.
 func (c *Client) dial(ctx context.Context, id uint64, a transport.Addr) {
 	defer c.wg.Done()
+	conn, err := c.connect(ctx, a)
+	c.report(evDialed{id: id, conn: conn, err: err})
+}
+
+// connect dials a with Config.Dial.
+func (c *Client) connect(ctx context.Context, a transport.Addr) (transport.Conn, error) {
 	conn, err := c.cfg.Dial(ctx, a)
 	if err == nil && conn == nil {
 		err = errors.New("dial returned no connection")
 	}
-	select {
-	case c.events <- evDialed{id, conn, err}:
-	case <-c.quit:
-		if conn != nil {
-			conn.Close()
+	return conn, err
+}
+
+// probe runs one check of the preferred registrar (Config.Rebalance):
+// connect, send the Handle Resolution m and wait for an ASAP answer, all
+// within ctx. It reports the connection (kept for a move) or the failure.
+func (c *Client) probe(ctx context.Context, id uint64, a transport.Addr, m transport.Message) {
+	defer c.wg.Done()
+	conn, err := c.connect(ctx, a)
+	if err == nil {
+		if err = c.awaitAnswer(ctx, conn, m); err != nil {
+			transport.Abort(conn)
+			conn = nil
 		}
 	}
+	c.report(evDialed{id: id, conn: conn, err: err, probe: true})
+}
+
+// report hands the end of an attempt to the loop; its connection is closed
+// when the client is closing.
+func (c *Client) report(ev evDialed) {
+	select {
+	case c.events <- ev:
+	case <-c.quit:
+		if ev.conn != nil {
+			transport.Abort(ev.conn)
+		}
+	}
+}
+
+// awaitAnswer writes m on conn and reads until an ASAP Handle Resolution
+// Response or ASAP Error arrives (at most a few messages), or ctx ends.
+func (c *Client) awaitAnswer(ctx context.Context, conn transport.Conn, m transport.Message) error {
+	if err := conn.WriteMessage(m); err != nil {
+		return err
+	}
+	read := make(chan struct{})
+	c.wg.Add(1)
+	go func() { // a read does not take a context: end it by closing
+		defer c.wg.Done()
+		select {
+		case <-ctx.Done():
+			transport.Abort(conn)
+		case <-read:
+		}
+	}()
+	defer close(read)
+	for range 16 {
+		rm, err := conn.ReadMessage()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		if rm.PPID != wire.PPIDASAP && rm.PPID != 0 {
+			continue
+		}
+		switch msg, _ := wire.ParseASAP(rm.Data); msg.(type) {
+		case *wire.HandleResolutionResponse, *wire.ASAPError:
+			if ctx.Err() != nil {
+				return ctx.Err() // the watcher may be closing the connection
+			}
+			return nil
+		}
+	}
+	return errors.New("no answer to the Handle Resolution")
 }
 
 // post hands an event to the loop; false once the client is closing.

@@ -209,3 +209,53 @@ func TestClientRegistrarNeverReads(t *testing.T) {
 		t.Fatal("Close hangs")
 	}
 }
+
+// upRecorder is a Handler that records the registrars it was connected
+// to, in order.
+type upRecorder struct {
+	regclient.NopHandler
+	ups chan transport.Addr
+}
+
+func (u *upRecorder) Up(_ time.Time, a transport.Addr) { u.ups <- a }
+
+// TestClientRebalance: the first registrar is down when the client starts,
+// so it connects to the second; once the first serves and has answered the
+// client's checks for Rebalance (plus jitter), the client moves back to it
+// over the checked connection.
+func TestClientRebalance(t *testing.T) {
+	first := deadAddr(t)
+	second := pucachetest.Start(t)
+	h := &upRecorder{ups: make(chan transport.Addr, 8)}
+	const rebalance = 400 * time.Millisecond
+	c := start(t, regclient.Config{Registrars: []transport.Addr{first, second.Addr()}, Rebalance: rebalance,
+		RebalanceProbe: "Probe", Handler: h})
+	c.Do(func(time.Time) { c.Link().Want(true) })
+	if a := <-h.ups; a != second.Addr() {
+		t.Fatalf("connected to %v, want the second registrar", a)
+	}
+	back := pucachetest.StartAt(t, first)
+	started := time.Now()
+	select {
+	case a := <-h.ups:
+		if a != first {
+			t.Fatalf("moved to %v, want the first registrar", a)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client did not move back to its first registrar")
+	}
+	took := time.Since(started)
+	t.Logf("moved back %v after the first registrar came up (Rebalance %v)", took, rebalance)
+	if took < rebalance {
+		t.Fatalf("moved after %v, before the registrar answered for Rebalance", took)
+	}
+	if n := back.Resolutions("Probe"); n < 2 {
+		t.Fatalf("%d checks answered by the first registrar, want at least 2", n)
+	}
+	if m, err := c.Request(ctxT(t), &wire.HandleResolution{PoolHandle: "Probe"}); err != nil || m == nil {
+		t.Fatalf("request after the move: %v", err)
+	}
+	if n := second.Resolutions("Probe"); n != 0 {
+		t.Fatalf("the second registrar got %d resolutions after the move", n)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/rserpool/rserpool/transport"
@@ -58,6 +59,13 @@ type Config struct {
 	// Parallel is how many registrars a hunt tries at once, 1..3. Zero
 	// means 3.
 	Parallel int
+	// HuntStagger is the pause between the starts of a hunt's attempts
+	// while the ones under way have neither succeeded nor failed: the
+	// registrars are tried in order of preference (the static list first),
+	// and each gets this long before the next one is tried as well (up to
+	// Parallel at once). A failed attempt is replaced at once. Zero (the
+	// default) starts Parallel attempts at once, and the fastest wins.
+	HuntStagger time.Duration
 	// RequestTimeout is T1: a request not answered within it is re-sent,
 	// at another registrar. Zero means 3 s.
 	RequestTimeout time.Duration
@@ -73,6 +81,26 @@ type Config struct {
 	// MaxPending bounds the requests waiting at once; more fail with
 	// ErrBusy. Zero means 4096.
 	MaxPending int
+	// Rebalance, when positive, makes the first static registrar the
+	// preferred one (list each agent's nearest or own registrar first to
+	// spread PEs over a registrar set). While connected to another
+	// registrar, the client checks the preferred one every Rebalance/4 (at
+	// least every second): a connection and a Handle Resolution of
+	// RebalanceProbe answered within T1. Once it has answered every check
+	// for Rebalance plus a random part of up to half of it (so that the
+	// clients of a returning registrar do not all move at once), the
+	// client moves there: the checked connection becomes the connection
+	// (Handler.Up; a pool element registers there), and the old one is
+	// closed once the requests pending then are done (at most T1 later).
+	// Zero (the default) never moves a working connection.
+	Rebalance time.Duration
+	// RebalanceProbe is the pool handle the check resolves (a pool
+	// element's own pool); any answer, a negative one included, shows
+	// that the registrar serves. Empty means "rebalance-probe".
+	RebalanceProbe wire.PoolHandle
+	// Rand draws the rebalance jitter; nil means randomly seeded.
+	Rand *rand.Rand
+
 	// AnnounceGroup, when set, is the multicast group ("239.0.0.50:3863",
 	// RSPLIB's) on which the client hears ASAP Server Announces;
 	// AnnounceInterface names the interface ("" = the routing table's).
@@ -119,6 +147,12 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RebalanceProbe == "" {
+		cfg.RebalanceProbe = "rebalance-probe"
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	if cfg.Dial == nil {
 		tc := cfg.Transport

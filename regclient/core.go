@@ -42,18 +42,35 @@ type core struct {
 	pending []*request // FIFO
 	hWake   time.Time  // the handler's next deadline
 
+	reb rebalance // checks of the preferred registrar (Config.Rebalance)
+	// After a move to the preferred registrar the previous connection
+	// stays open until the requests pending at the move (the Handler's
+	// registrations there) are done, or T1 has passed.
+	prev      uint64 // its generation; 0 = none
+	prevUntil time.Time
+
 	out []effect
+}
+
+// rebalance is the state of the checks of the preferred registrar while
+// the connection is to another one (Config.Rebalance).
+type rebalance struct {
+	probe uint64        // the check under way (an attempt id); 0 = none
+	next  time.Time     // when the next check starts; zero = not scheduled
+	since time.Time     // it has answered every check since; zero = it has not
+	need  time.Duration // how long it must answer before the move (drawn once per since)
 }
 
 // round is one server hunt: the candidates in try order and the attempts
 // under way, at most Parallel at once, within T5.
 type round struct {
-	order    []transport.Addr
-	next     int                       // next candidate of order to try
-	last     transport.Addr            // tried only when every other failed
-	active   map[uint64]transport.Addr // attempt → registrar
-	errs     []error
-	deadline time.Time // T5 expiry
+	order     []transport.Addr
+	next      int                       // next candidate of order to try
+	last      transport.Addr            // tried only when every other failed
+	active    map[uint64]transport.Addr // attempt → registrar
+	errs      []error
+	deadline  time.Time // T5 expiry
+	nextStart time.Time // no further attempt before this while one is under way (HuntStagger)
 }
 
 // request is one request (or one-way message) waiting for a connection,
@@ -78,6 +95,7 @@ const (
 	effDrop                         // close attempt id's connection (not adopted)
 	effWrite                        // write data (ppid) on connection gen
 	effClose                        // close connection gen
+	effProbe                        // check addr: connect, write data, await an ASAP answer within timeout (attempt id)
 )
 
 // effect is one I/O action for the shell.
@@ -89,6 +107,7 @@ type effect struct {
 	timeout time.Duration
 	ppid    uint32
 	data    []byte
+	keep    bool // effAdopt: the current connection stays open until its effClose
 }
 
 func newCore(cfg Config, h Handler, log *slog.Logger) *core {
@@ -277,6 +296,7 @@ func (c *core) dialed(now time.Time, id uint64, err error) {
 	if err != nil {
 		c.log.Debug("registrar connect failed", "registrar", addr, "err", err)
 		h.errs = append(h.errs, fmt.Errorf("%s: %w", addr, err))
+		h.nextStart = now // its replacement starts at once (SH4)
 		c.fillRound(now)
 		return
 	}
@@ -287,6 +307,7 @@ func (c *core) dialed(now time.Time, id uint64, err error) {
 	c.gen++
 	c.up, c.addr = true, addr
 	c.t5, c.retry = c.cfg.ConnectTimeout, c.cfg.RetryInterval
+	c.reb = rebalance{probe: c.reb.probe} // a check still under way ends by itself
 	c.out = append(c.out, effect{kind: effAdopt, id: id, gen: c.gen, addr: addr})
 	c.log.Info("connected to registrar", "registrar", addr)
 	for _, r := range slices.Clone(c.pending) {
@@ -308,6 +329,7 @@ func (c *core) lost(now time.Time, gen uint64, err error) {
 // (they were not answered), the Handler hears of it, and a hunt follows.
 func (c *core) down(now time.Time, err error) {
 	c.log.Info("registrar connection closed", "registrar", c.addr, "err", err)
+	c.closePrevious(now, true)
 	c.out = append(c.out, effect{kind: effClose, gen: c.gen})
 	c.up, c.last = false, c.addr
 	c.addr = transport.Addr{}
@@ -353,8 +375,12 @@ func (c *core) startHunt(now time.Time) {
 func (c *core) fillRound(now time.Time) {
 	h := c.hunt
 	for len(h.active) < c.cfg.Parallel && h.next < len(h.order) {
+		if len(h.active) > 0 && now.Before(h.nextStart) {
+			break // the earlier candidates get HuntStagger each first
+		}
 		c.attempt(now, h, h.order[h.next])
 		h.next++
+		h.nextStart = now.Add(c.cfg.HuntStagger)
 	}
 	if len(h.active) == 0 && !h.last.IsZero() {
 		a := h.last
@@ -414,6 +440,9 @@ func (c *core) advance(now time.Time) {
 	if c.hunt != nil && !now.Before(c.hunt.deadline) {
 		c.t5Expired(now)
 	}
+	if h := c.hunt; h != nil && len(h.active) < c.cfg.Parallel && h.next < len(h.order) && !now.Before(h.nextStart) {
+		c.fillRound(now)
+	}
 	if !c.hWake.IsZero() && !now.Before(c.hWake) {
 		c.hWake = time.Time{}
 		(&Link{c}).WakeAt(c.h.Tick(now))
@@ -422,6 +451,8 @@ func (c *core) advance(now time.Time) {
 		c.startHunt(now)
 	}
 	c.kick = false
+	c.rebalanceStep(now)
+	c.closePrevious(now, false)
 }
 
 // expireRequests handles T1: a request not answered in time is re-sent
@@ -468,13 +499,22 @@ func (c *core) wake() time.Time {
 	for _, r := range c.pending {
 		at(r.deadline)
 	}
-	if c.hunt != nil {
-		at(c.hunt.deadline)
+	if h := c.hunt; h != nil {
+		at(h.deadline)
+		if len(h.active) < c.cfg.Parallel && h.next < len(h.order) {
+			at(h.nextStart)
+		}
 	}
 	at(c.set.NextExpiry())
 	at(c.hWake)
 	if !c.up && c.hunt == nil && (len(c.pending) > 0 || c.want) {
 		at(c.nextHunt)
+	}
+	if c.reb.probe == 0 {
+		at(c.reb.next)
+	}
+	if c.prev != 0 {
+		at(c.prevUntil)
 	}
 	return t
 }
@@ -496,6 +536,110 @@ func (c *core) setStatic(now time.Time, list []transport.Addr) {
 	}
 }
 
+// ---- moving back to the preferred registrar ----
+
+// away returns the preferred registrar while the connection is to another
+// one (Config.Rebalance).
+func (c *core) away() (transport.Addr, bool) {
+	if c.cfg.Rebalance <= 0 || !c.up {
+		return transport.Addr{}, false
+	}
+	pref, ok := c.set.First()
+	if !ok || pref == c.addr {
+		return transport.Addr{}, false
+	}
+	return pref, true
+}
+
+// checkEvery is the period of the checks: a quarter of Rebalance, at
+// least 100 ms, ±12.5 % so that clients started together spread out.
+func (c *core) checkEvery() time.Duration {
+	d := max(c.cfg.Rebalance/4, 100*time.Millisecond)
+	return d - d/8 + time.Duration(c.cfg.Rand.Int64N(int64(d/4)+1))
+}
+
+// rebalanceStep schedules and starts the checks while away from the
+// preferred registrar, and forgets them otherwise.
+func (c *core) rebalanceStep(now time.Time) {
+	pref, away := c.away()
+	switch {
+	case !away:
+		c.reb.next, c.reb.since = time.Time{}, time.Time{}
+	case c.reb.probe != 0:
+	case c.reb.next.IsZero():
+		c.reb.next = now.Add(c.checkEvery())
+	case !now.Before(c.reb.next):
+		b, err := (&wire.HandleResolution{PoolHandle: c.cfg.RebalanceProbe}).AppendBinary(nil)
+		if err != nil {
+			c.cfg.Rebalance = 0 // a handle that cannot be encoded: no checks
+			return
+		}
+		c.nextID++
+		c.reb.probe = c.nextID
+		c.out = append(c.out, effect{kind: effProbe, id: c.nextID, addr: pref, timeout: c.cfg.RequestTimeout,
+			ppid: wire.PPIDASAP, data: b})
+	}
+}
+
+// probed reports the end of check id: err == nil means the preferred
+// registrar answered, and the check's connection is kept for a move. The
+// client moves once the registrar has answered every check for the time
+// drawn (SH6 with a chosen home: Handler.Up follows on the new connection,
+// and requests in flight are sent again there); otherwise the connection
+// is dropped.
+func (c *core) probed(now time.Time, id uint64, err error) {
+	if id != c.reb.probe {
+		if err == nil {
+			c.out = append(c.out, effect{kind: effDrop, id: id})
+		}
+		return
+	}
+	c.reb.probe = 0
+	c.reb.next = now.Add(c.checkEvery())
+	pref, away := c.away()
+	switch {
+	case err != nil:
+		c.log.Debug("preferred registrar check failed", "registrar", pref, "err", err)
+		c.reb.since = time.Time{}
+		return
+	case !away:
+		c.out = append(c.out, effect{kind: effDrop, id: id})
+		return
+	case c.reb.since.IsZero():
+		c.reb.since = now
+		r := c.cfg.Rebalance
+		c.reb.need = r + time.Duration(c.cfg.Rand.Int64N(int64(r/2)+1))
+	}
+	if now.Sub(c.reb.since) < c.reb.need {
+		c.out = append(c.out, effect{kind: effDrop, id: id})
+		return
+	}
+	c.log.Info("moving to the preferred registrar", "registrar", pref, "from", c.addr,
+		"answering_for", now.Sub(c.reb.since).Round(time.Millisecond))
+	c.closePrevious(now, true)
+	c.prev, c.prevUntil = c.gen, now.Add(c.cfg.RequestTimeout)
+	c.gen++
+	c.addr = pref
+	c.reb = rebalance{}
+	c.out = append(c.out, effect{kind: effAdopt, id: id, gen: c.gen, addr: pref, keep: true})
+	for _, r := range slices.Clone(c.pending) {
+		c.transmit(now, r)
+	}
+	c.h.Up(now, pref)
+}
+
+// closePrevious closes the connection left open by a move once nothing is
+// pending any more (the registrations at the new registrar are answered,
+// so the old one is told by a Handle Update before it sees the connection
+// end), after T1 at the latest, or at once when now is set.
+func (c *core) closePrevious(now time.Time, force bool) {
+	if c.prev == 0 || (!force && len(c.pending) > 0 && now.Before(c.prevUntil)) {
+		return
+	}
+	c.out = append(c.out, effect{kind: effClose, gen: c.prev})
+	c.prev = 0
+}
+
 // shutdown fails every pending request and abandons the hunt and the
 // connection.
 func (c *core) shutdown(now time.Time, err error) {
@@ -508,6 +652,11 @@ func (c *core) shutdown(now time.Time, err error) {
 	if c.up {
 		c.out = append(c.out, effect{kind: effClose, gen: c.gen})
 		c.up = false
+	}
+	c.closePrevious(now, true)
+	if c.reb.probe != 0 {
+		c.out = append(c.out, effect{kind: effCancel, id: c.reb.probe})
+		c.reb.probe = 0
 	}
 	pending := c.pending
 	c.pending = nil

@@ -26,7 +26,10 @@
 // parser; its doc states the rule for announces without transports.
 //
 // The hunt (RFC 5352 §3.6): up to three registrars are tried at once
-// (SH1); a failed attempt is replaced by the next candidate (SH4); the
+// (SH1), all at the start or, with Config.HuntStagger, one more each
+// HuntStagger while none has answered (so that the first of the list wins
+// when it answers; pe-agent staggers by 250 ms); a failed attempt is
+// replaced by the next candidate at once (SH4); the
 // first connection up wins and the other attempts are abandoned (SH3,
 // SH6); when none is up within T5 the attempts are abandoned, T5 doubles
 // up to RETRAN-MAX and the remaining candidates are tried (SH5). The
@@ -44,6 +47,19 @@
 // MAX-REQUEST-RETRANSMIT times; so every request ends within
 // (MaxRetransmit+1) × T1, answered or with ErrTimeout. Requests waiting
 // for a connection are re-sent on the next one.
+//
+// Moving back (Config.Rebalance, off by default, on in pe-agent): the
+// first static registrar is the preferred one. A client connected to
+// another registrar checks the preferred one every Rebalance/4 with a
+// connection and a Handle Resolution; once it has answered every check for
+// Rebalance plus a random part of up to half of it, that connection
+// becomes the connection (Handler.Up: a pool element registers there
+// first) and the old one is closed. So the pool elements of a registrar
+// that failed return to it, spread over time, after it has been up for a
+// while. A PE stays registered throughout: the old registrar keeps it for
+// its connection-loss grace after the old connection ends, and stops
+// monitoring it when the new registrar's Handle Update names the new home,
+// whichever of the two it hears first.
 //
 // Timers and their defaults (Config): T1 3 s, T5 5 s, RETRAN-MAX 30 s,
 // retry interval 2 s, MAX-REQUEST-RETRANSMIT 2, T7 5 s. The RFC's T1 is

@@ -3,6 +3,7 @@ package regclient
 import (
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ const (
 	opLearn          // scheme, IPv4 (u32), port (u16)
 	opCancel         // pending index
 	opWant           // on
+	opProbed         // check index, ok (Config.Rebalance)
 	opCount
 )
 
@@ -38,6 +40,7 @@ var fuzzConfig = Config{
 	AnnounceLifetime: 5 * time.Second,
 	MaxLearned:       4,
 	MaxPending:       16,
+	Rebalance:        2 * time.Second,
 }
 
 // tracked is one request of a fuzz run.
@@ -70,6 +73,7 @@ func runClient(t *testing.T, data []byte) {
 	h := &fuzzHandler{}
 	cfg := fuzzConfig
 	cfg.Handler = h
+	cfg.Rand = rand.New(rand.NewPCG(1, 2))
 	s := NewSim(cfg)
 	l := s.Link()
 	now := t0
@@ -144,6 +148,15 @@ func runClient(t *testing.T, data []byte) {
 		case opWant:
 			l.Want(p.Byte()&1 == 1)
 			s.Collect()
+		case opProbed:
+			i, ok := int(p.Byte()), p.Byte()&1 == 1
+			if n := len(s.Probes()); n > 0 {
+				var err error
+				if !ok {
+					err = fmt.Errorf("refused")
+				}
+				s.Probed(now, i%n, err)
+			}
 		}
 		s.Advance(now)
 		check(op)

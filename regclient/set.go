@@ -57,6 +57,14 @@ func (s *Set) SetStatic(list []transport.Addr) {
 // Static returns the static registrars; the slice is the caller's.
 func (s *Set) Static() []transport.Addr { return slices.Clone(s.static) }
 
+// First returns the first static registrar; ok is false when there is none.
+func (s *Set) First() (a transport.Addr, ok bool) {
+	if len(s.static) == 0 {
+		return transport.Addr{}, false
+	}
+	return s.static[0], true
+}
+
 // Learn adds a registrar heard in an announce at now, or restarts its T7
 // if it is known. It reports whether the address is new. A static
 // address, a zero one, or a new one while the set is full is ignored.

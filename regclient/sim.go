@@ -17,6 +17,7 @@ import (
 type Sim struct {
 	c        *core
 	attempts []uint64 // dials under way, in the order they started
+	probes   []uint64 // checks of the preferred registrar under way (Config.Rebalance)
 	addrs    map[uint64]transport.Addr
 	written  []transport.Message
 }
@@ -62,6 +63,31 @@ func (s *Sim) Dialed(now time.Time, i int, err error) {
 		s.forget(id)
 	}
 	s.c.dialed(now, id, err)
+	s.collect()
+}
+
+// Probes returns the registrars being checked for a move back
+// (Config.Rebalance), in the order the checks started.
+func (s *Sim) Probes() []transport.Addr {
+	out := make([]transport.Addr, len(s.probes))
+	for i, id := range s.probes {
+		out[i] = s.addrs[id]
+	}
+	return out
+}
+
+// Probed ends check i (an index into Probes): err == nil means the
+// registrar answered, and its connection may become the current one.
+func (s *Sim) Probed(now time.Time, i int, err error) {
+	if i < 0 || i >= len(s.probes) {
+		return
+	}
+	id := s.probes[i]
+	s.probes = slices.Delete(s.probes, i, i+1)
+	if err != nil {
+		delete(s.addrs, id)
+	}
+	s.c.probed(now, id, err)
 	s.collect()
 }
 
@@ -120,6 +146,8 @@ func (s *Sim) Check() error {
 		return errors.New("more connection attempts than Parallel")
 	case len(s.attempts) > c.cfg.Parallel*4:
 		return errors.New("attempts pile up")
+	case len(s.probes) > 1:
+		return errors.New("more than one check of the preferred registrar at once")
 	}
 	for _, r := range c.pending {
 		if r.expiries > c.cfg.MaxRetransmit {
@@ -131,6 +159,7 @@ func (s *Sim) Check() error {
 
 func (s *Sim) forget(id uint64) {
 	s.attempts = slices.DeleteFunc(s.attempts, func(x uint64) bool { return x == id })
+	s.probes = slices.DeleteFunc(s.probes, func(x uint64) bool { return x == id })
 	delete(s.addrs, id)
 }
 
@@ -139,6 +168,9 @@ func (s *Sim) collect() {
 		switch e.kind {
 		case effDial:
 			s.attempts = append(s.attempts, e.id)
+			s.addrs[e.id] = e.addr
+		case effProbe:
+			s.probes = append(s.probes, e.id)
 			s.addrs[e.id] = e.addr
 		case effCancel, effDrop, effAdopt:
 			s.forget(e.id)

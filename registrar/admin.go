@@ -90,6 +90,9 @@ func (l *loop) snapshot() Snapshot {
 	s.Peers = []PeerSnapshot{}
 	if l.enrp != nil {
 		for _, p := range l.enrp.node.Peers() {
+			if p.Tentative {
+				continue // a tool such as hsdump, not a peer
+			}
 			s.Peers = append(s.Peers, PeerSnapshot{ID: ServerID(p.ID).String(), Addr: p.Addr, State: p.State.String(),
 				Static: p.Static, Checksum: fmt.Sprintf("0x%04x", p.Checksum), LastHeard: p.LastHeard})
 		}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,12 +57,16 @@ func freeLoopbackPort(t *testing.T) int {
 }
 
 // chaosReg is one registrar slot: fixed ASAP and ENRP addresses, the
-// running process (nil while down) and when it comes back.
+// running process (nil while down) and when it comes back. cfg is the TOML
+// its processes run with; empty means chaosAgentsRegConfig.
 type chaosReg struct {
 	asap, enrp string
 	peers      []string
+	cfg        string
 	p          *proc
 	upAt       time.Time
+	serving    chan bool // launchReg: true once the process serves ASAP
+	ready      string    // launchReg: the process's ready file
 }
 
 // startChaosReg runs "rserpool registrar" on the slot's fixed addresses
@@ -69,13 +74,27 @@ type chaosReg struct {
 // serves ASAP.
 func startChaosReg(t *testing.T, r *chaosReg) {
 	t.Helper()
+	launchReg(t, r)
+	waitServing(t, r)
+}
+
+// launchReg starts the slot's registrar process without waiting for it
+// (registrars with static peers start together so that each finds a
+// mentor at once); waitServing waits.
+func launchReg(t *testing.T, r *chaosReg) {
+	t.Helper()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "registrar.toml")
-	if err := os.WriteFile(cfgPath, []byte(chaosAgentsRegConfig), 0o644); err != nil {
+	cfg := r.cfg
+	if cfg == "" {
+		cfg = chaosAgentsRegConfig
+	}
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	ready := filepath.Join(dir, "ready.json")
 	args := []string{"registrar", "-config", cfgPath, "-asap", r.asap, "-enrp", r.enrp,
-		"-admin", "127.0.0.1:0"}
+		"-admin", "127.0.0.1:0", "-ready-file", ready}
 	for _, p := range r.peers {
 		args = append(args, "-peer", p)
 	}
@@ -119,15 +138,36 @@ func startChaosReg(t *testing.T, r *chaosReg) {
 		}
 		p.wg.Wait()
 	})
+	r.p, r.serving, r.ready = p, serving, ready
+}
+
+func waitServing(t *testing.T, r *chaosReg) {
+	t.Helper()
 	select {
-	case ok := <-serving:
+	case ok := <-r.serving:
 		if !ok {
 			t.Fatalf("registrar %s exited before serving", r.asap)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("registrar %s did not start", r.asap)
 	}
-	r.p = p
+	var ri readyInfo
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) { // written once Start returned
+		b, err := os.ReadFile(r.ready)
+		if err == nil {
+			err = json.Unmarshal(b, &ri)
+		}
+		if err == nil {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("registrar %s ready file: %v", r.asap, err)
+		}
+	}
+	if id, err := strconv.ParseUint(strings.TrimPrefix(ri.ID, "0x"), 16, 32); err == nil {
+		r.p.id = uint32(id)
+	}
+	r.p.admin, r.p.pid = ri.Admin, ri.PID
 }
 
 // chaosBackend is a TCP listener standing for a real server: it accepts
@@ -156,8 +196,14 @@ func newChaosBackend(t *testing.T) *chaosBackend {
 			c.Close()
 		}
 	}()
-	t.Cleanup(func() { ln.Close(); b.wg.Wait() })
+	t.Cleanup(b.close)
 	return b
+}
+
+// close stops the backend: connections to its port are refused from now on.
+func (b *chaosBackend) close() {
+	b.ln.Close()
+	b.wg.Wait()
 }
 
 // chaosAgent is a running "rserpool pe-agent" process registering one
@@ -179,25 +225,34 @@ func (a *chaosAgent) tail(n int) []string {
 
 func startChaosAgent(t *testing.T, be *chaosBackend, regs []string) *chaosAgent {
 	t.Helper()
+	return startAgent(t, be, regs, `reregistration_interval = "2s"
+response_timeout = "1s"
+connect_timeout = "500ms"
+retry_interval = "200ms"
+drain = "-1s"
+`, `[element.health]
+interval = "200ms"
+timeout = "200ms"
+rise = 1
+fall = 2
+`)
+}
+
+// startAgent runs "rserpool pe-agent" registering be in chaosAgentsPool at
+// regs (in that order), with the given top-level and [[element]] TOML
+// lines (empty: the defaults).
+func startAgent(t *testing.T, be *chaosBackend, regs []string, top, element string) *chaosAgent {
+	t.Helper()
 	quoted := make([]string, len(regs))
 	for i, r := range regs {
 		quoted[i] = fmt.Sprintf("%q", r)
 	}
 	cfg := fmt.Sprintf(`registrars = [%s]
-reregistration_interval = "2s"
-response_timeout = "1s"
-connect_timeout = "500ms"
-retry_interval = "200ms"
-drain = "-1s"
+%s
 [[element]]
 pool = %q
 backend = "127.0.0.1:%d"
-[element.health]
-interval = "200ms"
-timeout = "200ms"
-rise = 1
-fall = 2
-`, strings.Join(quoted, ", "), chaosAgentsPool, be.port)
+%s`, strings.Join(quoted, ", "), top, chaosAgentsPool, be.port, element)
 	path := filepath.Join(t.TempDir(), "agent.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -178,6 +178,16 @@ type TimersConfig struct {
 	// Registration.ExpireOwned is set. Default 1 s: lives are tens of
 	// seconds, so one second of lateness is harmless.
 	ExpiryCheckInterval time.Duration `toml:"expiry_check_interval"`
+	// ConnectionLossGrace is how long the PEs of an ASAP connection that
+	// ended without a deregistration (the PE's process died, its host
+	// reset the connection) stay before they are removed, when
+	// Registration.RemoveOnConnectionLoss is set: a re-registration over a
+	// new connection within it (a PE that reconnected, or moved to another
+	// registrar) keeps the PE without a removal in between. Default 500 ms:
+	// a reconnection and registration take a few round trips, and a dead
+	// PE still leaves the pool within a second. 0 removes them at once, as
+	// RSPLIB does on COMM_LOST.
+	ConnectionLossGrace time.Duration `toml:"connection_loss_grace"`
 }
 
 // RegistrationConfig holds the registration and resolution rules.
@@ -187,7 +197,9 @@ type RegistrationConfig struct {
 	// are monitored by keep-alive only.
 	ExpireOwned bool `toml:"expire_owned"`
 	// RemoveOnConnectionLoss removes the PEs registered over a connection
-	// when it ends (RSPLIB does so on COMM_LOST). Default true.
+	// when it ends, after timers.connection_loss_grace (RSPLIB removes them
+	// at once on COMM_LOST). Default true. false keeps them for one
+	// keepalive_timeout.
 	RemoveOnConnectionLoss bool `toml:"remove_on_connection_loss"`
 	// RequireAddressSubset enforces RFC 5352 §2.2.1: every address of the
 	// PE's user transport must be an address of the registering connection.
@@ -299,6 +311,7 @@ func DefaultConfig() Config {
 			ConnHeartbeatInterval:  30 * time.Second,
 			ConnHeartbeatMaxMissed: 5,
 			ExpiryCheckInterval:    time.Second,
+			ConnectionLossGrace:    500 * time.Millisecond,
 		},
 		Registration: RegistrationConfig{
 			RemoveOnConnectionLoss: true,
@@ -480,6 +493,9 @@ func (c *Config) Validate() error {
 	dur("timers.keepalive_timeout", c.Timers.KeepAliveTimeout, time.Millisecond)
 	dur("timers.conn_heartbeat_interval", c.Timers.ConnHeartbeatInterval, time.Millisecond)
 	dur("timers.expiry_check_interval", c.Timers.ExpiryCheckInterval, time.Millisecond)
+	if c.Timers.ConnectionLossGrace < 0 {
+		bad("timers.connection_loss_grace", "must not be negative")
+	}
 	if c.Timers.ConnHeartbeatMaxMissed < 1 {
 		bad("timers.conn_heartbeat_max_missed", "must be at least 1")
 	}

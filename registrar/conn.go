@@ -85,10 +85,10 @@ func peerAddrs(tc transport.Conn) ([]netip.Addr, uint16) {
 			port = ap.Port()
 		}
 	}
-	if len(addrs) == 0 {
+	if ra := tc.RemoteAddr(); len(addrs) == 0 && ra != nil {
 		// A multi-homed SCTP RemoteAddr prints as "a/b:port"; PeerAddrs
 		// has them one by one.
-		if ap, err := netip.ParseAddrPort(tc.RemoteAddr().String()); err == nil {
+		if ap, err := netip.ParseAddrPort(ra.String()); err == nil {
 			addrs = append(addrs, ap.Addr().Unmap())
 			port = ap.Port()
 		}

@@ -46,9 +46,15 @@
 //   - Keep-alives (ASAP_ENDPOINT_KEEP_ALIVE, H=0, with RSPLIB's PE Identifier)
 //     go over the connection the PE registered on, keepalive_interval after
 //     the registration or the last ack; no ack within keepalive_timeout
-//     removes the PE. When a connection ends its PEs are removed
-//     (registration.remove_on_connection_loss, default true); otherwise they
-//     get one keepalive_timeout to re-register on a new connection.
+//     removes the PE. When a connection ends without a deregistration its
+//     PEs are removed timers.connection_loss_grace (500 ms) later
+//     (registration.remove_on_connection_loss, default true; RSPLIB removes
+//     them at once, grace 0 does too): a re-registration over a new
+//     connection in time, here or at a peer (its Handle Update), keeps the
+//     PE without a removal in between. Without remove_on_connection_loss
+//     they get one keepalive_timeout. Connections this registrar closes
+//     when it shuts down are not announced as removals: its peers take its
+//     PEs over and the PEs re-register elsewhere.
 //   - Every user-transport address must be an address of the registering
 //     connection (RFC 5352 §2.2.1), else cause 0xa; switch it off with
 //     registration.require_address_subset = false for agents that register
@@ -103,10 +109,23 @@
 //     tls.client_ca_file; enrp.peer_identities restricts them further, both
 //     ways).
 //   - One outgoing connection per peer address, dialed on demand when the
-//     node sends there, kept while it works; a failed dial or connection is
-//     reported to the node (PeerConnLost: probe, then takeover). Incoming
-//     connections are kept under their remote address so that answers to
-//     requests (List/Handle Table Responses) go back over them. Each peer
+//     node sends there, kept while it works. Incoming connections are kept
+//     under their remote address so that answers to requests (List/Handle
+//     Table Responses) go back over them. sctp:// peers are dialed from the
+//     first sctp:// ENRP listener's endpoint (it shares its port), as
+//     RSPLIB does: RSPLIB drops a Presence whose Server Information names
+//     another port than its association's. Between two such endpoints
+//     there is one association; a dial that collides with the one the peer
+//     opened hands its queue to it.
+//   - Failure detection: a registrar that dies closes its connections (its
+//     kernel does), so every connection that ends, dialed or accepted
+//     (matched by the server IDs seen on it), makes the node probe its peer
+//     at once (PeerConnLost), and a dial that fails is reported
+//     (PeerUnreachable): a peer whose probe cannot be sent is dead at once
+//     and taken over (RFC 5353 §3.4). A SIGKILLed peer's PEs are owned by a
+//     survivor within milliseconds (TestE2EDefaultsTakeoverAfterSIGKILL).
+//     A peer that goes silent (a black-holed host) is found by the timers:
+//     max_time_last_heard + max_time_no_response (5 s + 5 s). Each peer
 //     has a bounded queue (16,384 messages); overflow is dropped and counted
 //     (the checksum audit repairs what a lost Handle Update missed).
 //   - Presence by UDP multicast (enrp.multicast, default group
@@ -119,6 +138,11 @@
 //     interoperate; the registrar then warns at start when ENRP listens
 //     (or listens by multicast) without TLS: "ENRP accepts unauthenticated
 //     peers from any source; set enrp.allow or use tls://".
+//   - Tools are not peers: a sender known only from one Presence R=0
+//     without PEs (RSPLIB's hsdump, `rserpool ctl handlespace`) or only
+//     from a peer's List Response is tentative (enrp.Peer.Tentative): not
+//     logged, not counted in rserpool_registrar_peers, not in /handlespace,
+//     until it answers our Presence.
 //   - ASAP is served only after the node's start-up synchronisation (mentor
 //     List and Handle Table download, or mentor_discovery without an
 //     answer): listeners are bound at Start, connections wait in the

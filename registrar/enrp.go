@@ -3,6 +3,7 @@ package registrar
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rserpool/rserpool/registrar/asap"
@@ -79,7 +81,15 @@ type (
 		src enrp.Source
 		m   wire.Message
 	}
-	evPeerLost struct{ addr string }
+	// evPeerLost: an ENRP connection ended (addr is its address: the
+	// peer's for dialed ones, the remote one for accepted ones; ids the
+	// server IDs whose messages came over it), or, with unreachable, no
+	// connection to addr could be set up.
+	evPeerLost struct {
+		addr        string
+		ids         []uint32
+		unreachable bool
+	}
 )
 
 // enrpSide is the loop's ENRP state: the protocol node and where its
@@ -181,7 +191,7 @@ func (l *loop) enrpOut(outs []enrp.Output, now time.Time) {
 		case enrp.KeepAliveHome:
 			l.carry(l.core.Adopt(now, o.Handle, o.PEID), now)
 		case enrp.OwnershipLost:
-			l.carry(l.core.Disown(now, o.Handle, o.PEID), now)
+			l.carry(l.core.Disown(now, o.Handle, o.PEID, !o.FromTable), now)
 		case enrp.PeerUp, enrp.PeerDown:
 			msg := "ENRP peer up"
 			if o.Kind == enrp.PeerDown {
@@ -190,7 +200,7 @@ func (l *loop) enrpOut(outs []enrp.Output, now time.Time) {
 			l.log.Info(msg, "peer", ServerID(o.PeerID), "addr", o.To)
 			n := 0
 			for _, p := range es.node.Peers() {
-				if p.ID != 0 && (p.State == enrp.PeerActive || p.State == enrp.PeerProbing) {
+				if p.ID != 0 && !p.Tentative && (p.State == enrp.PeerActive || p.State == enrp.PeerProbing) {
 					n++
 				}
 			}
@@ -233,6 +243,14 @@ type peerMgr struct {
 	cancel  context.CancelFunc
 	// allow is enrp.allow: the networks peers may be in; empty = any.
 	allow []netip.Prefix
+	// sctpLocal is the first sctp:// ENRP listener's endpoint: sctp://
+	// peers are dialed from it (RSPLIB drops a Presence whose Server
+	// Information names another port than the association's). Zero
+	// without an sctp:// listener.
+	sctpLocal transport.Addr
+	// accepted is closed and replaced whenever an accepted connection is
+	// registered (a dial that collided with it waits for it).
+	accepted chan struct{}
 	// closeRefused closes a connection in the background (Registrar.closeRefused).
 	closeRefused func(transport.Conn)
 	m            *metrics
@@ -249,9 +267,38 @@ type peerConn struct {
 	out    *peerQueue
 	done   chan struct{}
 	once   sync.Once
-	mu     sync.Mutex
+	mu     sync.Mutex // guards tc and ids
 	tc     transport.Conn
+	ids    []uint32 // server IDs whose messages arrived (at most maxConnIDs)
 	dialed bool
+}
+
+// maxConnIDs bounds the server IDs remembered per connection: one peer
+// uses one ID; a hostile sender cycling IDs gains nothing beyond that.
+const maxConnIDs = 4
+
+// saw records that a message from server ID id arrived over pc.
+func (pc *peerConn) saw(id uint32) {
+	pc.mu.Lock()
+	if id != 0 && len(pc.ids) < maxConnIDs && !slices.Contains(pc.ids, id) {
+		pc.ids = append(pc.ids, id)
+	}
+	pc.mu.Unlock()
+}
+
+// lost is the event that reports pc's end to the loop.
+func (pc *peerConn) lost() evPeerLost {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return evPeerLost{addr: pc.lostAs, ids: slices.Clone(pc.ids)}
+}
+
+// idle reports whether pc has no transport connection yet (a dial under
+// way).
+func (pc *peerConn) idle() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	return pc.tc == nil
 }
 
 // close ends the connection without blocking (the transport's Close waits
@@ -305,6 +352,9 @@ func (pm *peerMgr) send(addr string, b []byte) bool {
 	}
 	pc := pm.conns[addr]
 	if pc == nil {
+		pc = pm.sameEndpoint(addr)
+	}
+	if pc == nil {
 		if len(pm.conns) >= maxENRPConns {
 			pm.mu.Unlock()
 			return false
@@ -316,6 +366,26 @@ func (pm *peerMgr) send(addr string, b []byte) bool {
 	}
 	pm.mu.Unlock()
 	return pc.out.push(b)
+}
+
+// sameEndpoint returns a connection to the SCTP endpoint addr under
+// another name (an association a multi-homed peer opened, listed under all
+// its addresses), or nil. Between two endpoints there is one association,
+// since both sides dial from their listening endpoint. The caller holds
+// pm.mu.
+func (pm *peerMgr) sameEndpoint(addr string) *peerConn {
+	a, err := transport.ParseAddr(addr)
+	if err != nil || a.Scheme() != transport.SchemeSCTP {
+		return nil
+	}
+	for k, pc := range pm.conns {
+		b, err := transport.ParseAddr(k)
+		if err == nil && b.Scheme() == transport.SchemeSCTP && b.Port() == a.Port() &&
+			slices.ContainsFunc(b.Hosts(), func(h string) bool { return slices.Contains(a.Hosts(), h) }) {
+			return pc
+		}
+	}
+	return nil
 }
 
 // post hands an event to the loop, giving up when the registrar stops.
@@ -349,16 +419,46 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 			pm.log.Warn("ENRP peer uses tls:// but tls.cert_file is not configured", "addr", pc.addr)
 		}
 	}
+	if schemeOf(pc.addr) == transport.SchemeSCTP {
+		tcfg.LocalAddr = pm.sctpLocal
+	}
 	var tc transport.Conn
 	err := errNotAllowed
 	if ip, ok := addrIP(pc.addr); !ok || pm.allowed(ip) {
-		tc, err = dialAddr(ctx, pc.addr, &tcfg)
+		collided := time.Time{}
+		for {
+			tc, err = dialAddr(ctx, pc.addr, &tcfg)
+			if !errors.Is(err, syscall.EADDRNOTAVAIL) || tcfg.LocalAddr.IsZero() {
+				break
+			}
+			// An association between our endpoint and the peer's exists:
+			// one the peer opened (the accept loop takes it and it carries
+			// the queue), or ours, still closing after the peer died. Wait
+			// for the first, dial again for the second.
+			if collided.IsZero() {
+				collided = time.Now()
+			}
+			if pm.handOver(pc, collidedRetry) {
+				cancel()
+				return
+			}
+			if time.Since(collided) > handOverWait || ctx.Err() != nil {
+				break
+			}
+		}
 		if err == nil && !pm.allowedConn(tc) {
 			pm.closeRefused(tc)
 			err = errNotAllowed
 		}
 	}
 	cancel()
+	if errors.Is(err, syscall.EADDRNOTAVAIL) && !tcfg.LocalAddr.IsZero() {
+		pm.forget(pc)
+		pc.close()
+		pm.log.Debug("ENRP dial collided with an association that neither ended nor was accepted", "addr", pc.addr)
+		pm.post(pc.lost()) // not unreachable: an association with the peer exists
+		return
+	}
 	if err != nil {
 		pm.forget(pc)
 		pc.close()
@@ -368,11 +468,58 @@ func (pm *peerMgr) runDialed(pc *peerConn) {
 		} else {
 			pm.log.Debug("ENRP dial failed", "addr", pc.addr, "err", err)
 		}
-		pm.post(evPeerLost{pc.lostAs})
+		pm.post(evPeerLost{addr: pc.lostAs, unreachable: true})
 		return
 	}
 	pm.serve(pc, tc)
-	pm.post(evPeerLost{pc.lostAs})
+	pm.post(pc.lost())
+}
+
+// handOverWait bounds how long a dial that collided with an association
+// between the same endpoints keeps waiting for the accept loop to take it
+// (or for it to end); collidedRetry is how often it dials again meanwhile.
+const (
+	handOverWait  = time.Second
+	collidedRetry = 50 * time.Millisecond
+)
+
+// handOver is for a dial from our SCTP endpoint that failed because an
+// association between the two endpoints exists. If the peer opened it, the
+// accept loop takes it now or soon: handOver waits (at most d) for that
+// connection, moves pc's queued messages to it and reports true; false
+// when none came.
+func (pm *peerMgr) handOver(pc *peerConn, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		pm.mu.Lock()
+		var other *peerConn
+		if cur := pm.conns[pc.addr]; cur != nil && cur != pc {
+			other = cur
+		} else if cur == nil || cur == pc {
+			other = pm.sameEndpoint(pc.addr)
+			if other == pc {
+				other = nil
+			}
+		}
+		changed := pm.accepted
+		pm.mu.Unlock()
+		if other != nil {
+			pm.forget(pc)
+			for b, ok := pc.out.pop(); ok; b, ok = pc.out.pop() {
+				other.out.push(b)
+			}
+			pc.close()
+			return true
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return false
+		case <-pm.stop:
+			return false
+		}
+	}
 }
 
 // serve runs the reader (in a new goroutine) and the writer of pc over tc
@@ -441,6 +588,7 @@ func (pm *peerMgr) read(pc *peerConn, tc transport.Conn) {
 			pm.log.Debug("malformed ENRP message", "addr", pc.addr, "err", err)
 			continue
 		}
+		pc.saw(binary.BigEndian.Uint32(raw[4:8])) // the Sending Server's ID (RFC 5353 §2.1)
 		if !pm.post(evENRP{src: src, m: m}) {
 			return
 		}
@@ -484,7 +632,7 @@ func (pm *peerMgr) accept(ln transport.Listener, scheme transport.Scheme) {
 			pm.log.Warn("ENRP connection refused: source not in enrp.allow", "peer", addr)
 			continue
 		}
-		pc := &peerConn{wg: pm.wg, addr: addr, out: newPeerQueue(), done: make(chan struct{})}
+		pc := &peerConn{wg: pm.wg, addr: addr, lostAs: addr, out: newPeerQueue(), done: make(chan struct{})}
 		pm.mu.Lock()
 		if pm.closed {
 			pm.mu.Unlock()
@@ -499,12 +647,24 @@ func (pm *peerMgr) accept(ln transport.Listener, scheme transport.Scheme) {
 			continue
 		}
 		if old := pm.conns[addr]; old != nil {
-			old.close()
+			if old.dialed && old.idle() {
+				// Our dial to this endpoint collides with this
+				// association (bound source ports: one per pair); the
+				// dial hands its queue over (handOver).
+			} else {
+				old.close()
+			}
 		}
 		pm.conns[addr] = pc
+		close(pm.accepted)
+		pm.accepted = make(chan struct{})
 		pm.wg.Add(1)
 		pm.mu.Unlock()
-		go func() { defer pm.wg.Done(); pm.serve(pc, tc) }()
+		go func() {
+			defer pm.wg.Done()
+			pm.serve(pc, tc)
+			pm.post(pc.lost()) // a peer that dies closes the connections it opened too
+		}()
 	}
 }
 

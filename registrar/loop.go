@@ -85,6 +85,7 @@ func asapConfig(id uint32, cfg Config) asap.Config {
 		ExpireOwned:            r.ExpireOwned,
 		ExpiryCheckInterval:    t.ExpiryCheckInterval,
 		RemoveOnConnectionLoss: r.RemoveOnConnectionLoss,
+		ConnectionLossGrace:    t.ConnectionLossGrace,
 		RequireAddressSubset:   r.RequireAddressSubset,
 		UnreachableThreshold:   r.UnreachableThreshold,
 		ResolutionItems:        r.ResolutionItems,
@@ -186,8 +187,12 @@ func (l *loop) handle(ev any, now time.Time) {
 			l.enrpMessage(ev, now)
 		}
 	case evPeerLost:
-		if l.enrp != nil {
-			l.enrpOut(l.enrp.node.PeerConnLost(now, ev.addr), now)
+		switch {
+		case l.enrp == nil:
+		case ev.unreachable:
+			l.enrpOut(l.enrp.node.PeerUnreachable(now, ev.addr), now)
+		default:
+			l.enrpOut(l.enrp.node.PeerConnLost(now, ev.addr, ev.ids...), now)
 		}
 	}
 }

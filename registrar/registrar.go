@@ -270,6 +270,7 @@ func (r *Registrar) Start() (err error) {
 // the protocol node; the caller's deferred cleanup closes what was opened
 // when it fails.
 func (r *Registrar) startENRP(cfg Config) error {
+	var sctpLocal transport.Addr
 	for _, a := range cfg.ENRP.Listen {
 		tc := r.tcfg
 		tc.MaxMessageSize = 0 // Handle Table Responses are larger than ASAP messages
@@ -277,6 +278,9 @@ func (r *Registrar) startENRP(cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("registrar: enrp.listen: %w", err)
 		}
+		// Peers are dialed from the SCTP listener's endpoint (see
+		// peerMgr.sctpLocal), which therefore shares its port.
+		tc.ReusePort = la.Scheme() == transport.SchemeSCTP && sctpLocal.IsZero()
 		if la.Scheme() == transport.SchemeTLS {
 			if tc.TLS, err = serverTLS(cfg.TLS); err != nil {
 				return fmt.Errorf("registrar: tls: %w", err)
@@ -291,6 +295,9 @@ func (r *Registrar) startENRP(cfg Config) error {
 		}
 		r.enrpLns = append(r.enrpLns, ln)
 		r.enrpAddrs = append(r.enrpAddrs, boundAddr(la.Scheme(), ln))
+		if tc.ReusePort {
+			sctpLocal, _ = transport.ParseAddr(r.enrpAddrs[len(r.enrpAddrs)-1])
+		}
 	}
 	cli, err := clientTLS(cfg.TLS)
 	if err != nil {
@@ -302,6 +309,7 @@ func (r *Registrar) startENRP(cfg Config) error {
 		log: r.log, tcfg: tcfg, tlsCli: cli, events: r.loop.events, stop: r.stop, wg: &r.wg,
 		dialTO: 3 * time.Second, conns: map[string]*peerConn{},
 		allow: parsePrefixes(cfg.ENRP.Allow), closeRefused: r.closeRefused, m: r.m,
+		sctpLocal: sctpLocal, accepted: make(chan struct{}),
 	}
 	pm.ctx, pm.cancel = context.WithCancel(context.Background())
 	pm.tlsOnly = len(cfg.ENRP.Listen) > 0 && !slices.ContainsFunc(cfg.ENRP.Listen, func(a string) bool {
@@ -573,17 +581,20 @@ func (r *Registrar) shutdown(ctx context.Context) error {
 	for _, ln := range r.listeners {
 		ln.Close()
 	}
-	for c := range r.conns {
-		c.close()
-	}
 	for _, ln := range r.enrpLns {
 		ln.Close()
 	}
 	if r.mcRecv != nil {
 		r.mcRecv.Close()
 	}
+	// ENRP first: the connections closed below are closed by us, not by
+	// their PEs, and must not be announced to peers as removals. The peers
+	// take this registrar's PEs over, and the PEs re-register elsewhere.
 	if r.peerMgr != nil {
 		r.peerMgr.closeAll()
+	}
+	for c := range r.conns {
+		c.close()
 	}
 	if r.admin != nil {
 		r.admin.Close()

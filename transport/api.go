@@ -91,6 +91,20 @@ type Config struct {
 	// CloseTimeout bounds how long Close waits to flush queued frames before
 	// it closes the socket anyway. Zero means 2 s.
 	CloseTimeout time.Duration
+	// LocalAddr (sctp:// only) is the local endpoint, hosts and port, that
+	// Dial binds its association to before connecting: a registrar dials
+	// its ENRP peers from its own ENRP endpoint, as RSPLIB does, because
+	// RSPLIB takes a peer's ENRP address from the association and drops a
+	// Presence whose Server Information names another port. When a
+	// listener holds that endpoint it must have been opened with
+	// ReusePort. While an association between the two endpoints exists
+	// (the peer dialed us), Dial fails with EADDRNOTAVAIL: use that one.
+	// Zero means the kernel's choice.
+	LocalAddr Addr
+	// ReusePort (sctp:// listeners) lets associations dialed with
+	// LocalAddr use the listening port (SO_REUSEPORT). Listen still fails
+	// when another socket holds the port.
+	ReusePort bool
 	// Logger receives connection-level events; nil discards them.
 	Logger *slog.Logger
 }
@@ -116,6 +130,8 @@ type resolved struct {
 	closeTimeout time.Duration
 	tls          *tls.Config
 	logger       *slog.Logger
+	local        Addr // sctp:// dials: bind here first
+	reusePort    bool // sctp:// listeners: SO_REUSEPORT
 }
 
 func resolve(cfg *Config) resolved {
@@ -131,6 +147,8 @@ func resolve(cfg *Config) resolved {
 		closeTimeout: c.CloseTimeout,
 		tls:          c.TLS,
 		logger:       c.Logger,
+		local:        c.LocalAddr,
+		reusePort:    c.ReusePort,
 	}
 	if r.hbInterval == 0 {
 		r.hbInterval = DefaultHeartbeatInterval

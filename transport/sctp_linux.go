@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/ishidawataru/sctp"
+	"golang.org/x/sys/unix"
 )
 
 // sctpProbe opens and closes one SCTP socket to learn whether the kernel
@@ -47,7 +48,28 @@ func listenSCTP(hostport string, cfg resolved) (Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen sctp://%s: %w", hostport, err)
 	}
-	ln, err := sctpSocketConfig().Listen("sctp", laddr)
+	sc := sctpSocketConfig()
+	if cfg.reusePort {
+		if laddr.Port != 0 {
+			// SO_REUSEPORT would let this listener share the port with
+			// one of another process; take it only if nobody holds it.
+			probe, err := sctpSocketConfig().Listen("sctp", laddr)
+			if err != nil {
+				return nil, fmt.Errorf("transport: listen sctp://%s: %w", hostport, err)
+			}
+			probe.Close()
+		}
+		sc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	ln, err := sc.Listen("sctp", laddr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: listen sctp://%s: %w", hostport, err)
 	}
@@ -106,13 +128,30 @@ func newSCTPConn(c *sctp.SCTPConn, cfg resolved) (*sctpConn, error) {
 		c.Close()
 		return nil, fmt.Errorf("transport: sctp subscribe to SndRcvInfo: %w", err)
 	}
+	laddr, raddr := sctpAddr(c.LocalAddr()), sctpAddr(c.RemoteAddr())
+	if laddr == nil || raddr == nil {
+		// The association ended between the kernel's accept (or connect)
+		// and here, e.g. a peer that gave up while it waited in the
+		// backlog: a conn without addresses would crash its users.
+		c.Close()
+		return nil, errors.New("transport: sctp association gone before it was used (no addresses)")
+	}
 	return &sctpConn{
 		c:      c,
 		maxMsg: cfg.maxMsg,
 		buf:    make([]byte, cfg.maxMsg+1),
-		laddr:  c.LocalAddr(),
-		raddr:  c.RemoteAddr(),
+		laddr:  laddr,
+		raddr:  raddr,
 	}, nil
+}
+
+// sctpAddr returns a, or nil when it is nil or a nil *sctp.SCTPAddr (the
+// library returns one when the association has no address any more).
+func sctpAddr(a net.Addr) net.Addr {
+	if sa, ok := a.(*sctp.SCTPAddr); a == nil || (ok && (sa == nil || len(sa.IPAddrs) == 0)) {
+		return nil
+	}
+	return a
 }
 
 // ReadMessage returns the next message with its stream and PPID. A message

@@ -14,15 +14,18 @@ import (
 	"unsafe"
 
 	"github.com/ishidawataru/sctp"
+	"golang.org/x/sys/unix"
 )
 
 // connectSCTP is the one SCTP connect of this project. It opens a
-// non-blocking one-to-one SCTP socket, starts the association to every
-// address of a (sctp_connectx for a multi-homed peer) and waits on the
-// runtime poller until it is up, failed, ctx's deadline passed or ctx was
-// cancelled (then the socket is closed and ctx's error returned). The
-// socket is returned as an *os.File owned by the caller.
-func connectSCTP(ctx context.Context, a Addr) (*os.File, error) {
+// non-blocking one-to-one SCTP socket, binds it to local when that is not
+// zero (SO_REUSEPORT, so that a listener with ReusePort may hold the same
+// endpoint), starts the association to every address of a (sctp_connectx
+// for a multi-homed peer) and waits on the runtime poller until it is up,
+// failed, ctx's deadline passed or ctx was cancelled (then the socket is
+// closed and ctx's error returned). The socket is returned as an *os.File
+// owned by the caller.
+func connectSCTP(ctx context.Context, a Addr, local Addr) (*os.File, error) {
 	if ok, err := SCTPAvailable(); !ok {
 		return nil, err
 	}
@@ -46,6 +49,12 @@ func connectSCTP(ctx context.Context, a Addr) (*os.File, error) {
 	if family == syscall.AF_INET6 {
 		// IPv4 peers of a mixed address list are reached as mapped addresses.
 		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY, 0)
+	}
+	if !local.IsZero() {
+		if err := bindSCTP(ctx, fd, local, family); err != nil {
+			syscall.Close(fd)
+			return nil, fmt.Errorf("bind %s: %w", local, err)
+		}
 	}
 	im := sctp.InitMsg{NumOstreams: sctp.SCTP_MAX_STREAM, MaxInstreams: sctp.SCTP_MAX_STREAM}
 	if _, _, e := syscall.Syscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.IPPROTO_SCTP, sctp.SCTP_INITMSG,
@@ -115,6 +124,26 @@ func connectSCTP(ctx context.Context, a Addr) (*os.File, error) {
 	return f, nil
 }
 
+// bindSCTP binds socket fd (of family) to every address of local and its
+// port, with SO_REUSEPORT.
+func bindSCTP(ctx context.Context, fd int, local Addr, family int) error {
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		return fmt.Errorf("setsockopt SO_REUSEPORT: %w", err)
+	}
+	ips, err := resolveHosts(ctx, local)
+	if err != nil {
+		return err
+	}
+	sa := &sctp.SCTPAddr{Port: int(local.Port())}
+	for _, ip := range ips {
+		if family == syscall.AF_INET && !ip.Is4() {
+			return fmt.Errorf("%v: an IPv6 address to reach an IPv4 peer", ip)
+		}
+		sa.IPAddrs = append(sa.IPAddrs, net.IPAddr{IP: ip.AsSlice(), Zone: ip.Zone()})
+	}
+	return sctp.SCTPBind(fd, sa, sctp.SCTP_BINDX_ADD_ADDR)
+}
+
 // resolveHosts returns the IP addresses of a's hosts (a name gives its
 // first address; an empty host means 127.0.0.1, as for TCP), at most
 // MaxHosts of them.
@@ -166,7 +195,7 @@ func connected(fd int) bool {
 
 // dialSCTP connects a message conn (PPID per message) to a.
 func dialSCTP(ctx context.Context, a Addr, cfg resolved) (Conn, error) {
-	f, err := connectSCTP(ctx, a)
+	f, err := connectSCTP(ctx, a, cfg.local)
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", a, err)
 	}
@@ -205,7 +234,7 @@ func dialSCTP(ctx context.Context, a Addr, cfg resolved) (Conn, error) {
 // messages. The socket stays on the runtime poller, so deadlines, Close
 // and CloseWrite (SCTP SHUTDOWN) work as on TCP.
 func dialSCTPStream(ctx context.Context, a Addr) (net.Conn, error) {
-	f, err := connectSCTP(ctx, a)
+	f, err := connectSCTP(ctx, a, Addr{})
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", a, err)
 	}

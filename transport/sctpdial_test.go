@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -167,5 +168,67 @@ func TestSCTPDialHonoursContext(t *testing.T) {
 	defer cancel()
 	if _, err := DialStream(ctx, MustParseAddr("sctp://10.9.9.2/10.9.9.3:3863")); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("multi-homed dial: err = %v, want context.DeadlineExceeded", err)
+	}
+}
+
+// TestSCTPDialFromListeningPort: an association dialed with LocalAddr comes
+// from the endpoint a ReusePort listener holds (the peer sees that port, as
+// an RSPLIB registrar wants of ENRP peers); while it exists, a dial the
+// other way between the same endpoints fails with EADDRNOTAVAIL (there is
+// one association per pair); a second listener cannot take a held port.
+// Runs on kernel SCTP (interop/run).
+func TestSCTPDialFromListeningPort(t *testing.T) {
+	if ok, _ := SCTPAvailable(); !ok {
+		t.Skip("no kernel SCTP")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	listen := func() (Listener, Addr) {
+		ln, err := Listen(MustParseAddr("sctp://127.0.0.1:0"), &Config{ReusePort: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		return ln, mustAddrFromNet(t, SchemeSCTP, ln.Addr())
+	}
+	_, a := listen()
+	lnB, b := listen()
+	if _, err := Listen(a, &Config{ReusePort: true}); err == nil {
+		t.Fatalf("a second ReusePort listener took %s", a)
+	}
+	accepted := make(chan Conn, 1)
+	go func() {
+		c, err := lnB.Accept()
+		if err != nil {
+			t.Error(err)
+			close(accepted)
+			return
+		}
+		accepted <- c
+	}()
+	c, err := Dial(ctx, b, &Config{LocalAddr: a})
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", b, a, err)
+	}
+	defer c.Close()
+	sc := <-accepted
+	if sc == nil {
+		t.FailNow()
+	}
+	defer sc.Close()
+	if got := mustAddrFromNet(t, SchemeSCTP, sc.RemoteAddr()); got.Port() != a.Port() {
+		t.Fatalf("the association comes from port %d, want %d (the listening one)", got.Port(), a.Port())
+	}
+	if err := c.WriteMessage(Message{PPID: 12, Data: []byte("presence")}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sc.ReadMessage(); err != nil || string(m.Data) != "presence" || m.PPID != 12 {
+		t.Fatalf("read %+v, %v", m, err)
+	}
+	if c2, err := Dial(ctx, a, &Config{LocalAddr: b}); !errors.Is(err, syscall.EADDRNOTAVAIL) {
+		if c2 != nil {
+			c2.Close()
+		}
+		t.Fatalf("dial back between the same endpoints: %v, want EADDRNOTAVAIL", err)
 	}
 }

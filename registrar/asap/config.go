@@ -26,9 +26,11 @@ type Config struct {
 	ExpireOwned         bool
 	ExpiryCheckInterval time.Duration
 
-	// RemoveOnConnectionLoss removes a connection's PEs when it ends;
-	// otherwise they get one KeepAliveTimeout to re-register.
+	// RemoveOnConnectionLoss removes a connection's PEs when it ends, after
+	// ConnectionLossGrace (0: at once); otherwise they get one
+	// KeepAliveTimeout to re-register.
 	RemoveOnConnectionLoss bool
+	ConnectionLossGrace    time.Duration
 	// RequireAddressSubset: every user-transport address must be an
 	// address of the registering connection (RFC 5352 §2.2.1).
 	RequireAddressSubset bool

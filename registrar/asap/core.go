@@ -132,16 +132,19 @@ func (c *Core) Step(now time.Time, id ConnID, m wire.Message) []Output {
 	return c.flush()
 }
 
-// Closed reports the end of connection id: its PEs are removed
-// (RemoveOnConnectionLoss) or get one KeepAliveTimeout to re-register.
-// Unknown ids are ignored.
+// Closed reports the end of connection id. Its PEs are removed (with
+// RemoveOnConnectionLoss) after ConnectionLossGrace, or at once when it is
+// 0; without RemoveOnConnectionLoss they get one KeepAliveTimeout. A
+// re-registration within that time, over any connection, keeps the PE
+// without a removal in between, and so does a peer's statement that it
+// re-registered there (Disown). Unknown ids are ignored.
 func (c *Core) Closed(now time.Time, id ConnID) []Output {
 	cn := c.conns[id]
 	if cn == nil {
 		return nil
 	}
 	delete(c.conns, id)
-	if c.cfg.RemoveOnConnectionLoss {
+	if c.cfg.RemoveOnConnectionLoss && c.cfg.ConnectionLossGrace <= 0 {
 		for cn.head != nil {
 			o := cn.head
 			e := o.e
@@ -152,11 +155,15 @@ func (c *Core) Closed(now time.Time, id ConnID) []Output {
 		}
 		return c.flush()
 	}
+	grace := c.cfg.KeepAliveTimeout
+	if c.cfg.RemoveOnConnectionLoss {
+		grace = c.cfg.ConnectionLossGrace
+	}
 	for cn.head != nil {
 		o := cn.head
 		c.detach(o)
-		o.waiting = true
-		c.schedule(o, now.Add(c.cfg.KeepAliveTimeout))
+		o.waiting, o.lost = true, c.cfg.RemoveOnConnectionLoss
+		c.schedule(o, now.Add(grace))
 	}
 	return c.flush()
 }

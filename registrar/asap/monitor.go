@@ -21,6 +21,7 @@ type owned struct {
 	at         time.Duration // next timer (keep-alive send or ack deadline), since Core.epoch
 	idx        int32         // heap index, -1 when not in the heap
 	waiting    bool          // a keep-alive is outstanding
+	lost       bool          // waiting: its connection ended; removal is ReasonConnection
 	reasserted time.Duration // last reclaim (see Disown), since Core.epoch; 0 = never
 }
 
@@ -186,10 +187,14 @@ func (c *Core) fire(now time.Time) {
 			continue
 		}
 		if o.waiting {
-			c.remove(o.e.Pool, o.e.ID, ReasonKeepAlive)
+			reason := ReasonKeepAlive
+			if o.lost {
+				reason = ReasonConnection
+			}
+			c.remove(o.e.Pool, o.e.ID, reason)
 			continue
 		}
-		o.waiting = true
+		o.waiting, o.lost = true, false
 		c.schedule(o, now.Add(c.cfg.KeepAliveTimeout))
 		if o.c != nil {
 			c.send(o.c.id, &wire.EndpointKeepAlive{ServerID: c.cfg.ID, PoolHandle: o.e.Pool, HasID: true, ID: o.e.ID})
@@ -227,19 +232,25 @@ func (c *Core) Adopt(now time.Time, handle wire.PoolHandle, id uint32) []Output 
 	} else {
 		c.reach(o)
 	}
-	o.waiting = true
+	o.waiting, o.lost = true, false
 	c.schedule(o, now.Add(c.cfg.KeepAliveInterval+c.cfg.KeepAliveTimeout))
 	return c.flush()
 }
 
 // Disown handles a peer's claim to be the home of PE (handle, id), which we
-// own (the ENRP node's OwnershipLost). Normally the PE re-registered there
-// and we stop monitoring it. But a PE still registered over a live
-// connection here is ours whatever a peer says (a registrar on the other
-// side of a healed partition took it over): we reclaim it and announce that
-// (Change), at most once per keep-alive interval per PE, so that a PE
-// registered at two registrars at once cannot make them argue without end.
-func (c *Core) Disown(now time.Time, handle wire.PoolHandle, id uint32) []Output {
+// own (the ENRP node's OwnershipLost). moved says the claim is a Handle
+// Update: the PE registered there (it re-registered after a server hunt, or
+// moved back to its preferred registrar before closing its connection to
+// us), so we stop monitoring it, whatever connection it still has here.
+//
+// A claim from a Handle Table Response (an audit) is only a peer's view:
+// a registrar on the other side of a healed partition took over a PE that
+// stayed registered over a live connection here. Such a PE is ours: we
+// reclaim it and announce that (Change), at most once per keep-alive
+// interval per PE, so that a PE registered at two registrars at once
+// cannot make them argue without end. Without a live connection here the
+// claim is accepted.
+func (c *Core) Disown(now time.Time, handle wire.PoolHandle, id uint32, moved bool) []Output {
 	e, ok := c.hs.Get(handle, id)
 	if !ok {
 		return nil
@@ -249,7 +260,7 @@ func (c *Core) Disown(now time.Time, handle wire.PoolHandle, id uint32) []Output
 		return nil
 	}
 	since := max(now.Sub(c.epoch), 1) // 0 in o.reasserted means never
-	if o.c != nil && (o.reasserted == 0 || since-o.reasserted >= c.cfg.KeepAliveInterval) {
+	if !moved && o.c != nil && (o.reasserted == 0 || since-o.reasserted >= c.cfg.KeepAliveInterval) {
 		o.reasserted = since
 		c.hs.SetHome(handle, id, c.cfg.ID)
 		c.hs.SetExpiry(handle, id, time.Time{})

@@ -77,7 +77,7 @@ func (c *Core) keepAliveAck(now time.Time, cn *conn, m *wire.EndpointKeepAliveAc
 	if o.c == nil {
 		c.attach(o, cn)
 	}
-	o.waiting = false
+	o.waiting, o.lost = false, false
 	c.schedule(o, now.Add(c.cfg.KeepAliveInterval))
 }
 

@@ -50,7 +50,7 @@ func (c *Core) register(now time.Time, cn *conn, m *wire.Registration) {
 	o := c.monitor(e)
 	c.attach(o, cn)
 	c.count(o, cn.source())
-	o.waiting = false
+	o.waiting, o.lost = false, false
 	c.schedule(o, now.Add(c.cfg.KeepAliveInterval))
 	if c.cfg.ExpireOwned && pe.RegistrationLife != math.MaxUint32 {
 		c.hs.SetExpiry(handle, pe.ID, now.Add(time.Duration(pe.RegistrationLife)*time.Millisecond))

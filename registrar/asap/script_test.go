@@ -27,7 +27,7 @@ import (
 // unless new sets them.
 //
 //	new [key=value...]     a fresh core: max_source, max_elements, max_pool,
-//	                       max_pools, remove_on_loss, subset, expire, msgsize
+//	                       max_pools, remove_on_loss, grace, subset, expire, msgsize
 //	reg via=E pool=P pe=N [addr=A,B] [port=N] [transport=tcp|sctp|udp|opaque|bad]
 //	                       [policy=rr|wrr|lu|bad] [life=MS]
 //	dereg|ack|unreachable via=E pool=P pe=N
@@ -36,7 +36,9 @@ import (
 //	tick +DURATION         advance virtual time, running the timers due
 //	peer pool=P pe=N home=H [asap=sctp|tcp]   a PE owned by peer H, as ENRP stores it
 //	adopt pool=P pe=N      the ENRP node took the PE over (KeepAliveHome)
-//	claim pool=P pe=N home=H   a peer states it is the PE's home (OwnershipLost)
+//	claim pool=P pe=N home=H [table]   a peer states it is the PE's home
+//	                       (OwnershipLost): in a Handle Update, or in a table
+//	                       (an audit) with table
 //	dialed pool=P pe=N ok|fail   the Reach for the PE ended
 //	hs                     the handlespace and the monitoring state
 func TestScripts(t *testing.T) {
@@ -70,6 +72,12 @@ func (sc *script) reset(a map[string]string) {
 			cfg.MaxMessageSize = sc.num(v)
 		case "remove_on_loss":
 			cfg.RemoveOnConnectionLoss = v != "false"
+		case "grace":
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				sc.t.Fatalf("new: grace: %v", err)
+			}
+			cfg.ConnectionLossGrace = d
 		case "subset":
 			cfg.RequireAddressSubset = v != "false"
 		case "expire":
@@ -182,7 +190,8 @@ func (sc *script) exec(cmd string) []string {
 		s.carry(s.core.Adopt(s.now, handle, id))
 	case "claim":
 		s.hs.SetHome(handle, id, uint32(sc.num(a["home"])))
-		s.carry(s.core.Disown(s.now, handle, id))
+		_, table := a["table"]
+		s.carry(s.core.Disown(s.now, handle, id, !table))
 	case "dialed":
 		i := slices.IndexFunc(s.reach, func(o Output) bool { return o.Handle == handle && o.PEID == id })
 		if i < 0 {

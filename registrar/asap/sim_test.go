@@ -168,7 +168,7 @@ func (s *sim) enrp(outs []enrp.Output) {
 			s.carry(s.core.Adopt(s.now, o.Handle, o.PEID))
 		case enrp.OwnershipLost:
 			s.logf("disown %q/%d", o.Handle, o.PEID)
-			s.carry(s.core.Disown(s.now, o.Handle, o.PEID))
+			s.carry(s.core.Disown(s.now, o.Handle, o.PEID, !o.FromTable))
 		}
 	}
 }
@@ -634,6 +634,10 @@ func (s *sim) run(prog []byte) {
 			s.cfg.RemoveOnConnectionLoss = b&1 != 0
 			s.cfg.ExpireOwned = b&2 != 0
 			s.cfg.RequireAddressSubset = b&4 == 0
+			s.cfg.ConnectionLossGrace = 0
+			if b&8 != 0 {
+				s.cfg.ConnectionLossGrace = 300 * time.Millisecond
+			}
 			s.logf("reload %08b", b)
 			s.core.Apply(s.now, s.cfg)
 		case opTakeover:

@@ -11,7 +11,8 @@
 //		// timer at n.NextDeadline():   outs = n.Tick(now)
 //		// ENRP message m from src:      outs = n.Step(now, src, m)
 //		// own PE added/updated/removed: outs = n.LocalChange(now, wire.ActionAddPE, handle, pe)
-//		// connection to a peer lost:    outs = n.PeerConnLost(now, addr)
+//		// connection ended (closed/reset): outs = n.PeerConnLost(now, addr, idsSeenOnIt...)
+//		// dial to addr failed:             outs = n.PeerUnreachable(now, addr)
 //		for _, o := range outs { /* Send, Ready, KeepAliveHome, OwnershipLost, PeerUp, PeerDown */ }
 //	}
 //
@@ -19,8 +20,21 @@
 // RSPLIB's hsdump and `rserpool ctl handlespace` fetch the handlespace with
 // Handle Table Requests from a server ID that is not a peer; they are served
 // in chunks like a peer and are not added to the peer list (neither are
-// senders of List Requests). Any other message from an unknown registrar adds
-// it to the peer list and is answered with a Presence R=1.
+// senders of List Requests). Such a tool may introduce itself with one
+// Presence R=0 (hsdump does): a sender known only that way, or only from a
+// peer's List Response (RSPLIB lists hsdump among its peers), is tentative
+// (Peer.Tentative) until its next Presence or a message only registrars
+// send. Any other message from an unknown registrar adds it to the peer list
+// and is answered with a Presence R=1.
+//
+// Failure detection: the caller reports every connection that ends
+// (PeerConnLost, with the server IDs seen on it) and every dial that fails
+// (PeerUnreachable). A live peer is then probed at once instead of after
+// MaxTimeLastHeard; a peer whose probe cannot be sent is dead at once (RFC
+// 5353 §3.4) and taken over, instead of after MaxTimeNoResponse. A
+// registrar that dies closes its connections and its host refuses new
+// ones, so its PEs change hands within a few message round trips; a silent
+// one is found by the timers.
 //
 // # Concurrency
 //

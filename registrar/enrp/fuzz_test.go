@@ -9,7 +9,10 @@ import (
 )
 
 // FuzzStep feeds a Node arbitrary ENRP messages (each prefixed by a 2-byte
-// length, a sender-address byte and a time step) interleaved with Ticks. The
+// length, a sender-address byte and a time step) interleaved with Ticks and
+// transport reports (bit 0x40 of the address byte: that address's
+// connection was lost, with the IDs 0x200 and 0x999 seen on it; bit 0x20:
+// it is unreachable). The
 // property: no panic, NextDeadline never goes backwards past now, every
 // output message encodes, and the peer list stays within MaxPeers.
 func FuzzStep(f *testing.F) {
@@ -64,10 +67,17 @@ func FuzzStep(f *testing.F) {
 			msg := data[:l]
 			data = data[l:]
 			now = now.Add(time.Duration(dt) * 20 * time.Millisecond)
+			addr := addrs[int(src&0x1f)%len(addrs)]
 			if m, err := wire.ParseENRP(msg); err == nil {
-				check(n.Step(now, Source{Addr: addrs[int(src)%len(addrs)], Multicast: src&0x80 != 0}, m))
+				check(n.Step(now, Source{Addr: addr, Multicast: src&0x80 != 0}, m))
 			} else {
 				_ = ErrorFor(msg, err)
+			}
+			if src&0x40 != 0 {
+				check(n.PeerConnLost(now, addr, 0x200, 0x999))
+			}
+			if src&0x20 != 0 {
+				check(n.PeerUnreachable(now, addr))
 			}
 			if d := n.NextDeadline(); !d.After(now) {
 				check(n.Tick(now))
@@ -76,7 +86,7 @@ func FuzzStep(f *testing.F) {
 		for i := 0; i < 50; i++ {
 			d := n.NextDeadline()
 			if d.Before(now) {
-				t.Fatalf("deadline %v before now %v", d, now)
+				t.Fatalf("deadline %v before now %v: peers %+v takeovers %d downloads %d sessions %d", d, now, n.Peers(), len(n.takeovers), len(n.downloads), len(n.sessions))
 			}
 			now = d
 			check(n.Tick(now))

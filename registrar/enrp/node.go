@@ -39,6 +39,16 @@ type Peer struct {
 	LastHeard time.Time // zero if never heard
 	Static    bool      // configured; kept (with ID 0) after it dies
 	Checksum  uint16    // checksum in its last Presence
+	// Tentative: heard only from one point-to-point Presence without R
+	// flag and without PEs, as a tool (RSPLIB's hsdump, `rserpool ctl
+	// handlespace`) introduces itself before its requests, or only named
+	// in a peer's List Response (RSPLIB lists such tools among its peers).
+	// It is not a peer yet: not counted, not logged, not asked to ack
+	// takeovers, sent no Handle Updates, listed in no List Response; its
+	// next Presence (the answer to ours) or a message only registrars
+	// send confirms it (PeerUp), else it is forgotten silently after
+	// MaxTimeNoResponse.
+	Tentative bool
 }
 
 type peer struct {
@@ -243,19 +253,33 @@ func (n *Node) matchPeer(id uint32, src Source, info *wire.ServerInfo) *peer {
 	return nil
 }
 
-// addPeer adds a peer learned from a message, a Presence or a List Response.
-func (n *Node) addPeer(id uint32, addr string, info *wire.ServerInfo, now time.Time) *peer {
-	p := &peer{Peer: Peer{ID: id, Addr: addr, State: PeerActive, LastHeard: now}, info: info}
+// addPeer adds a peer learned from a message, a Presence or a List
+// Response; a tentative one is not announced (PeerUp) until confirmed.
+func (n *Node) addPeer(id uint32, addr string, info *wire.ServerInfo, now time.Time, tentative bool) *peer {
+	p := &peer{Peer: Peer{ID: id, Addr: addr, State: PeerActive, LastHeard: now, Tentative: tentative}, info: info}
 	n.peers = append(n.peers, p)
-	n.emit(Output{Kind: PeerUp, PeerID: id, To: addr})
+	if !tentative {
+		n.emit(Output{Kind: PeerUp, PeerID: id, To: addr})
+	}
 	return p
+}
+
+// confirm makes a tentative peer a peer: it is announced (PeerUp) and takes
+// part in everything from now on.
+func (n *Node) confirm(p *peer) {
+	if p.Tentative {
+		p.Tentative = false
+		n.emit(Output{Kind: PeerUp, PeerID: p.ID, To: p.Addr})
+	}
 }
 
 // dropPeer takes p off the peer list: a configured peer goes back to
 // PeerUnknown (so that a restarted registrar at its address is found
-// again), a learned one is removed.
+// again), a learned one is removed. A tentative one leaves silently.
 func (n *Node) dropPeer(p *peer) {
-	n.emit(Output{Kind: PeerDown, PeerID: p.ID, To: p.Addr})
+	if !p.Tentative {
+		n.emit(Output{Kind: PeerDown, PeerID: p.ID, To: p.Addr})
+	}
 	delete(n.downloads, p.ID)
 	delete(n.takeovers, p.ID)
 	for _, t := range n.takeovers {
@@ -344,9 +368,10 @@ func (n *Node) known(now time.Time, src Source, id uint32) *peer {
 		if len(n.peers) >= n.cfg.MaxPeers {
 			return nil
 		}
-		p = n.addPeer(id, NormalizeAddr(src.Addr), nil, now)
+		p = n.addPeer(id, NormalizeAddr(src.Addr), nil, now, false)
 		n.sendPresence(p, true)
 	}
+	n.confirm(p) // only registrars send these messages
 	n.heard(p, now)
 	return p
 }
@@ -365,12 +390,19 @@ func (n *Node) onPresence(now time.Time, src Source, m *wire.Presence) {
 		if addr == "" {
 			addr = NormalizeAddr(src.Addr)
 		}
-		p = n.addPeer(m.Sender, addr, m.Info, now)
-	} else if m.Info != nil {
-		p.info = m.Info
-		if !p.Static && !src.Multicast {
-			if a := ServerInfoAddr(m.Info, src); a != "" {
-				p.Addr = a
+		// A registrar asks for our Presence (R=1), heartbeats by multicast
+		// or owns PEs; a tool sends one Presence R=0 before its requests
+		// and answers nothing (see Peer.Tentative).
+		tentative := !src.Multicast && !m.ReplyRequired && m.Checksum == emptyChecksum
+		p = n.addPeer(m.Sender, addr, m.Info, now, tentative)
+	} else {
+		n.confirm(p)
+		if m.Info != nil {
+			p.info = m.Info
+			if !p.Static && !src.Multicast {
+				if a := ServerInfoAddr(m.Info, src); a != "" {
+					p.Addr = a
+				}
 			}
 		}
 	}
@@ -383,6 +415,9 @@ func (n *Node) onPresence(now time.Time, src Source, m *wire.Presence) {
 		n.sendPresence(p, true)
 	case m.ReplyRequired:
 		n.sendPresence(p, false)
+	}
+	if p.Tentative {
+		return
 	}
 	if !n.ready {
 		if n.mentor == 0 {
@@ -401,20 +436,62 @@ func (n *Node) onPresence(now time.Time, src Source, m *wire.Presence) {
 	}
 }
 
-// PeerConnLost tells the Node that the transport to addr failed (a send
-// failed or the connection closed). A known peer at addr is probed at once:
-// no answer within MaxTimeNoResponse makes it dead.
-func (n *Node) PeerConnLost(now time.Time, addr string) []Output {
-	n.lastNow = now
+// emptyChecksum is the PE checksum of a registrar that owns no PE.
+var emptyChecksum = wire.ChecksumSum(0).Checksum()
+
+// PeerConnLost tells the Node that a connection over which peers talked to
+// us ended: it was closed or reset. That is how a registrar's death
+// usually shows (its host's kernel closes its connections), so a live peer
+// reached at addr, or whose messages arrived over the connection (ids),
+// is probed at once with a Presence R=1 instead of after MaxTimeLastHeard.
+// If the probe cannot be sent (PeerUnreachable) the peer is dead at once;
+// without an answer it is dead after MaxTimeNoResponse. A tentative peer
+// (a tool) that disconnects is forgotten. The returned slice is the
+// caller's.
+func (n *Node) PeerConnLost(now time.Time, addr string, ids ...uint32) []Output {
 	addr = NormalizeAddr(addr)
-	for _, p := range n.peers {
-		if p.Addr == addr && p.ID != 0 && p.State == PeerActive {
-			p.State = PeerProbing
-			p.deadline = now.Add(n.cfg.MaxTimeNoResponse)
-			n.sendPresence(p, true)
+	return n.transportFailed(now, false, func(p *peer) bool { return p.Addr == addr || slices.Contains(ids, p.ID) })
+}
+
+// PeerUnreachable tells the Node that messages for addr could not be sent:
+// no connection could be set up (refused, unreachable, timed out). RFC
+// 5353 §3.4: a peer whose probe cannot be sent is dead, so a peer at addr
+// that is being probed is taken over (or dropped) now. A live peer at
+// addr is probed; if that probe fails the same way, it is dead. The
+// returned slice is the caller's.
+func (n *Node) PeerUnreachable(now time.Time, addr string) []Output {
+	addr = NormalizeAddr(addr)
+	return n.transportFailed(now, true, func(p *peer) bool { return p.Addr == addr })
+}
+
+// transportFailed handles a failure of the transport to the peers matched:
+// tentative ones are forgotten, live ones probed, and with unreachable
+// (the probe could not be sent) those being probed are dead.
+func (n *Node) transportFailed(now time.Time, unreachable bool, match func(*peer) bool) []Output {
+	n.lastNow = now
+	for _, p := range slices.Clone(n.peers) {
+		if p.ID == 0 || !match(p) {
+			continue
+		}
+		switch {
+		case p.Tentative:
+			n.dropPeer(p)
+		case p.State == PeerActive:
+			n.probe(now, p)
+		case p.State == PeerProbing && unreachable:
+			n.peerDead(now, p)
 		}
 	}
+	n.checkTakeovers(now)
 	return n.flush()
+}
+
+// probe asks a live peer for a Presence; without an answer within
+// MaxTimeNoResponse it is dead.
+func (n *Node) probe(now time.Time, p *peer) {
+	p.State = PeerProbing
+	p.deadline = now.Add(n.cfg.MaxTimeNoResponse)
+	n.sendPresence(p, true)
 }
 
 // Tick runs the timers due at now; call it at NextDeadline (calling it
@@ -426,7 +503,7 @@ func (n *Node) Tick(now time.Time) []Output {
 	}
 	if !now.Before(n.nextHeartbeat) {
 		for _, p := range n.peers {
-			if p.State != PeerTakeover && p.State != PeerNotActive {
+			if p.State != PeerTakeover && p.State != PeerNotActive && !p.Tentative {
 				n.sendPresence(p, p.ID == 0)
 			}
 		}
@@ -436,12 +513,17 @@ func (n *Node) Tick(now time.Time) []Output {
 		n.nextHeartbeat = now.Add(n.jitter(n.cfg.PeerHeartbeat))
 	}
 	for _, p := range slices.Clone(n.peers) {
+		switch {
+		case p.Tentative:
+			if !now.Before(p.LastHeard.Add(n.cfg.MaxTimeNoResponse)) {
+				n.dropPeer(p) // a tool that is done, or a registrar that never answered
+			}
+			continue
+		}
 		switch p.State {
 		case PeerActive:
 			if !now.Before(p.LastHeard.Add(n.cfg.MaxTimeLastHeard)) {
-				p.State = PeerProbing
-				p.deadline = now.Add(n.cfg.MaxTimeNoResponse)
-				n.sendPresence(p, true)
+				n.probe(now, p)
 			}
 		case PeerProbing:
 			if !now.Before(p.deadline) {
@@ -457,6 +539,9 @@ func (n *Node) Tick(now time.Time) []Output {
 	n.tickDownloads(now)
 	n.tickSessions(now)
 	n.expire(now)
+	if !n.ready && !now.Before(n.startDeadline) && n.mentor == 0 {
+		n.becomeReady() // the mentor left the peer list above
+	}
 	return n.flush()
 }
 
@@ -487,10 +572,12 @@ func (n *Node) NextDeadline() time.Time {
 		at(n.startDeadline)
 	}
 	for _, p := range n.peers {
-		switch p.State {
-		case PeerActive:
+		switch {
+		case p.Tentative:
+			at(p.LastHeard.Add(n.cfg.MaxTimeNoResponse))
+		case p.State == PeerActive:
 			at(p.LastHeard.Add(n.cfg.MaxTimeLastHeard))
-		case PeerProbing, PeerNotActive:
+		case p.State == PeerProbing, p.State == PeerNotActive:
 			at(p.deadline)
 		}
 	}

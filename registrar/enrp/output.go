@@ -20,8 +20,9 @@ const (
 	// ASAP_ENDPOINT_KEEP_ALIVE with H=1 and start monitoring it.
 	KeepAliveHome
 	// OwnershipLost: a peer now states it is the home of PE (Handle, PEID)
-	// that this registrar owned (the PE re-registered there); stop
-	// monitoring it.
+	// that this registrar owned; stop monitoring it. FromTable says the
+	// statement came in a Handle Table Response (a peer's view, see
+	// applyPE), not in a Handle Update (the PE registered there).
 	OwnershipLost
 	// PeerUp: peer PeerID (address To) was heard for the first time.
 	PeerUp
@@ -59,6 +60,7 @@ type Output struct {
 	Handle    wire.PoolHandle // KeepAliveHome, OwnershipLost
 	PEID      uint32          // KeepAliveHome, OwnershipLost
 	PeerID    uint32          // PeerUp, PeerDown
+	FromTable bool            // OwnershipLost
 }
 
 // Source tells where a received message came from.

@@ -24,7 +24,8 @@ import (
 //	recv from=ADDR [mcast] MSG ...   Step with a message (see parseMsg)
 //	register pool=P pe=ID     own PE registered (handlespace + LocalChange ADD_PE)
 //	deregister pool=P pe=ID   own PE removed (handlespace + LocalChange DEL_PE)
-//	connlost ADDR
+//	connlost ADDR [ids=ID,ID]  PeerConnLost
+//	unreachable ADDR          PeerUnreachable
 //	hs                        print the handlespace and the checksum per owner
 //	peers                     print the peer list
 //	deadline                  print NextDeadline relative to now
@@ -109,7 +110,15 @@ func (s *script) exec(cmd string) []string {
 		}
 		outs = s.n.LocalChange(s.now, action, wire.PoolHandle(a["pool"]), pe)
 	case "connlost":
-		outs = s.n.PeerConnLost(s.now, f[1])
+		var ids []uint32
+		if a["ids"] != "" {
+			for _, id := range strings.Split(a["ids"], ",") {
+				ids = append(ids, s.num(id))
+			}
+		}
+		outs = s.n.PeerConnLost(s.now, f[1], ids...)
+	case "unreachable":
+		outs = s.n.PeerUnreachable(s.now, f[1])
 	case "hs":
 		var r []string
 		s.hs.Pools(func(h wire.PoolHandle, _ wire.PolicyType) bool {
@@ -134,7 +143,11 @@ func (s *script) exec(cmd string) []string {
 			if !p.LastHeard.IsZero() {
 				heard = p.LastHeard.Sub(s.start).String()
 			}
-			r = append(r, fmt.Sprintf("peer %#x %s %s static=%v heard=%s", p.ID, p.Addr, p.State, p.Static, heard))
+			tentative := ""
+			if p.Tentative {
+				tentative = " tentative"
+			}
+			r = append(r, fmt.Sprintf("peer %#x %s %s static=%v heard=%s%s", p.ID, p.Addr, p.State, p.Static, heard, tentative))
 		}
 		return append(r, fmt.Sprintf("ready=%v", s.n.Ready()))
 	case "deadline":

@@ -63,7 +63,7 @@ type simPE struct {
 type simMsg struct {
 	from, to int
 	at       time.Time
-	data     []byte
+	data     []byte // nil: tell node to that from's address is unreachable
 }
 
 type simCheck struct {
@@ -73,18 +73,22 @@ type simCheck struct {
 }
 
 type sim struct {
-	t        testing.TB
-	cfg      Config
-	now      time.Time
-	nodes    []*simNode
-	q        []simMsg
-	cut      map[[2]int]bool
-	pes      []*simPE
-	checks   []simCheck
-	nextReg  time.Time
-	rng      *rand.Rand
-	static   func(i int) []int
-	dup      bool // deliver every message twice
+	t       testing.TB
+	cfg     Config
+	now     time.Time
+	nodes   []*simNode
+	q       []simMsg
+	cut     map[[2]int]bool
+	pes     []*simPE
+	checks  []simCheck
+	nextReg time.Time
+	rng     *rand.Rand
+	static  func(i int) []int
+	dup     bool // deliver every message twice
+	// refuse reports a send to a stopped registrar back to the sender as
+	// PeerUnreachable (its host refuses the connection), as a SIGKILLed
+	// process's host does; a partition stays a black hole.
+	refuse   bool
 	reorder  bool // deliver messages with random extra delay (per-link order kept only by chance)
 	sent     int
 	nextID   uint32
@@ -212,6 +216,8 @@ func (s *sim) process(i int, outs []Output) {
 			}
 			if j := s.byAddr(o.To); j >= 0 && s.reachable(i, j) {
 				s.enqueue(i, j, o.Msg)
+			} else if j >= 0 && s.refuse && !s.nodes[j].up && !s.cut[[2]int{i, j}] {
+				s.insert(simMsg{from: j, to: i, at: s.now.Add(simLatency)})
 			}
 		case Ready:
 			nd.ready = true
@@ -362,6 +368,12 @@ func (s *sim) run(d time.Duration) {
 			m := s.q[0]
 			s.q = s.q[1:]
 			progressed = true
+			if m.data == nil {
+				if s.nodes[m.to].up {
+					s.process(m.to, s.nodes[m.to].n.PeerUnreachable(s.now, s.nodes[m.from].addr))
+				}
+				continue
+			}
 			if !s.reachable(m.from, m.to) {
 				continue
 			}
@@ -869,6 +881,45 @@ func TestSimTakeoverRacesReregistration(t *testing.T) {
 			s.nextReg = s.now.Add(off)
 			s.run(15 * time.Second)
 			s.checkConverged([]int{0, 1})
+		})
+	}
+}
+
+// TestSimTakeoverOnRefusal: a SIGKILLed registrar's connections close and
+// its host refuses new ones; the survivors probe it at once, the probe
+// cannot be sent, and one of them owns its PEs within a few message round
+// trips, nowhere near MaxTimeNoResponse. Every survivor agrees afterwards.
+func TestSimTakeoverOnRefusal(t *testing.T) {
+	for _, n := range []int{2, 3, 5} {
+		t.Run(fmt.Sprint(n, "registrars"), func(t *testing.T) {
+			s := newSim(t, simTimers, n)
+			s.refuse = true
+			s.run(3 * time.Second)
+			for k := uint32(1); k <= 12; k++ {
+				s.addPE(int(k)%n, "pool", k)
+			}
+			s.run(100 * time.Millisecond)
+			s.nextReg = s.now.Add(time.Hour)
+			dead := n - 1
+			s.kill(dead)
+			killed := s.now
+			var survivors []int
+			for i := 0; i < dead; i++ {
+				survivors = append(survivors, i)
+				s.process(i, s.nodes[i].n.PeerConnLost(s.now, s.nodes[dead].addr))
+			}
+			s.run(3 * time.Second)
+			var took time.Time
+			for _, i := range survivors {
+				if at := s.nodes[i].tookAt; !at.IsZero() && (took.IsZero() || at.Before(took)) {
+					took = at
+				}
+			}
+			if bound := 10 * simLatency; took.IsZero() || took.Sub(killed) > bound {
+				t.Fatalf("takeover %v after the kill, bound %v", took.Sub(killed), bound)
+			}
+			t.Logf("takeover %v after the kill (%d message latencies)", took.Sub(killed), took.Sub(killed)/simLatency)
+			s.checkConverged(survivors)
 		})
 	}
 }

@@ -126,7 +126,7 @@ func (n *Node) applyPE(now time.Time, sender uint32, handle wire.PoolHandle, pe 
 	}
 	n.hs.SetExpiry(handle, pe.ID, exp)
 	if wasOurs {
-		n.emit(Output{Kind: OwnershipLost, Handle: handle, PEID: pe.ID})
+		n.emit(Output{Kind: OwnershipLost, Handle: handle, PEID: pe.ID, FromTable: fromTable})
 	}
 	return true
 }
@@ -296,7 +296,7 @@ func (n *Node) onListRequest(now time.Time, src Source, m *wire.ListRequest) {
 	}
 	resp := &wire.ListResponse{Sender: n.id, Receiver: m.Sender}
 	for _, p := range n.peers {
-		if p.info != nil && p.ID != 0 && p.ID != m.Sender && (p.State == PeerActive || p.State == PeerProbing) {
+		if p.info != nil && p.ID != m.Sender && live(p) {
 			resp.Servers = append(resp.Servers, *p.info)
 		}
 	}
@@ -321,7 +321,9 @@ func (n *Node) onListResponse(now time.Time, _ *peer, m *wire.ListResponse) {
 			return
 		}
 		if p == nil {
-			p = n.addPeer(si.ServerID, addr, &si, now)
+			// Tentative until it answers the Presence below: RSPLIB lists
+			// tools such as hsdump among its peers.
+			p = n.addPeer(si.ServerID, addr, &si, now, true)
 		}
 		p.info = &si
 		p.LastHeard = now

@@ -12,9 +12,11 @@ type takeover struct {
 	pending  map[uint32]struct{} // peers whose Init Takeover Ack is missing
 }
 
-// live reports whether p takes part in takeovers (acks, Takeover Server).
+// live reports whether p takes part in takeovers (acks, Takeover Server)
+// and is listed in List Responses: a peer heard from, alive as far as we
+// know, and not tentative.
 func live(p *peer) bool {
-	return p.ID != 0 && (p.State == PeerActive || p.State == PeerProbing)
+	return p.ID != 0 && !p.Tentative && (p.State == PeerActive || p.State == PeerProbing)
 }
 
 // peerDead handles a peer that did not answer its probe: a peer owning PEs
@@ -84,7 +86,7 @@ func (n *Node) onInitTakeover(now time.Time, p *peer, m *wire.InitTakeover) {
 	if m.Target == n.id {
 		// False alarm: show everyone we are alive.
 		for _, q := range n.peers {
-			if q.ID != 0 {
+			if q.ID != 0 && !q.Tentative {
 				n.sendPresence(q, false)
 			}
 		}
@@ -119,7 +121,7 @@ func (n *Node) onInitTakeoverAck(_ time.Time, p *peer, m *wire.InitTakeoverAck) 
 func (n *Node) onTakeoverServer(_ time.Time, p *peer, m *wire.TakeoverServer) {
 	if m.Target == n.id {
 		for _, q := range n.peers {
-			if q.ID != 0 {
+			if q.ID != 0 && !q.Tentative {
 				n.sendPresence(q, false)
 			}
 		}

@@ -16,7 +16,7 @@ func (n *Node) LocalChange(now time.Time, action wire.UpdateAction, handle wire.
 	n.lastNow = now
 	pe.HomeServer = n.id
 	for _, p := range n.peers {
-		if p.ID == 0 || p.State == PeerTakeover || p.State == PeerNotActive {
+		if p.ID == 0 || p.Tentative || p.State == PeerTakeover || p.State == PeerNotActive {
 			continue
 		}
 		n.send(p.Addr, p.ID, &wire.HandleUpdate{
