@@ -17,6 +17,20 @@
 // has failed, Dial backs off (Backoff, doubling up to 1 s), resolves the pool
 // again and continues with PEs it has not tried, as long as attempts remain.
 //
+// # Hedged connects
+//
+// When a connect is still pending after the hedge delay (Config.HedgeDelay;
+// adaptive by default: the p99 of the pool's recent connect times, between
+// MinHedgeDelay and MaxHedgeDelay), the next PE in policy order is tried
+// alongside it and the first to connect wins. The overtaken PE becomes a
+// suspect: it is not reported (its attempt finishes in the background,
+// owned by the client's Tried, and only a failure is reported), and picks
+// skip it while another PE is left, until it connects, fails, or ten
+// connect timeouts pass. A PE whose SYNs are dropped so costs a client at
+// most the hedge delay, not the connect timeout. The event loops of the
+// proxy drive the same policy through Pick, Next, HedgeDelay, Connected,
+// Overtaken and Fail.
+//
 // # Replay buffer
 //
 // DialReplay (Config.ReplayBuffer > 0) also covers a PE that accepts the
@@ -34,7 +48,10 @@
 // copy is written to it and, if the client had already half-closed, the
 // half-close is repeated. As soon as the PE sends a byte, or the client sends
 // more than ReplayBuffer, the connection is committed: the copy is dropped
-// and no replay happens any more. Use it only for request/response protocols
+// and no replay happens any more. With Config.FirstByteTimeout, a PE that
+// has the client's bytes and sends nothing within it (a hung process whose
+// kernel still accepts) counts as failed too: it is reported and the copy
+// replayed to another PE. Use it only for request/response protocols
 // whose first request is safe to run twice (a PE may have executed it before
 // dying), and never for protocols where the server speaks first and silence
 // is normal for long (the phase waits for the PE's first byte).
@@ -42,8 +59,10 @@
 // # Concurrency
 //
 // A Dialer is safe for concurrent use; a Tried belongs to one client
-// connection. DialReplay starts two goroutines for the replay phase and
-// waits for both before it returns.
+// connection. Dial starts a goroutine per attempt; those a hedge overtook
+// may outlive Dial (each ends within ConnectTimeout): Tried.Wait waits for
+// them. DialReplay starts two goroutines for the replay phase and waits for
+// both before it returns.
 //
 // # Limitations
 //

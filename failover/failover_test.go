@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rserpool/rserpool/failover"
+	"github.com/rserpool/rserpool/internal/blackhole"
 	"github.com/rserpool/rserpool/pucache"
 	"github.com/rserpool/rserpool/pucache/pucachetest"
 	"github.com/rserpool/rserpool/transport"
@@ -204,6 +205,7 @@ func TestReplay(t *testing.T) {
 		wantErr    error
 		replays    int
 		secondUsed bool
+		firstByte  time.Duration
 	}{
 		{name: "closed before answering", first: dropAfterRead(false), request: "hello\n", buffer: 64,
 			want: "B:hello\n", replays: 1, secondUsed: true},
@@ -211,6 +213,9 @@ func TestReplay(t *testing.T) {
 			want: "B:hello\n", replays: 1, secondUsed: true},
 		{name: "half-closed client", first: dropAfterRead(false), request: "hello\n", buffer: 64, halfClose: true,
 			want: "B:hello\n", replays: 1, secondUsed: true},
+		{name: "silent PE: replayed after first_byte_timeout", request: "hello\n", buffer: 64, firstByte: 50 * time.Millisecond,
+			first: func(c net.Conn) { io.Copy(io.Discard, c); c.Close() },
+			want:  "B:hello\n", replays: 1, secondUsed: true},
 		{name: "answered then closed: no replay", request: "hello\n", buffer: 64,
 			first: func(c net.Conn) { bufio.NewReader(c).ReadString('\n'); io.WriteString(c, "A-partial"); c.Close() },
 			want:  "A-partial", replays: 0},
@@ -223,7 +228,7 @@ func TestReplay(t *testing.T) {
 			a := startBackend(t, tc.first)
 			b := startBackend(t, answer("B"))
 			p, r := pool(t, a.addr(), b.addr())
-			d := failover.NewDialer(p, failover.Config{Attempts: 3, ReplayBuffer: tc.buffer})
+			d := failover.NewDialer(p, failover.Config{Attempts: 3, ReplayBuffer: tc.buffer, FirstByteTimeout: tc.firstByte})
 			cli, srv := tcpPair(t)
 			go func() {
 				io.WriteString(cli, tc.request)
@@ -271,5 +276,51 @@ func TestReplay(t *testing.T) {
 				r.WaitFor(t, 5*time.Second, "report of the first PE", func() bool { return len(r.Reports()) == 1 })
 			}
 		})
+	}
+}
+
+func TestHedgedConnectPastBlackHole(t *testing.T) {
+	live := startBackend(t, answer("B"))
+	p, r := pool(t, blackhole.Listen(t), live.addr())
+	d := failover.NewDialer(p, failover.Config{Attempts: 3, ConnectTimeout: 300 * time.Millisecond, HedgeDelay: 10 * time.Millisecond})
+	var failures atomic.Int32
+	d.OnFailure = func(pucache.Element, error) { failures.Add(1) }
+	for i := range 2 {
+		var tried failover.Tried
+		conn, e, err := d.Dial(ctxT(t), nil, &tried)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		// The black hole's attempt was overtaken, not failed: it is not in
+		// tried and not reported while it is still pending.
+		if e.ID != 2 || len(tried.IDs()) != 0 {
+			t.Fatalf("dial %d: connected to PE %d, tried %v; want PE 2 by a hedge", i, e.ID, tried.IDs())
+		}
+		tried.Wait()
+	}
+	// Once its own attempt timed out, the black hole was reported, once.
+	r.WaitFor(t, 5*time.Second, "report of PE 1", func() bool {
+		rs := r.Reports()
+		return len(rs) == 1 && rs[0].ID == 1
+	})
+	if failures.Load() != 1 {
+		t.Fatalf("failures = %d, want 1 (the black hole)", failures.Load())
+	}
+}
+
+func TestHedgeOffWaitsForTimeout(t *testing.T) {
+	live := startBackend(t, answer("B"))
+	p, _ := pool(t, blackhole.Listen(t), live.addr())
+	d := failover.NewDialer(p, failover.Config{Attempts: 3, ConnectTimeout: 100 * time.Millisecond, HedgeDelay: -1})
+	var tried failover.Tried
+	conn, e, err := d.Dial(ctxT(t), nil, &tried)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	tried.Wait()
+	if e.ID != 2 || len(tried.IDs()) != 1 || tried.IDs()[0] != 1 {
+		t.Fatalf("connected to %d, tried %v; want PE 2 after PE 1 failed", e.ID, tried.IDs())
 	}
 }

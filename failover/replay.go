@@ -76,6 +76,17 @@ func (d *Dialer) DialReplay(ctx context.Context, client net.Conn, prelude []byte
 	go r.readClient()
 	r.clientRunning = true
 	r.startBackend()
+	// fb bounds the wait for the PE's first byte once it has the client's
+	// bytes (Config.FirstByteTimeout).
+	fb := time.NewTimer(time.Hour)
+	fb.Stop()
+	defer fb.Stop()
+	r.armFirstByte = func() {
+		if d.config.FirstByteTimeout > 0 && !r.fbArmed {
+			r.fbArmed = true
+			fb.Reset(d.config.FirstByteTimeout)
+		}
+	}
 	var idleC <-chan time.Time
 	var idleT *time.Timer
 	if idle > 0 {
@@ -87,6 +98,12 @@ func (d *Dialer) DialReplay(ctx context.Context, client net.Conn, prelude []byte
 		var ev event
 		select {
 		case ev = <-r.ev:
+		case <-fb.C:
+			// The PE holds the client's bytes and says nothing: stop
+			// waiting for its read; the event below replays elsewhere.
+			r.hung = true
+			r.backend.SetReadDeadline(aLongTimeAgo)
+			continue
 		case <-idleC:
 			r.abort()
 			return nil, fmt.Errorf("failover: idle for %v before the PE answered", idle)
@@ -127,11 +144,19 @@ func (d *Dialer) DialReplay(ctx context.Context, client net.Conn, prelude []byte
 			}
 			// The PE closed or reset before answering.
 			failErr := ev.err
-			if failErr == nil || failErr == io.EOF {
+			switch {
+			case r.hung:
+				failErr = fmt.Errorf("no answer within first_byte_timeout %v", d.config.FirstByteTimeout)
+				if tc, ok := r.backend.(*net.TCPConn); ok {
+					tc.SetLinger(0)
+				}
+			case failErr == nil || failErr == io.EOF:
 				failErr = errors.New("closed before answering")
 			}
+			r.hung, r.fbArmed = false, false
+			fb.Stop()
 			r.backend.Close()
-			d.fail(tried, r.s.Element, failErr)
+			d.Fail(tried, r.s.Element, failErr)
 			if attempts <= 0 {
 				r.abort()
 				return nil, fmt.Errorf("%w: PE 0x%08x %v", ErrBudget, r.s.Element.ID, failErr)
@@ -145,6 +170,7 @@ func (d *Dialer) DialReplay(ctx context.Context, client net.Conn, prelude []byte
 			r.backend, r.s.Backend, r.s.Element = nb, nb, ne
 			r.s.Replays++
 			if len(r.rec) > 0 {
+				r.armFirstByte()
 				if _, err := nb.Write(r.rec); err != nil {
 					// Detected by the next backend read as a failure.
 					_ = err
@@ -172,6 +198,9 @@ type replay struct {
 	overflow       bool
 	clientRunning  bool
 	backendRunning bool
+	armFirstByte   func() // starts the first-byte timer unless it runs
+	fbArmed        bool   // the first-byte timer runs for this backend
+	hung           bool   // the first-byte timer fired for this backend
 }
 
 // readClient reads the client until an error (including the deadline set
@@ -209,6 +238,7 @@ func (r *replay) onClient(ev event) error {
 			r.rec = nil
 		}
 		r.s.ToBackend += int64(ev.n)
+		r.armFirstByte()
 		// A write error means the PE is failing; its read side reports it.
 		_, _ = r.backend.Write(chunk)
 	}

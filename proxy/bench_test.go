@@ -43,18 +43,26 @@ func echoBackend(b *testing.B) *backend {
 	return be
 }
 
-// benchTargets returns "direct" (the backend) and "proxy" addresses.
+// benchTargets returns the addresses of "direct" (the backend), "proxy"
+// (the event loops) and "goroutine" (the goroutine relay). Client,
+// backend and proxy share one process and one scheduler here, which
+// favours the goroutine relay (a goroutine readied by another one's write
+// often runs on the same thread); bench/proxybench, with a process each,
+// is the comparison that counts.
 func benchTargets(b *testing.B) map[string]string {
 	be := echoBackend(b)
-	e := setupB(b, be)
-	return map[string]string{"direct": be.ln.Addr().String(), "proxy": e}
+	return map[string]string{
+		"direct":    be.ln.Addr().String(),
+		"proxy":     setupB(b, be, proxy.EngineLoop),
+		"goroutine": setupB(b, be, proxy.EngineGoroutine),
+	}
 }
 
-func setupB(b *testing.B, be *backend) string {
+func setupB(b *testing.B, be *backend, engine string) string {
 	r := startRegistrarB(b)
 	r.SetPool("P", wire.PolicyRoundRobin, peB(be))
-	c := newCacheB(b, r.Addr())
-	p, err := proxy.New(&proxy.Config{Listeners: []proxy.ListenerConfig{{Listen: transport.MustParseAddr("127.0.0.1:0"), Pool: "P"}}}, proxy.Options{Cache: c})
+	c := startCache(b, r.Addr())
+	p, err := proxy.New(&proxy.Config{Listeners: []proxy.ListenerConfig{{Listen: transport.MustParseAddr("127.0.0.1:0"), Pool: "P", Engine: engine}}}, proxy.Options{Cache: c})
 	if err != nil {
 		b.Fatal(err)
 	}

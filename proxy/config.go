@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -87,7 +88,45 @@ type ListenerConfig struct {
 	// ReplayBuffer, in bytes, enables the replay buffer (see docs/proxy.md).
 	// Zero: off.
 	ReplayBuffer int `toml:"replay_buffer"`
+	// FirstByteTimeout, with the replay buffer on, abandons a PE that has
+	// not answered this long after the client's first bytes reached it
+	// (a hung PE) and replays the buffered bytes to another PE. Zero: none.
+	FirstByteTimeout Duration `toml:"first_byte_timeout"`
+	// HedgeDelay: a connect to a PE still pending after this long starts
+	// one to the next PE alongside it; the first to connect wins. Zero
+	// means adaptive (the p99 of the pool's recent connect times, 5 to
+	// 50 ms); negative: no hedging.
+	HedgeDelay Duration `toml:"hedge_delay"`
+	// Engine is the relay: "loop" (event loops over epoll; the default
+	// where available: TCP listeners on Linux) or "goroutine" (the
+	// portable relay, two goroutines per connection).
+	Engine string `toml:"engine"`
+	// Intercept is the service address ("192.0.2.10:80", "[2001:db8::1]:80")
+	// whose connections an nftables rule redirects to this listener; they
+	// go to Pool. Connections with an original destination that neither
+	// Intercept nor InterceptPools names are reset. Empty: every
+	// connection goes to Pool.
+	Intercept string `toml:"intercept"`
+	// InterceptPools maps more original destinations to pools
+	// ("192.0.2.11:443" = "TLSPool").
+	InterceptPools map[string]wire.PoolHandle `toml:"intercept_pools"`
+	// TProxy sets IP_TRANSPARENT on the listening socket, for nftables
+	// TPROXY rules (the listener then accepts connections to addresses it
+	// does not own). Linux only; needs CAP_NET_ADMIN.
+	TProxy bool `toml:"tproxy"`
+	// TransparentSource connects to the PE from the client's address
+	// (IP_TRANSPARENT), as HAProxy's "usesrc clientip": the PE sees the
+	// client, and its answers must be routed back through the proxy
+	// (docs/proxy.md). Linux, the loop engine, TCP PEs of the client's
+	// address family; not with the replay buffer. Needs CAP_NET_ADMIN.
+	TransparentSource bool `toml:"transparent_source"`
 }
+
+// Relay engines (ListenerConfig.Engine).
+const (
+	EngineLoop      = "loop"
+	EngineGoroutine = "goroutine"
+)
 
 // DefaultDrainTimeout is the drain time of a zero DrainTimeout.
 const DefaultDrainTimeout = 30 * time.Second
@@ -248,6 +287,35 @@ func (c *Config) Validate() error {
 		}
 		if l.ReplayBuffer < 0 || l.ReplayBuffer > 16<<20 {
 			bad("%s: %d not in 0..16777216", key("replay_buffer"), l.ReplayBuffer)
+		}
+		if l.FirstByteTimeout < 0 {
+			bad("%s: negative", key("first_byte_timeout"))
+		} else if l.FirstByteTimeout > 0 && l.ReplayBuffer == 0 {
+			bad("%s: needs replay_buffer (the request is replayed to another PE)", key("first_byte_timeout"))
+		}
+		switch l.Engine {
+		case "", EngineLoop, EngineGoroutine:
+		default:
+			bad("%s: %q is not \"loop\" or \"goroutine\"", key("engine"), l.Engine)
+		}
+		if l.Intercept != "" {
+			if _, err := netip.ParseAddrPort(l.Intercept); err != nil {
+				bad("%s: %v", key("intercept"), err)
+			}
+		}
+		for a, pool := range l.InterceptPools {
+			if _, err := netip.ParseAddrPort(a); err != nil {
+				bad("%s: %v", key("intercept_pools"), err)
+			}
+			if pool == "" || len(pool) > wire.MaxConfigPoolHandleLen {
+				bad("%s: %q: pool handle empty or longer than %d bytes", key("intercept_pools"), a, wire.MaxConfigPoolHandleLen)
+			}
+		}
+		if l.TProxy && l.Listen.Scheme() != transport.SchemeTCP {
+			bad("%s: TPROXY needs a TCP listener", key("tproxy"))
+		}
+		if l.TransparentSource && (l.Listen.Scheme() != transport.SchemeTCP || l.Engine == EngineGoroutine || l.ReplayBuffer > 0) {
+			bad("%s: needs a TCP listener on the loop engine, without replay_buffer", key("transparent_source"))
 		}
 	}
 	return errors.Join(errs...)

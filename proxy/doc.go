@@ -20,13 +20,54 @@
 // (internal/admin). LoadConfig reads a file or a directory whose *.toml
 // files are merged (one [[listener]] per file).
 //
-// The relay follows inetaf/tcpproxy: io.Copy between *net.TCPConn in each
-// direction, so that Linux splices in the kernel; an EOF is passed on with
-// CloseWrite (half-close) and an error ends both directions. Without an idle
-// timeout and without the replay buffer a connection costs two goroutines
-// (the handler and one copy direction) and no extra buffering. With
-// idle_timeout, each direction copies in windows bounded by a read deadline;
-// the connection closes when both directions had an empty window.
+// # Relay engines
+//
+// Two engines relay bytes, behind the same listener, metrics, drain and
+// reload code:
+//
+//   - the event loops (engine = "loop", the default for TCP listeners on
+//     Linux; loop_linux.go): HAProxy's model. One loop per P the process
+//     was given (GOMAXPROCS, one per core by default), each an epoll set
+//     over non-blocking sockets; its system calls on those sockets are raw,
+//     and a loop with no event ready parks in Go's netpoller on its epoll
+//     descriptor (holding no thread and no P). Every loop accepts from the shared listening socket
+//     (EPOLLEXCLUSIVE, one accept per readiness), connects to the PE
+//     without blocking (connect-time failover, hedging and the failover
+//     budget run in the loop, on the loop's timer heap), and relays: one
+//     read per readiness (a short read means the socket is drained), the
+//     bytes written at once and kept in a buffer only while the
+//     destination cannot take them; a read that fills the 16 KiB buffer
+//     switches that direction to splice(2) through a pipe of the loop.
+//     Half-close is passed on with shutdown(2); idle_timeout is exact. No
+//     goroutine runs per connection: a helper goroutine only waits when
+//     the pool must be resolved first (or again, after every PE failed).
+//     Connections of listeners with the replay buffer, and connections
+//     whose PE has an SCTP user transport, are handed to the goroutine
+//     relay.
+//   - the goroutine relay (engine = "goroutine", SCTP listeners, other
+//     systems; relay.go): inetaf/tcpproxy's model, io.Copy between
+//     *net.TCPConn in each direction so that Linux splices in the kernel;
+//     an EOF is passed on with CloseWrite and an error ends both
+//     directions. A connection costs two goroutines. With idle_timeout,
+//     each direction copies in windows bounded by a read deadline; the
+//     connection closes when both directions had an empty window (so it
+//     fires between 1× and 2× the value).
+//
+// # Failover
+//
+// Both engines use the listener's failover.Dialer: PEs in policy order,
+// each failed PE reported unreachable, hedged connects (a PE that has not
+// connected within the hedge delay gets the next PE tried alongside it;
+// the overtaken one becomes a suspect and is reported only if its own
+// attempt fails), and the replay buffer with first_byte_timeout.
+//
+// # Interception
+//
+// intercept / intercept_pools pick the pool by the address a client
+// connected to before an nftables REDIRECT (SO_ORIGINAL_DST) or TPROXY
+// rule (tproxy = true: IP_TRANSPARENT on the listener) sent it to the
+// proxy; transparent_source connects to the PE from the client's address.
+// docs/proxy.md has the nftables and ip-rule recipes.
 //
 // max_connections bounds open connections per listener: excess connections
 // are reset at once, counted as result="refused" and logged at most once a
@@ -46,7 +87,9 @@
 // # Limitations
 //
 // SCTP listeners (sctp://) relay by plain copies (no splice) and close both
-// directions at the first EOF (no half-close). PEs are reached over TCP, or
+// directions at the first EOF (no half-close). transparent_source needs
+// the loop engine (and so no replay buffer) and PEs of the client's
+// address family. PEs are reached over TCP, or
 // over kernel SCTP (PPID 0, one message per write) when they register an
 // SCTP user transport, as RSPLIB PEs do.
 // Reload keeps the listen address as a listener's identity: changing it

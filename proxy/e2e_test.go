@@ -385,10 +385,56 @@ pool = "WRR"
 	})
 }
 
+// A hung PE (SIGSTOPped: its kernel still accepts connections and
+// requests) under request/response load, with the replay buffer and
+// first_byte_timeout: every client request is answered, by another PE.
+func TestE2EHungPEReplayedZeroFailures(t *testing.T) {
+	reg, _ := startRegistrarProc(t)
+	regs := []string{reg}
+	var victim *proc
+	for i := 1; i <= 3; i++ {
+		a, p := startBackendProc(t, "b"+strconv.Itoa(i))
+		if i == 2 {
+			victim = p
+		}
+		startAgent(t, regs, "P", a, "round-robin", 1)
+	}
+	waitPool(t, regs, "P", 3)
+	pp := startProxyProc(t, fmt.Sprintf(`
+registrars = [%q]
+admin = "127.0.0.1:0"
+[[listener]]
+listen = "127.0.0.1:0"
+pool = "P"
+replay_buffer = 4096
+first_byte_timeout = "300ms"
+`, reg))
+	addr := pp.Listeners["127.0.0.1:0"]
+	before, after := loadWith(t, addr, func() {
+		victim.cmd.Process.Signal(syscall.SIGSTOP)
+	})
+	t.Cleanup(func() { victim.cmd.Process.Signal(syscall.SIGCONT) })
+	for _, err := range append(before, after...) {
+		t.Error(err)
+	}
+	if v := pp.metric(t, "rserpool_proxy_failovers_total", ""); v < 1 {
+		t.Fatalf("failovers = %v, want ≥ 1 (the hung PE abandoned)", v)
+	}
+}
+
 // loadWithKill runs 4 clients × 60 one-line requests against addr and
 // SIGKILLs victim after a quarter of them. It returns the failures of
 // requests started before and after the kill completed.
 func loadWithKill(t *testing.T, addr string, victim *proc) (before, after []error) {
+	return loadWith(t, addr, func() {
+		victim.cmd.Process.Signal(syscall.SIGKILL)
+		<-victim.done
+	})
+}
+
+// loadWith is loadWithKill with any fault: hit runs once, after a quarter
+// of the requests.
+func loadWith(t *testing.T, addr string, hit func()) (before, after []error) {
 	const clients, perClient = 4, 60
 	var (
 		wg     sync.WaitGroup
@@ -403,8 +449,7 @@ func loadWithKill(t *testing.T, addr string, victim *proc) (before, after []erro
 			for i := range perClient {
 				if c == 0 && i == perClient/4 {
 					once.Do(func() {
-						victim.cmd.Process.Signal(syscall.SIGKILL)
-						<-victim.done
+						hit()
 						close(killed)
 					})
 				}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,8 +41,11 @@ type Proxy struct {
 	m        *metrics
 	ctx      context.Context // cancelled by Close: aborts PE dials
 	abort    context.CancelFunc
-	wg       sync.WaitGroup // accept loops and connection handlers
+	wg       sync.WaitGroup // accept loops and connections (of both engines)
 	draining atomic.Bool    // Shutdown began: /healthz answers 503
+	// loopConns counts the connections the event loops own (the
+	// goroutine relay's are in conns).
+	loopConns atomic.Int64
 
 	mu        sync.Mutex // guards the fields below
 	cfg       *Config
@@ -49,6 +53,7 @@ type Proxy struct {
 	conns     map[*relay]struct{}
 	pools     []wire.PoolHandle // pools of the current listeners
 	admin     *admin.Server
+	loops     *loops  // the event-loop engine; nil until a listener uses it
 	pes       peStats // connections and failures per PE, for the status page
 	started   bool
 	stopping  bool // Shutdown or Close called: no new listeners
@@ -117,9 +122,13 @@ func (p *Proxy) Start() error {
 		for _, b := range bound {
 			b.ln.Close()
 		}
+		if p.loops != nil {
+			p.loops.stop()
+			p.loops = nil
+		}
 	}
 	for _, l := range p.listeners {
-		if err := l.bind(); err != nil {
+		if err := p.bind(l); err != nil {
 			unbind()
 			return err
 		}
@@ -265,7 +274,7 @@ func (p *Proxy) reloadListeners(listeners []ListenerConfig) error {
 		}
 		l := p.newListener(lc)
 		if p.started {
-			if err := l.bind(); err != nil {
+			if err := p.bind(l); err != nil {
 				for _, a := range added {
 					a.ln.Close()
 				}
@@ -352,12 +361,19 @@ func (p *Proxy) Close() error {
 	return nil
 }
 
-// closeRest closes the admin server and an owned cache.
+// closeRest stops the event loops and closes the admin server and an
+// owned cache.
 func (p *Proxy) closeRest() {
 	p.mu.Lock()
 	srv := p.admin
 	p.admin = nil
+	lps := p.loops
+	p.loops = nil
 	p.mu.Unlock()
+	if lps != nil {
+		p.abort() // helpers waiting for a registrar give up
+		lps.stop()
+	}
 	if srv != nil {
 		srv.Close()
 	}
@@ -370,7 +386,7 @@ func (p *Proxy) closeRest() {
 func (p *Proxy) Active() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.conns)
+	return len(p.conns) + int(p.loopConns.Load())
 }
 
 func (p *Proxy) stopAccepting() {
@@ -387,9 +403,13 @@ func (p *Proxy) stopAccepting() {
 func (p *Proxy) closeConns() {
 	p.abort()
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	lps := p.loops
 	for r := range p.conns {
 		r.closeBoth()
+	}
+	p.mu.Unlock()
+	if lps != nil {
+		lps.closeConns()
 	}
 }
 
@@ -399,7 +419,8 @@ type listener struct {
 	cfg    ListenerConfig // as first configured (listen address and label)
 	label  string
 	lm     *listenerMetrics
-	ln     net.Listener
+	ln     acceptor     // bound socket of either engine
+	gln    net.Listener // the goroutine engine's (serve accepts from it)
 	st     atomic.Pointer[settings]
 	active atomic.Int64
 
@@ -412,9 +433,11 @@ type listener struct {
 type settings struct {
 	pool    wire.PoolHandle
 	dialer  *failover.Dialer
+	pools   *interceptPools // by original destination; nil: dialer for all
 	max     int64
 	idle    time.Duration
 	replay  bool
+	srcIP   bool // connect from the client's address
 	ppv     string
 	connect time.Duration
 }
@@ -427,19 +450,16 @@ func (p *Proxy) newListener(lc ListenerConfig) *listener {
 }
 
 func (p *Proxy) settingsFor(lc ListenerConfig, lm *listenerMetrics) *settings {
-	fc := failover.Config{
-		Attempts:       lc.Attempts(),
-		ConnectTimeout: lc.ConnectTimeout,
-		Deadline:       lc.FailoverTimeout,
-		ReplayBuffer:   lc.ReplayBuffer,
-	}
-	d := failover.NewDialer(p.cache.Pool(lc.Pool), fc)
-	log := p.log.With("listener", lc.Label(), "pool", lc.Pool)
-	d.OnConnect = func(e pucache.Element) { p.pes.connected(lc.Pool, e) }
-	d.OnFailure = func(e pucache.Element, err error) {
-		p.pes.failed(lc.Pool, e, err)
-		lm.failovers.Inc()
-		log.Warn("pool element failed, trying another", "pe", fmt.Sprintf("0x%08x", e.ID), "addr", e.Addr, "err", err)
+	d := p.dialerFor(lc, lc.Pool, lm)
+	var pools *interceptPools
+	if lc.Intercept != "" || len(lc.InterceptPools) > 0 {
+		pools = &interceptPools{m: map[netip.AddrPort]*failover.Dialer{}}
+		if lc.Intercept != "" {
+			pools.m[mustAddrPort(lc.Intercept)] = d
+		}
+		for a, pool := range lc.InterceptPools {
+			pools.m[mustAddrPort(a)] = p.dialerFor(lc, pool, lm)
+		}
 	}
 	max := int64(lc.MaxConnections)
 	switch {
@@ -449,27 +469,71 @@ func (p *Proxy) settingsFor(lc ListenerConfig, lm *listenerMetrics) *settings {
 		max = 0
 	}
 	return &settings{
-		pool: lc.Pool, dialer: d, max: max, idle: lc.IdleTimeout,
-		replay: lc.ReplayBuffer > 0, ppv: lc.ProxyProtocol, connect: d.Config().ConnectTimeout,
+		pool: lc.Pool, dialer: d, pools: pools, max: max, idle: lc.IdleTimeout,
+		replay: lc.ReplayBuffer > 0, srcIP: lc.TransparentSource, ppv: lc.ProxyProtocol, connect: d.Config().ConnectTimeout,
 	}
+}
+
+// dialerFor builds the failover dialer of one pool of a listener.
+func (p *Proxy) dialerFor(lc ListenerConfig, pool wire.PoolHandle, lm *listenerMetrics) *failover.Dialer {
+	fc := failover.Config{
+		Attempts:         lc.Attempts(),
+		ConnectTimeout:   lc.ConnectTimeout,
+		Deadline:         lc.FailoverTimeout,
+		HedgeDelay:       lc.HedgeDelay,
+		ReplayBuffer:     lc.ReplayBuffer,
+		FirstByteTimeout: lc.FirstByteTimeout,
+	}
+	d := failover.NewDialer(p.cache.Pool(pool), fc)
+	log := p.log.With("listener", lc.Label(), "pool", pool)
+	d.OnConnect = func(e pucache.Element) { p.pes.connected(pool, e) }
+	d.OnFailure = func(e pucache.Element, err error) {
+		p.pes.failed(pool, e, err)
+		lm.failovers.Inc()
+		log.Warn("pool element failed, trying another", "pe", fmt.Sprintf("0x%08x", e.ID), "addr", e.Addr, "err", err)
+	}
+	return d
 }
 
 func (l *listener) set(s *settings) { l.st.Store(s) }
 
-func (l *listener) bind() error {
-	ln, err := transport.ListenStream(l.cfg.Listen, &listenConfig)
+// bind binds l on the event-loop engine (TCP on Linux, unless the
+// listener asks for the goroutine relay) or on the goroutine relay; p.mu
+// is held.
+func (p *Proxy) bind(l *listener) error {
+	if l.cfg.Listen.Scheme() == transport.SchemeTCP && l.cfg.Engine != EngineGoroutine && loopsAvailable {
+		if p.loops == nil {
+			lps, err := newLoops(p)
+			if err != nil {
+				return fmt.Errorf("proxy: event loops: %w", err)
+			}
+			p.loops = lps
+		}
+		ln, err := p.loops.listen(l)
+		if err != nil {
+			return err
+		}
+		l.ln = ln
+		return nil
+	}
+	lc := listenConfigFor(l.cfg)
+	ln, err := transport.ListenStream(l.cfg.Listen, &lc)
 	if err != nil {
 		return fmt.Errorf("proxy: listener %s: %w", l.label, err)
 	}
-	l.ln = ln
+	l.ln, l.gln = ln, ln
 	return nil
 }
 
-// startListener starts the accept loop; p.mu is held.
+// startListener starts accepting; p.mu is held.
 func (p *Proxy) startListener(l *listener) {
-	p.wg.Add(1)
-	go l.serve()
-	p.log.Info("listening", "listener", l.label, "addr", l.ln.Addr().String(), "pool", l.cfg.Pool)
+	engine := EngineLoop
+	if l.gln != nil {
+		engine = EngineGoroutine
+		p.wg.Add(1)
+		go l.serve()
+	}
+	p.log.Info("listening", "listener", l.label, "addr", l.ln.Addr().String(), "pool", l.cfg.Pool, "engine", engine)
 }
 
 // serve is the accept loop of one listener.
@@ -478,7 +542,7 @@ func (l *listener) serve() {
 	defer p.wg.Done()
 	var delay time.Duration
 	for {
-		c, err := l.ln.Accept()
+		c, err := l.gln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -498,7 +562,11 @@ func (l *listener) serve() {
 		delay = 0
 		st := l.st.Load()
 		if st.max > 0 && l.active.Load() >= st.max {
-			l.refuse(c, st.max)
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
+			c.Close()
+			l.refused(st.max)
 			continue
 		}
 		l.active.Add(1)
@@ -508,12 +576,9 @@ func (l *listener) serve() {
 	}
 }
 
-// refuse resets an excess connection at once and logs at most once a second.
-func (l *listener) refuse(c net.Conn, limit int64) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
-	c.Close()
+// refused counts a connection reset for the limit and logs at most once a
+// second.
+func (l *listener) refused(limit int64) {
 	l.lm.refused.Inc()
 	n := l.refusedSince.Add(1)
 	now := time.Now().UnixNano()

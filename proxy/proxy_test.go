@@ -10,11 +10,13 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rserpool/rserpool/internal/blackhole"
 	"github.com/rserpool/rserpool/proxy"
 	"github.com/rserpool/rserpool/pucache"
 	"github.com/rserpool/rserpool/pucache/pucachetest"
@@ -40,6 +42,8 @@ type backend struct {
 	cs   map[net.Conn]struct{}
 	// serve, if set, replaces the line service.
 	serve func(net.Conn)
+	// bh, if valid, is the address of a black hole standing in for it.
+	bh netip.AddrPort
 }
 
 func startBackend(t *testing.T, name string, serve func(net.Conn)) *backend {
@@ -92,7 +96,12 @@ func (b *backend) stop() {
 	b.wg.Wait()
 }
 
-func (b *backend) addr() netip.AddrPort { return b.ln.Addr().(*net.TCPAddr).AddrPort() }
+func (b *backend) addr() netip.AddrPort {
+	if b.bh.IsValid() {
+		return b.bh
+	}
+	return b.ln.Addr().(*net.TCPAddr).AddrPort()
+}
 
 type env struct {
 	reg   *pucachetest.Registrar
@@ -109,20 +118,16 @@ func setup(t *testing.T, pol wire.PolicyType, backends []*backend, listeners ...
 		pes = append(pes, pucachetest.PE(uint32(i+1), b.addr(), pol, uint32(i+1)))
 	}
 	r.SetPool("P", pol, pes...)
-	c, err := pucache.New(pucache.Config{Registrars: []transport.Addr{r.Addr()}}, pucache.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c := startCache(t, r.Addr())
 	for i := range listeners {
 		if listeners[i].Listen.IsZero() {
 			listeners[i].Listen = transport.MustParseAddr("127.0.0.1:0")
 		}
 		if listeners[i].Pool == "" {
 			listeners[i].Pool = "P"
+		}
+		if listeners[i].Engine == "" {
+			listeners[i].Engine = engineOf(t)
 		}
 	}
 	reg := prometheus.NewRegistry()
@@ -135,6 +140,21 @@ func setup(t *testing.T, pol wire.PolicyType, backends []*backend, listeners ...
 	}
 	t.Cleanup(func() { p.Close() })
 	return &env{reg: r, cache: c, prom: reg, p: p}
+}
+
+// startCache starts a pool-user cache of the registrar at reg, closed with
+// the test.
+func startCache(t testing.TB, reg transport.Addr) *pucache.Cache {
+	t.Helper()
+	c, err := pucache.New(pucache.Config{Registrars: []transport.Addr{reg}}, pucache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func (e *env) addr(t *testing.T, listen transport.Addr) string {
@@ -161,7 +181,7 @@ func ask(t *testing.T, addr, line string) (string, error) {
 	return strings.TrimSuffix(s, "\n"), err
 }
 
-func TestRoundRobinThroughProxy(t *testing.T) {
+func testRoundRobinThroughProxy(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil), startBackend(t, "b", nil), startBackend(t, "c", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0")})
 	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
@@ -188,7 +208,31 @@ func TestRoundRobinThroughProxy(t *testing.T) {
 	}
 }
 
-func TestConnectTimeFailoverZeroClientErrors(t *testing.T) {
+// A PE that drops SYNs costs a client at most the hedge delay, never the
+// connect timeout: the next PE is tried alongside it and wins; the black
+// hole is reported only once its own attempt timed out.
+func testHedgedConnectPastBlackHole(t *testing.T) {
+	bs := []*backend{{name: "hole", bh: blackhole.Listen(t)}, startBackend(t, "b", nil)}
+	const connectTimeout = 2 * time.Second
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{ConnectTimeout: connectTimeout})
+	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
+	start := time.Now()
+	for i := range 10 {
+		got, err := ask(t, addr, "x")
+		if err != nil || got != "b:x" {
+			t.Fatalf("request %d: %q, %v", i, got, err)
+		}
+	}
+	if d := time.Since(start); d >= connectTimeout {
+		t.Fatalf("10 connections took %v: some waited for the black hole's connect timeout (%v)", d, connectTimeout)
+	}
+	e.reg.WaitFor(t, 2*connectTimeout, "report of the black hole", func() bool {
+		rs := e.reg.Reports()
+		return len(rs) == 1 && rs[0].ID == 1
+	})
+}
+
+func testConnectTimeFailoverZeroClientErrors(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil), startBackend(t, "b", nil), startBackend(t, "c", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0")})
 	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
@@ -214,7 +258,7 @@ func TestConnectTimeFailoverZeroClientErrors(t *testing.T) {
 	}
 }
 
-func TestMaxConnectionsRefusesQuickly(t *testing.T) {
+func testMaxConnectionsRefusesQuickly(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), MaxConnections: 1})
 	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
@@ -240,7 +284,7 @@ func TestMaxConnectionsRefusesQuickly(t *testing.T) {
 	}
 }
 
-func TestHalfClosePropagates(t *testing.T) {
+func testHalfClosePropagates(t *testing.T) {
 	// The backend reads everything until EOF, then answers with the byte
 	// count and closes.
 	b := startBackend(t, "a", func(c net.Conn) {
@@ -248,21 +292,25 @@ func TestHalfClosePropagates(t *testing.T) {
 		io.WriteString(c, strings.Repeat("z", int(n)))
 	})
 	e := setup(t, wire.PolicyRoundRobin, []*backend{b}, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), IdleTimeout: 5 * time.Second})
-	c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, strings.Repeat("y", 100000))
-	c.(*net.TCPConn).CloseWrite()
-	got, err := io.ReadAll(c)
-	if err != nil || len(got) != 100000 {
-		t.Fatalf("read %d bytes, %v", len(got), err)
+	// A small request and its half-close may both arrive before the PE is
+	// connected; a large one passes through the bulk path.
+	for _, size := range []int{10, 100000} {
+		c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, strings.Repeat("y", size))
+		c.(*net.TCPConn).CloseWrite()
+		got, err := io.ReadAll(c)
+		if err != nil || len(got) != size {
+			t.Fatalf("%d bytes sent: read %d bytes, %v", size, len(got), err)
+		}
 	}
 }
 
-func TestIdleTimeout(t *testing.T) {
+func testIdleTimeout(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), IdleTimeout: 100 * time.Millisecond})
 	c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
@@ -288,7 +336,7 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
-func TestProxyProtocol(t *testing.T) {
+func testProxyProtocol(t *testing.T) {
 	for _, v := range []string{"v1", "v2"} {
 		t.Run(v, func(t *testing.T) {
 			hdr := make(chan []byte, 1)
@@ -329,7 +377,7 @@ func TestProxyProtocol(t *testing.T) {
 	}
 }
 
-func TestReplayThroughProxy(t *testing.T) {
+func testReplayThroughProxy(t *testing.T) {
 	dropper := startBackend(t, "a", func(c net.Conn) { bufio.NewReader(c).ReadString('\n') })
 	good := startBackend(t, "b", nil)
 	e := setup(t, wire.PolicyRoundRobin, []*backend{dropper, good},
@@ -342,7 +390,7 @@ func TestReplayThroughProxy(t *testing.T) {
 	}
 }
 
-func TestShutdownDrains(t *testing.T) {
+func testShutdownDrains(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0")})
 	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
@@ -359,8 +407,15 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- e.p.Shutdown(context.Background()) }()
-	// New connections are refused once the listener closed.
-	waitFor(t, func() bool { _, err := net.Dial("tcp", addr); return err != nil })
+	// New connections are refused once the listener closed. (A probe that
+	// got in before is closed at once, so that it does not hold the drain.)
+	waitFor(t, func() bool {
+		pc, err := net.Dial("tcp", addr)
+		if err == nil {
+			pc.Close()
+		}
+		return err != nil
+	})
 	// The established one still works.
 	io.WriteString(c, "2\n")
 	if s, err := r.ReadString('\n'); err != nil || s != "a:2\n" {
@@ -377,7 +432,7 @@ func TestShutdownDrains(t *testing.T) {
 	}
 }
 
-func TestShutdownDrainTimeoutCloses(t *testing.T) {
+func testShutdownDrainTimeoutCloses(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0")})
 	c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
@@ -401,7 +456,7 @@ func TestShutdownDrainTimeoutCloses(t *testing.T) {
 	}
 }
 
-func TestReloadAddsListenerKeepsConnections(t *testing.T) {
+func testReloadAddsListenerKeepsConnections(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", nil)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), Name: "one"})
 	c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
@@ -444,7 +499,7 @@ func TestReloadAddsListenerKeepsConnections(t *testing.T) {
 	}
 }
 
-func TestNoBackendResetsClient(t *testing.T) {
+func testNoBackendResetsClient(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := &backend{ln: ln}
 	dead.ln.Close()
@@ -455,6 +510,42 @@ func TestNoBackendResetsClient(t *testing.T) {
 	waitFor(t, func() bool {
 		return testutil.ToFloat64(mustVec(t, e.prom, "rserpool_proxy_connections_total", "result", "no_backend")) == 1
 	})
+}
+
+// The tests of the proxy's behaviour run on both relay engines.
+func TestRoundRobinThroughProxy(t *testing.T)     { forEngines(t, testRoundRobinThroughProxy) }
+func TestHedgedConnectPastBlackHole(t *testing.T) { forEngines(t, testHedgedConnectPastBlackHole) }
+func TestConnectTimeFailoverZeroClientErrors(t *testing.T) {
+	forEngines(t, testConnectTimeFailoverZeroClientErrors)
+}
+func TestMaxConnectionsRefusesQuickly(t *testing.T) { forEngines(t, testMaxConnectionsRefusesQuickly) }
+func TestHalfClosePropagates(t *testing.T)          { forEngines(t, testHalfClosePropagates) }
+func TestIdleTimeout(t *testing.T)                  { forEngines(t, testIdleTimeout) }
+func TestProxyProtocol(t *testing.T)                { forEngines(t, testProxyProtocol) }
+func TestReplayThroughProxy(t *testing.T)           { forEngines(t, testReplayThroughProxy) }
+func TestShutdownDrains(t *testing.T)               { forEngines(t, testShutdownDrains) }
+func TestShutdownDrainTimeoutCloses(t *testing.T)   { forEngines(t, testShutdownDrainTimeoutCloses) }
+func TestReloadAddsListenerKeepsConnections(t *testing.T) {
+	forEngines(t, testReloadAddsListenerKeepsConnections)
+}
+func TestNoBackendResetsClient(t *testing.T) { forEngines(t, testNoBackendResetsClient) }
+
+// forEngines runs test once per relay engine, as subtests named after it
+// (setup configures the listeners by that name).
+func forEngines(t *testing.T, test func(*testing.T)) {
+	for _, e := range []string{proxy.EngineLoop, proxy.EngineGoroutine} {
+		t.Run(e, test)
+	}
+}
+
+// engineOf returns the engine of a test run by forEngines ("" otherwise).
+func engineOf(t testing.TB) string {
+	for _, e := range []string{proxy.EngineLoop, proxy.EngineGoroutine} {
+		if strings.HasSuffix(t.Name(), "/"+e) || strings.Contains(t.Name(), "/"+e+"/") {
+			return e
+		}
+	}
+	return ""
 }
 
 // waitFor polls cond (state without an event to wait on) for up to 5 s.
@@ -506,18 +597,6 @@ func peB(be *backend) wire.PoolElement {
 	return pucachetest.PE(1, be.addr(), wire.PolicyRoundRobin, 0)
 }
 
-func newCacheB(b *testing.B, reg transport.Addr) *pucache.Cache {
-	c, err := pucache.New(pucache.Config{Registrars: []transport.Addr{reg}}, pucache.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	if err := c.Start(); err != nil {
-		b.Fatal(err)
-	}
-	return c
-}
-
 func TestSCTPListener(t *testing.T) {
 	c, err := pucache.New(pucache.Config{}, pucache.Options{})
 	if err != nil {
@@ -544,5 +623,117 @@ func TestSCTPListener(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "sctp://127.0.0.1:0") {
 		t.Fatalf("without kernel SCTP: err = %v, want an error naming the listener", err)
+	}
+}
+
+// A listener that cannot bind fails Start, and nothing stays bound or
+// running (goleak checks the event loops at the end).
+func TestStartFailsCleanly(t *testing.T) { forEngines(t, testStartFailsCleanly) }
+
+func testStartFailsCleanly(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	r := pucachetest.Start(t)
+	c := startCache(t, r.Addr())
+	free := transport.MustParseAddr("127.0.0.1:0")
+	busy := transport.MustParseAddr(taken.Addr().String())
+	p, err := proxy.New(&proxy.Config{Listeners: []proxy.ListenerConfig{
+		{Listen: free, Pool: "P", Engine: engineOf(t)},
+		{Listen: busy, Pool: "P", Engine: engineOf(t)},
+	}}, proxy.Options{Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err == nil || !strings.Contains(err.Error(), busy.ShortString()) {
+		t.Fatalf("Start = %v, want an error naming %s", err, busy.ShortString())
+	}
+	if a := p.Addr(free); a != nil {
+		if c, err := net.Dial("tcp", a.String()); err == nil {
+			c.Close()
+			t.Fatalf("%s still accepts after Start failed", a)
+		}
+	}
+	p.Close()
+}
+
+// Clients that misbehave (close at once, reset mid-request, send and never
+// read, half-close and go) among normal ones: every connection ends and is
+// accounted for, and nothing stays open (goleak checks the goroutines).
+func TestClientChurn(t *testing.T) { forEngines(t, testClientChurn) }
+
+func testClientChurn(t *testing.T) {
+	bs := []*backend{startBackend(t, "a", nil), startBackend(t, "b", nil)}
+	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{})
+	addr := e.addr(t, transport.MustParseAddr("127.0.0.1:0"))
+	const clients, rounds = 8, 25
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range clients {
+		wg.Go(func() {
+			for k := range rounds {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				switch (i + k) % 5 {
+				case 0: // close at once
+				case 1: // reset after a request
+					io.WriteString(c, "x\n")
+					c.(*net.TCPConn).SetLinger(0)
+				case 2: // send much, never read
+					io.WriteString(c, strings.Repeat("y\n", 50000))
+				case 3: // half-close and go
+					io.WriteString(c, "z\n")
+					c.(*net.TCPConn).CloseWrite()
+				default: // a normal exchange
+					io.WriteString(c, "ok\n")
+					if s, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasSuffix(s, ":ok\n") {
+						failed.Add(1)
+					}
+				}
+				c.Close()
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d normal exchanges failed", n)
+	}
+	waitFor(t, func() bool { return e.p.Active() == 0 })
+	var sum float64
+	for _, r := range []string{"ok", "aborted", "no_backend", "refused"} {
+		sum += testutil.ToFloat64(mustVec(t, e.prom, "rserpool_proxy_connections_total", "result", r))
+	}
+	if sum != clients*rounds {
+		t.Fatalf("connections accounted for: %v, want %d", sum, clients*rounds)
+	}
+}
+
+// A PE that speaks first (a banner, as SMTP or SSH servers send) reaches a
+// client that has not sent anything.
+func TestServerSpeaksFirst(t *testing.T) { forEngines(t, testServerSpeaksFirst) }
+
+func testServerSpeaksFirst(t *testing.T) {
+	b := startBackend(t, "a", func(c net.Conn) {
+		io.WriteString(c, "220 hello\n")
+		io.Copy(io.Discard, c)
+	})
+	e := setup(t, wire.PolicyRoundRobin, []*backend{b}, proxy.ListenerConfig{})
+	for range 20 {
+		c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		s, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if err != nil || s != "220 hello\n" {
+			t.Fatalf("banner: %q, %v", s, err)
+		}
 	}
 }

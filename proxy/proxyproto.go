@@ -14,9 +14,14 @@ var v2Signature = []byte("\r\n\r\n\x00\r\nQUIT\n")
 // client connection: src is the client, dst the address it connected to.
 // Non-TCP/IP addresses produce "UNKNOWN" (v1) or a LOCAL command (v2).
 func proxyHeader(version string, src, dst net.Addr) []byte {
-	s, sok := addrPort(src)
-	d, dok := addrPort(dst)
-	ok := sok && dok && s.Addr().Is4() == d.Addr().Is4()
+	s, _ := addrPort(src)
+	d, _ := addrPort(dst)
+	return proxyHeaderAddrs(version, s, d)
+}
+
+// proxyHeaderAddrs is proxyHeader for addresses (invalid ones: UNKNOWN).
+func proxyHeaderAddrs(version string, s, d netip.AddrPort) []byte {
+	ok := s.IsValid() && d.IsValid() && s.Addr().Is4() == d.Addr().Is4()
 	if version == "v1" {
 		if !ok {
 			return []byte("PROXY UNKNOWN\r\n")

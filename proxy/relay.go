@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -65,11 +66,30 @@ func (l *listener) handle(c net.Conn, st *settings) {
 	p.track(r)
 	defer p.untrack(r)
 
+	dialer := st.dialer
+	var dst netip.AddrPort
+	if st.pools != nil {
+		dst = connDst(c)
+		if dialer = st.pools.dialer(dst); dialer == nil {
+			l.lm.noBackend.Inc()
+			p.log.Warn("no pool for the original destination", "listener", l.label, "dst", dst.String(), "client", c.RemoteAddr().String())
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
+			c.Close()
+			return
+		}
+	}
 	var prelude []byte
 	if st.ppv != "" {
-		prelude = proxyHeader(st.ppv, c.RemoteAddr(), c.LocalAddr())
+		src, _ := addrPort(c.RemoteAddr())
+		if !dst.IsValid() {
+			dst, _ = addrPort(c.LocalAddr())
+		}
+		prelude = proxyHeaderAddrs(st.ppv, src, dst)
 	}
 	var tried failover.Tried
+	defer tried.Wait()
 	var (
 		backend             net.Conn
 		toB, toC            int64
@@ -78,12 +98,12 @@ func (l *listener) handle(c net.Conn, st *settings) {
 	)
 	if st.replay {
 		var s *failover.Session
-		s, err = st.dialer.DialReplay(p.ctx, c, prelude, &tried, st.idle)
+		s, err = dialer.DialReplay(p.ctx, c, prelude, &tried, st.idle)
 		if err == nil {
 			backend, toB, toC, clientDone, backEnd = s.Backend, s.ToBackend, s.ToClient, s.ClientDone, s.BackendDone
 		}
 	} else {
-		backend, _, err = st.dialer.Dial(p.ctx, prelude, &tried)
+		backend, _, err = dialer.Dial(p.ctx, prelude, &tried)
 	}
 	if err != nil {
 		if p.ctx.Err() != nil {

@@ -31,3 +31,34 @@ var listenConfig = net.ListenConfig{
 		return serr
 	},
 }
+
+// listenConfigFor returns the listen configuration of a goroutine-relay
+// listener: listenConfig, plus IP_TRANSPARENT for TPROXY.
+func listenConfigFor(lc ListenerConfig) net.ListenConfig {
+	if !lc.TProxy {
+		return listenConfig
+	}
+	cfg := listenConfig
+	cfg.Control = func(network, address string, c syscall.RawConn) error {
+		if err := listenConfig.Control(network, address, c); err != nil {
+			return err
+		}
+		family := syscall.AF_INET
+		if network == "tcp6" {
+			family = syscall.AF_INET6
+		}
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			for _, o := range interceptOpts(lc, family) {
+				if serr = syscall.SetsockoptInt(int(fd), o.level, o.opt, o.v); serr != nil {
+					return
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+	return cfg
+}

@@ -24,6 +24,9 @@ const (
 	measRR   = "rr"   // (b) request/response on persistent connections, req/s
 	measCRR  = "crr"  // (c) connect, request, response, close, conn/s
 	measLat  = "lat"  // (d) latency percentiles at a fixed rate
+	// measCRRLat: new connections (connect, request, response, close) at
+	// a fixed rate; latency percentiles and failed connections (faults).
+	measCRRLat = "crrlat"
 )
 
 // loadConfig is one load-generator run.
@@ -47,6 +50,13 @@ type result struct {
 	P50     int64   `json:"p50_ns,omitempty"`
 	P99     int64   `json:"p99_ns,omitempty"`
 	P999    int64   `json:"p999_ns,omitempty"`
+	Max     int64   `json:"max_ns,omitempty"`
+	// CPU is the CPU time (s) the serving process used during the run;
+	// filled in by the orchestrator.
+	CPU float64 `json:"cpu_s,omitempty"`
+	// Syscalls is the number of system calls the serving process made
+	// during the run (under strace); filled in by the orchestrator.
+	Syscalls int64 `json:"syscalls,omitempty"`
 }
 
 // slack bounds every socket operation beyond the run's duration, so that a
@@ -72,9 +82,12 @@ func runLoad(ctx context.Context, cfg loadConfig) (result, error) {
 		return loadRR(ctx, cfg)
 	case measCRR:
 		return loadCRR(ctx, cfg)
-	case measLat:
+	case measLat, measCRRLat:
 		if cfg.Rate <= 0 {
 			return result{}, errors.New("rate must be positive")
+		}
+		if cfg.Mode == measCRRLat {
+			return loadCRRLat(ctx, cfg)
 		}
 		return loadLat(ctx, cfg)
 	}
@@ -289,13 +302,73 @@ func loadLat(ctx context.Context, cfg loadConfig) (result, error) {
 	return res, nil
 }
 
+// loadCRRLat opens new connections at a fixed total rate, open loop: each
+// connection starts when it is due, whether or not earlier ones have
+// finished (at most maxInflight at once), connects, sends one request,
+// reads the answer and closes; its latency counts from the moment it was
+// due. A failed connection (refused, reset, no answer within 5 s) is an
+// error.
+func loadCRRLat(ctx context.Context, cfg loadConfig) (result, error) {
+	const maxInflight = 1024
+	res := result{Mode: cfg.Mode}
+	interval := time.Duration(float64(time.Second) / cfg.Rate)
+	n := int(cfg.Duration / interval)
+	lats := make([]time.Duration, n)
+	ok := make([]bool, n)
+	sem := make(chan struct{}, maxInflight)
+	var wg sync.WaitGroup
+	start := time.Now()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	for k := range n {
+		due := start.Add(time.Duration(k) * interval)
+		if d := time.Until(due); d > 0 {
+			t.Reset(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				wg.Wait()
+				return res, ctx.Err()
+			}
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			req := make([]byte, 1+cfg.Size)
+			req[0] = modeEcho
+			resp := make([]byte, cfg.Size)
+			if err := oneCRR(ctx, cfg.Target, req, resp, time.Now().Add(5*time.Second)); err == nil {
+				lats[k], ok[k] = time.Since(due), true
+			}
+		})
+	}
+	wg.Wait()
+	res.Seconds = time.Since(start).Seconds()
+	var all []time.Duration
+	for k, l := range lats {
+		if ok[k] {
+			all = append(all, l)
+		}
+	}
+	slices.Sort(all)
+	res.Ops, res.Errors = int64(len(all)), int64(n-len(all))
+	res.P50 = int64(percentile(all, 0.50))
+	res.P99 = int64(percentile(all, 0.99))
+	res.P999 = int64(percentile(all, 0.999))
+	if len(all) > 0 {
+		res.Max = int64(all[len(all)-1])
+	}
+	return res, nil
+}
+
 // runLoadCmd is "proxybench load": one measurement against one target; it
 // prints the result as one JSON line on stdout.
 func runLoadCmd(args []string) int {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	var cfg loadConfig
 	fs.StringVar(&cfg.Target, "target", "", "`host:port` to load")
-	fs.StringVar(&cfg.Mode, "mode", measRR, "measurement: bulk, rr, crr or lat")
+	fs.StringVar(&cfg.Mode, "mode", measRR, "measurement: bulk, rr, crr, lat or crrlat")
 	fs.IntVar(&cfg.Conns, "conns", 16, "connections or concurrent clients")
 	fs.IntVar(&cfg.Size, "size", 64, "request and response size in bytes")
 	fs.Float64Var(&cfg.Rate, "rate", 5000, "total requests per second (lat)")

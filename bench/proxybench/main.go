@@ -12,6 +12,8 @@ func main() {
 			os.Exit(runRelay(args[1:]))
 		case "load":
 			os.Exit(runLoadCmd(args[1:]))
+		case "faults":
+			os.Exit(runFaultsCmd(args[1:]))
 		}
 	}
 	os.Exit(runBench(args))

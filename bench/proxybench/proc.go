@@ -53,6 +53,29 @@ func startProc(dir, name string, first chan<- string, argv ...string) (*proc, er
 	return p, nil
 }
 
+// procGroup owns the child processes of one harness run: started with
+// start, stopped in reverse start order by stopAll.
+type procGroup struct {
+	dir   string
+	procs []*proc
+}
+
+func (g *procGroup) start(name string, first chan<- string, argv ...string) (*proc, error) {
+	p, err := startProc(g.dir, name, first, argv...)
+	if err == nil {
+		g.procs = append(g.procs, p)
+	}
+	return p, err
+}
+
+// stopAll stops every process (a stopped one is continued first).
+func (g *procGroup) stopAll() {
+	for i := len(g.procs) - 1; i >= 0; i-- {
+		g.procs[i].cmd.Process.Signal(syscall.SIGCONT)
+		g.procs[i].stop()
+	}
+}
+
 // firstLineWriter passes everything to w and sends the first complete line
 // on line (buffered, capacity 1). exec.Cmd calls Write from one goroutine.
 type firstLineWriter struct {
@@ -97,11 +120,7 @@ func (p *proc) stop() {
 // logTail returns the last lines of the process's log, for error messages.
 func (p *proc) logTail() string {
 	b, _ := os.ReadFile(p.logPath)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > 15 {
-		lines = lines[len(lines)-15:]
-	}
-	return strings.Join(lines, "\n")
+	return lastLines(string(b), 15)
 }
 
 // waitListening waits for the backend's "listening ADDR" line.
@@ -187,4 +206,67 @@ func probeEcho(ctx context.Context, addr string) error {
 		return errors.New("echo answered with other bytes")
 	}
 	return nil
+}
+
+// procCPU returns the CPU time (user + system, seconds) that process pid
+// has used so far, all its threads included.
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: state is field 3, utime 14 and stime 15.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	var ut, st float64
+	if _, err := fmt.Sscan(f[11], &ut); err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Sscan(f[12], &st); err != nil {
+		return 0, err
+	}
+	return (ut + st) / clockTicks, nil
+}
+
+// clockTicks is USER_HZ, the unit of /proc times (100 on Linux).
+const clockTicks = 100
+
+// straceCount runs load while strace counts the system calls of process
+// pid (all threads) and returns their total.
+func straceCount(ctx context.Context, dir string, pid int, load func() (result, error)) (int64, result, error) {
+	out := filepath.Join(dir, fmt.Sprintf("strace-%d.txt", pid))
+	cmd := exec.CommandContext(ctx, "strace", "-c", "-f", "-p", fmt.Sprint(pid), "-o", out)
+	cmd.SysProcAttr = childAttr()
+	if err := cmd.Start(); err != nil {
+		return 0, result{}, err
+	}
+	time.Sleep(500 * time.Millisecond) // strace attaches to every thread
+	res, lerr := load()
+	cmd.Process.Signal(syscall.SIGINT)
+	cmd.Wait()
+	if lerr != nil {
+		return 0, res, lerr
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return 0, res, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 5 && f[len(f)-1] == "total" {
+			var n int64
+			if _, err := fmt.Sscan(f[3], &n); err != nil {
+				return 0, res, fmt.Errorf("strace total %q: %w", l, err)
+			}
+			return n, res, nil
+		}
+	}
+	return 0, res, fmt.Errorf("no total in strace output %s", out)
 }

@@ -11,23 +11,25 @@ import (
 
 // Paths, in table order.
 const (
-	pathDirect  = "direct"
-	pathProxy   = "proxy"
-	pathHAProxy = "haproxy"
-	pathRelay   = "relay" // optional: a plain io.Copy relay in Go
+	pathDirect    = "direct"
+	pathProxy     = "proxy"
+	pathHAProxy   = "haproxy"
+	pathGoroutine = "goroutine" // the rserpool proxy on its goroutine relay
+	pathRelay     = "relay"     // optional: a plain io.Copy relay in Go
 )
 
 var (
-	allPaths     = []string{pathDirect, pathProxy, pathHAProxy, pathRelay}
-	defaultPaths = []string{pathDirect, pathProxy, pathHAProxy}
+	allPaths     = []string{pathDirect, pathProxy, pathHAProxy, pathGoroutine, pathRelay}
+	defaultPaths = []string{pathDirect, pathProxy, pathHAProxy, pathGoroutine}
 	allMeas      = []string{measBulk, measRR, measCRR, measLat}
 )
 
 var pathTitle = map[string]string{
-	pathDirect:  "direct",
-	pathProxy:   "rserpool proxy",
-	pathHAProxy: "HAProxy",
-	pathRelay:   "Go io.Copy relay",
+	pathDirect:    "direct",
+	pathProxy:     "rserpool proxy",
+	pathHAProxy:   "HAProxy",
+	pathGoroutine: "rserpool, goroutine relay",
+	pathRelay:     "Go io.Copy relay",
 }
 
 // A row of the table: one number per path and run, derived from a result.
@@ -54,7 +56,22 @@ func rows(conns, size int, rate float64) []row {
 			func(r result) float64 { return us(r.P99) }, fmtCount},
 		{"p999", measLat, "(d) p99.9 (µs)",
 			func(r result) float64 { return us(r.P999) }, fmtCount},
+		{"cpu_rr", measRR, "(b) CPU per request (µs, the path's process)",
+			func(r result) float64 { return cpuPerOp(r) }, fmtFixed(1)},
+		{"cpu_crr", measCRR, "(c) CPU per connection (µs)",
+			func(r result) float64 { return cpuPerOp(r) }, fmtFixed(1)},
+		{"sys_rr", measRR, "(b) system calls per request (strace -c)", nil, fmtFixed(2)},
+		{"sys_crr", measCRR, "(c) system calls per connection", nil, fmtFixed(2)},
 	}
+}
+
+// cpuPerOp is the CPU time of the serving process per operation in µs, or
+// NaN when it was not measured (direct).
+func cpuPerOp(r result) float64 {
+	if r.CPU <= 0 || r.Ops == 0 {
+		return math.NaN()
+	}
+	return r.CPU / float64(r.Ops) * 1e6
 }
 
 func fmtFixed(prec int) func(float64) string {
@@ -92,6 +109,7 @@ type report struct {
 	Paths    []string                        // measured paths, in table order
 	Values   map[string]map[string][]float64 // path → row key → one value per run
 	Errors   map[string]map[string]int64     // path → measurement → failed operations
+	Faults   *faultsResult                   // the fault scenarios, if run
 }
 
 func newReport() *report {
@@ -105,11 +123,23 @@ func (r *report) add(path string, res result) {
 		r.Errors[path] = map[string]int64{}
 	}
 	for _, rw := range rows(r.Conns, r.Size, r.Rate) {
-		if rw.meas == res.Mode {
-			r.Values[path][rw.key] = append(r.Values[path][rw.key], rw.value(res))
+		if rw.meas == res.Mode && rw.value != nil {
+			if v := rw.value(res); !math.IsNaN(v) {
+				r.Values[path][rw.key] = append(r.Values[path][rw.key], v)
+			}
 		}
 	}
 	r.Errors[path][res.Mode] += res.Errors
+}
+
+// addSyscalls records the system calls per operation of path under meas.
+func (r *report) addSyscalls(path, meas string, perOp float64) {
+	if r.Values[path] == nil {
+		r.Values[path] = map[string][]float64{}
+		r.Errors[path] = map[string]int64{}
+	}
+	key := "sys_" + meas
+	r.Values[path][key] = append(r.Values[path][key], perOp)
 }
 
 func (r *report) med(path, key string) float64 { return median(r.Values[path][key]) }
@@ -190,6 +220,9 @@ func (r *report) markdown() string {
 		}
 		fmt.Fprintf(&b, " %s | – | – |\n", ph)
 	}
+	if r.Faults != nil {
+		b.WriteString(r.faultsMarkdown())
+	}
 	var errs []string
 	for _, p := range r.Paths {
 		for _, m := range allMeas {
@@ -203,6 +236,29 @@ func (r *report) markdown() string {
 	} else {
 		b.WriteString("\nNo failed operations.\n")
 	}
+	return b.String()
+}
+
+// faultsMarkdown renders the fault scenarios' table.
+func (r *report) faultsMarkdown() string {
+	f := r.Faults
+	ms := func(ns int64) string { return fmt.Sprintf("%.1f", float64(ns)/1e6) }
+	var b strings.Builder
+	b.WriteString("\nFaults (new connections at 200/s per path from 8 clients, both paths at once; `proxybench faults`):\n\n")
+	b.WriteString("| scenario | rserpool proxy | HAProxy |\n|---|---:|---:|\n")
+	row := func(label string, v func(result) string, m map[string]result) {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", label, v(m[pathProxy]), v(m[pathHAProxy]))
+	}
+	row("no fault: p50 / p99 (ms)", func(x result) string { return ms(x.P50) + " / " + ms(x.P99) }, f.Base)
+	row("black hole (SYNs to 1 of 2 PEs dropped): p50 / p99 / max (ms)", func(x result) string { return ms(x.P50) + " / " + ms(x.P99) + " / " + ms(x.Max) }, f.BlackHole)
+	added := map[string]result{}
+	for p, x := range f.BlackHole {
+		added[p] = result{P99: x.P99 - f.Base[p].P99}
+	}
+	row("black hole: p99 added to new connections (ms)", func(x result) string { return ms(x.P99) }, added)
+	row("black hole: failed connections", func(x result) string { return fmt.Sprintf("%d of %d", x.Errors, x.Errors+x.Ops) }, f.BlackHole)
+	row("hung PE (1 of 3 SIGSTOPped): failed requests", func(x result) string { return fmt.Sprintf("%d of %d", x.Errors, x.Errors+x.Ops) }, f.Hung)
+	row("hung PE: p50 / p99 / max (ms)", func(x result) string { return ms(x.P50) + " / " + ms(x.P99) + " / " + ms(x.Max) }, f.Hung)
 	return b.String()
 }
 

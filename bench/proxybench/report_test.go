@@ -73,15 +73,16 @@ func TestReportMarkdown(t *testing.T) {
 	r.Paths = []string{pathDirect, pathHAProxy}
 	for _, ops := range []int64{70000, 80000, 76000} {
 		r.add(pathDirect, result{Mode: measRR, Ops: ops, Seconds: 1})
-		r.add(pathHAProxy, result{Mode: measRR, Ops: ops / 2, Seconds: 1})
+		r.add(pathHAProxy, result{Mode: measRR, Ops: ops / 2, Seconds: 1, CPU: float64(ops/2) * 20e-6})
 	}
 	r.add(pathDirect, result{Mode: measLat, Ops: 10, Seconds: 1, P50: 100e3, P99: 300e3, P999: 500e3})
 	r.add(pathHAProxy, result{Mode: measLat, Ops: 10, Seconds: 1, P50: 150e3, P99: 450e3, P999: 900e3, Errors: 2})
 	md := r.markdown()
 	for _, want := range []string{
-		"| (b) request/response, 16 conns × 64 B (req/s) | 76,000 (70,000–80,000) | – | 38,000 (35,000–40,000) | – | – | 0.50 |",
-		"| (d) p99 (µs) | 300 (300–300) | – | 450 (450–450) | – | – | 1.50 |",
-		"| (d) p99 added over direct (µs) | – | – | 150 | – | – | – |",
+		"| (b) request/response, 16 conns × 64 B (req/s) | 76,000 (70,000–80,000) | – | 38,000 (35,000–40,000) | – | – | – | 0.50 |",
+		"| (d) p99 (µs) | 300 (300–300) | – | 450 (450–450) | – | – | – | 1.50 |",
+		"| (d) p99 added over direct (µs) | – | – | 150 | – | – | – | – |",
+		"| (b) CPU per request (µs, the path's process) | – | – | 20.0 (20.0–20.0) | – |",
 		"| (d) p99.9 (µs) | 500 (500–500) | – | 900 (900–900) |",
 		"HAProxy lat: 2",
 		"median of 3 runs",
@@ -112,8 +113,8 @@ func TestReportRelayColumn(t *testing.T) {
 	r.add(pathRelay, result{Mode: measRR, Ops: 400, Seconds: 1})
 	md := r.markdown()
 	for _, want := range []string{
-		"| measurement | direct | rserpool proxy | HAProxy | Go io.Copy relay | proxy/HAProxy |",
-		"| 1,000 (1,000–1,000) | – | – | 400 (400–400) | – | – | – |",
+		"| measurement | direct | rserpool proxy | HAProxy | rserpool, goroutine relay | Go io.Copy relay | proxy/HAProxy |",
+		"| 1,000 (1,000–1,000) | – | – | – | 400 (400–400) | – | – | – |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
@@ -131,5 +132,26 @@ func TestParseList(t *testing.T) {
 	}
 	if _, err := parseList("-only", "direct,nginx", allPaths); err == nil || !strings.Contains(err.Error(), "nginx") {
 		t.Errorf("parseList with an unknown path: err = %v", err)
+	}
+}
+
+func TestReportFaults(t *testing.T) {
+	r := newReport()
+	r.Runs, r.Duration, r.Conns, r.Size, r.Rate = 1, time.Second, 16, 64, 5000
+	r.Paths = []string{pathProxy, pathHAProxy}
+	r.Faults = &faultsResult{
+		Base:      map[string]result{pathProxy: {P50: 1e6, P99: 2e6}, pathHAProxy: {P50: 1e6, P99: 3e6}},
+		BlackHole: map[string]result{pathProxy: {Ops: 1000, P50: 1e6, P99: 4e6, Max: 9e6}, pathHAProxy: {Ops: 990, Errors: 10, P50: 2e6, P99: 1003e6, Max: 1100e6}},
+		Hung:      map[string]result{pathProxy: {Ops: 1000, P99: 200e6}, pathHAProxy: {Ops: 700, Errors: 300, P99: 1000e6}},
+	}
+	md := r.markdown()
+	for _, want := range []string{
+		"| black hole: p99 added to new connections (ms) | 2.0 | 1000.0 |",
+		"| black hole: failed connections | 0 of 1000 | 10 of 1000 |",
+		"| hung PE (1 of 3 SIGSTOPped): failed requests | 0 of 1000 | 300 of 1000 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
 	}
 }

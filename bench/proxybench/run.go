@@ -32,12 +32,14 @@ type benchConfig struct {
 	HAProxy  string   // haproxy binary name or path
 	ProxyArg []string // extra arguments of "rserpool proxy", e.g. -cpuprofile FILE
 	Keep     bool     // keep the work directory with the daemons' logs
+	Syscalls bool     // count system calls per operation with strace
+	Faults   bool     // run the black-hole and hung-PE scenarios
 }
 
 func runBench(args []string) int {
 	fs := flag.NewFlagSet("proxybench", flag.ContinueOnError)
 	var cfg benchConfig
-	only := fs.String("only", strings.Join(defaultPaths, ","), "comma-separated `paths` to measure: direct, proxy, haproxy, relay (a plain Go io.Copy relay)")
+	only := fs.String("only", strings.Join(defaultPaths, ","), "comma-separated `paths` to measure: direct, proxy, haproxy, goroutine (the proxy on its goroutine relay), relay (a plain Go io.Copy relay)")
 	meas := fs.String("meas", strings.Join(allMeas, ","), "comma-separated `measurements`: bulk, rr, crr, lat")
 	fs.IntVar(&cfg.Runs, "runs", 5, "runs of every measurement; the table shows medians")
 	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "duration of each measurement")
@@ -49,6 +51,9 @@ func runBench(args []string) int {
 	fs.StringVar(&cfg.HAProxy, "haproxy", "haproxy", "haproxy `binary`")
 	proxyArgs := fs.String("proxy-args", "", "extra `args` for rserpool proxy, split at spaces (e.g. \"-cpuprofile /tmp/proxy.prof\")")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the work directory with the daemons' logs")
+	_, straceErr := exec.LookPath("strace")
+	fs.BoolVar(&cfg.Syscalls, "syscalls", straceErr == nil, "count system calls per request and per connection with strace (one extra run per path)")
+	fs.BoolVar(&cfg.Faults, "faults", os.Geteuid() == 0, "run the black-hole and hung-PE scenarios (root: a network namespace and nftables)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: go run ./bench/proxybench [flags]   (from the repository root)")
 		fs.PrintDefaults()
@@ -111,19 +116,9 @@ func bench(ctx context.Context, log *slog.Logger, cfg benchConfig, args []string
 		return nil, err
 	}
 
-	var procs []*proc
-	defer func() { // stop in reverse start order: proxies before the backend
-		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].stop()
-		}
-	}()
-	start := func(name string, first chan<- string, argv ...string) (*proc, error) {
-		p, err := startProc(dir, name, first, argv...)
-		if err == nil {
-			procs = append(procs, p)
-		}
-		return p, err
-	}
+	g := &procGroup{dir: dir}
+	defer g.stopAll() // proxies before the backend
+	start := g.start
 
 	first := make(chan string, 1)
 	bp, err := start("backend", first, self, "backend", "-listen", "127.0.0.1:0")
@@ -145,20 +140,33 @@ func bench(ctx context.Context, log *slog.Logger, cfg benchConfig, args []string
 	versions := []string{runtime.Version()}
 
 	targets := map[string]string{}
+	pids := map[string]int{} // the process serving each path (none for direct)
+	var rs *rserpoolStack
 	for _, path := range allPaths {
 		if !slices.Contains(cfg.Paths, path) {
 			continue
 		}
 		var addr, version string
+		var p *proc
 		switch path {
 		case pathDirect:
 			addr = backendAddr
 		case pathHAProxy:
-			addr, version, err = startHAProxy(ctx, log, cfg, dir, start, backendAddr)
+			addr, version, p, err = startHAProxy(ctx, log, cfg, dir, start, backendAddr)
 		case pathRelay:
-			addr, err = startRelay(ctx, self, start, backendAddr)
-		case pathProxy:
-			addr, version, err = startProxy(ctx, log, cfg, dir, start, backendAddr)
+			addr, p, err = startRelay(ctx, self, start, backendAddr)
+		case pathProxy, pathGoroutine:
+			if rs == nil {
+				if rs, err = startRserpool(ctx, log, cfg, dir, start, backendAddr); err != nil {
+					return nil, fmt.Errorf("%s: %w", path, err)
+				}
+				version = rs.version
+			}
+			engine := "loop"
+			if path == pathGoroutine {
+				engine = "goroutine"
+			}
+			addr, p, err = rs.startProxy(ctx, cfg, dir, start, engine)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
@@ -166,16 +174,35 @@ func bench(ctx context.Context, log *slog.Logger, cfg benchConfig, args []string
 		if version != "" {
 			versions = append(versions, version)
 		}
+		if p != nil {
+			pids[path] = p.cmd.Process.Pid
+		}
 		targets[path] = addr
 		rep.Paths = append(rep.Paths, path)
 		log.Info("path ready", "path", path, "addr", addr)
 	}
 	rep.Versions = strings.Join(versions, "; ")
 
+	// measure runs one load on path; it adds the CPU time of the path's
+	// process.
+	measure := func(path, meas string) (result, error) {
+		pid, ok := pids[path]
+		var cpu0 float64
+		if ok {
+			cpu0, _ = procCPU(pid)
+		}
+		res, err := loadOnce(ctx, self, cfg, meas, targets[path])
+		if ok && err == nil {
+			if cpu1, err := procCPU(pid); err == nil {
+				res.CPU = cpu1 - cpu0
+			}
+		}
+		return res, err
+	}
 	for run := 1; run <= cfg.Runs; run++ {
 		for _, meas := range cfg.Meas {
 			for _, path := range rep.Paths {
-				res, err := loadOnce(ctx, self, cfg, meas, targets[path])
+				res, err := measure(path, meas)
 				if err != nil {
 					return nil, fmt.Errorf("run %d, %s via %s: %w", run, meas, path, err)
 				}
@@ -184,7 +211,37 @@ func bench(ctx context.Context, log *slog.Logger, cfg benchConfig, args []string
 			}
 		}
 	}
+	if cfg.Syscalls {
+		sc := cfg
+		sc.Duration = min(cfg.Duration, 2*time.Second)
+		for _, meas := range []string{measRR, measCRR} {
+			for _, path := range rep.Paths {
+				pid, ok := pids[path]
+				if !ok {
+					continue
+				}
+				n, res, err := straceCount(ctx, dir, pid, func() (result, error) { return loadOnce(ctx, self, sc, meas, targets[path]) })
+				if err != nil {
+					return nil, fmt.Errorf("strace %s via %s: %w", meas, path, err)
+				}
+				rep.addSyscalls(path, meas, float64(n)/float64(res.Ops))
+				log.Info("system calls", "meas", meas, "path", path, "per_op", float64(n)/float64(res.Ops))
+			}
+		}
+	}
 	rep.Load = fmt.Sprintf("%s before, %s after", loadBefore, loadAvg())
+	if cfg.Faults && rs != nil && slices.Contains(rep.Paths, pathHAProxy) {
+		hbin, err := findHAProxy(ctx, log, cfg.HAProxy)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("fault scenarios (black hole, hung PE) in a network namespace")
+		fr, err := runFaultsNetns(ctx, self, faultsConfig{Rserpool: rs.bin, HAProxy: hbin, Duration: cfg.Duration, Rate: 200, Conns: 8})
+		if err != nil {
+			return nil, err
+		}
+		rep.Faults = fr
+	}
 	failed = false
 	return rep, nil
 }
@@ -231,89 +288,105 @@ func parseList(flagName, v string, valid []string) ([]string, error) {
 
 type starter func(name string, first chan<- string, argv ...string) (*proc, error)
 
-func startRelay(ctx context.Context, self string, start starter, backend string) (string, error) {
+func startRelay(ctx context.Context, self string, start starter, backend string) (string, *proc, error) {
 	first := make(chan string, 1)
 	p, err := start("relay", first, self, "relay", "-listen", "127.0.0.1:0", "-backend", backend)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	addr, err := waitListening(ctx, p, first)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return addr, waitReady(ctx, p, addr, 10*time.Second, probeEcho)
+	return addr, p, waitReady(ctx, p, addr, 10*time.Second, probeEcho)
 }
 
-func startHAProxy(ctx context.Context, log *slog.Logger, cfg benchConfig, dir string, start starter, backend string) (addr, version string, err error) {
+func startHAProxy(ctx context.Context, log *slog.Logger, cfg benchConfig, dir string, start starter, backend string) (addr, version string, p *proc, err error) {
 	bin, err := findHAProxy(ctx, log, cfg.HAProxy)
 	if err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	if out, err := exec.CommandContext(ctx, bin, "-v").Output(); err == nil {
 		version = firstLine(string(out))
 	}
 	if addr, err = freePort(); err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	conf, err := renderHAProxy(haproxyParams{Threads: runtime.NumCPU(), Listen: addr, Backend: backend})
 	if err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
 	confPath := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
-		return "", "", err
+		return "", "", nil, err
 	}
-	p, err := start("haproxy", nil, bin, "-db", "-f", confPath)
-	if err != nil {
-		return "", "", err
+	if p, err = start("haproxy", nil, bin, "-db", "-f", confPath); err != nil {
+		return "", "", nil, err
 	}
-	return addr, version, waitReady(ctx, p, addr, 10*time.Second, probeEcho)
+	return addr, version, p, waitReady(ctx, p, addr, 10*time.Second, probeEcho)
 }
 
-// startProxy runs a registrar, a pe-agent registering the backend in
-// BenchPool, and the proxy for that pool, and waits until an echo through the
-// proxy reaches the backend.
-func startProxy(ctx context.Context, log *slog.Logger, cfg benchConfig, dir string, start starter, backend string) (addr, version string, err error) {
-	bin := cfg.Rserpool
-	if bin == "" {
-		bin = filepath.Join(dir, "rserpool")
-		log.Info("building rserpool", "out", bin)
+// rserpoolStack is the rserpool side of the benchmark: the binary, a
+// registrar and a pe-agent registering the backend in BenchPool.
+type rserpoolStack struct {
+	bin, version, reg string
+}
+
+// startRserpool builds rserpool (unless given), starts a registrar and a
+// pe-agent for the backend.
+func startRserpool(ctx context.Context, log *slog.Logger, cfg benchConfig, dir string, start starter, backend string) (*rserpoolStack, error) {
+	rs := &rserpoolStack{bin: cfg.Rserpool}
+	if rs.bin == "" {
+		rs.bin = filepath.Join(dir, "rserpool")
+		log.Info("building rserpool", "out", rs.bin)
 		ver := "dev"
 		if out, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output(); err == nil {
 			ver = strings.TrimSpace(string(out))
 		}
-		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-X main.version="+ver, "-o", bin, "./cmd/rserpool")
+		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-X main.version="+ver, "-o", rs.bin, "./cmd/rserpool")
 		if out, err := build.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("go build ./cmd/rserpool (run from the repository root): %v\n%s", err, out)
+			return nil, fmt.Errorf("go build ./cmd/rserpool (run from the repository root): %v\n%s", err, out)
 		}
 	}
-	if out, err := exec.CommandContext(ctx, bin, "version").Output(); err == nil {
-		version = firstLine(string(out))
+	if out, err := exec.CommandContext(ctx, rs.bin, "version").Output(); err == nil {
+		rs.version = firstLine(string(out))
 	}
 	regAddr, err := freePort()
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
-	if addr, err = freePort(); err != nil {
-		return "", "", err
-	}
-	reg := "tcp://" + regAddr
-	rp, err := start("registrar", nil, bin, "registrar", "-asap", reg)
+	rs.reg = "tcp://" + regAddr
+	rp, err := start("registrar", nil, rs.bin, "registrar", "-asap", rs.reg)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	if err := waitReady(ctx, rp, regAddr, 10*time.Second, probeListen); err != nil {
-		return "", "", err
+		return nil, err
 	}
-	if _, err := start("pe-agent", nil, bin, "pe-agent", "-registrar", reg, "-pool", "BenchPool", "-backend", backend); err != nil {
-		return "", "", err
+	if _, err := start("pe-agent", nil, rs.bin, "pe-agent", "-registrar", rs.reg, "-pool", "BenchPool", "-backend", backend); err != nil {
+		return nil, err
 	}
-	argv := append([]string{bin, "proxy", "-registrar", reg, "-listen", addr, "-pool", "BenchPool"}, cfg.ProxyArg...)
-	pp, err := start("proxy", nil, argv...)
+	return rs, nil
+}
+
+// startProxy runs a proxy for BenchPool on the given relay engine and
+// waits until an echo through it reaches the backend.
+func (rs *rserpoolStack) startProxy(ctx context.Context, cfg benchConfig, dir string, start starter, engine string) (string, *proc, error) {
+	addr, err := freePort()
 	if err != nil {
-		return "", "", err
+		return "", nil, err
 	}
-	return addr, version, waitReady(ctx, pp, addr, 30*time.Second, probeEcho)
+	conf := fmt.Sprintf("registrars = [%q]\n[[listener]]\nlisten = %q\npool = \"BenchPool\"\nengine = %q\n", rs.reg, addr, engine)
+	confPath := filepath.Join(dir, "proxy-"+engine+".toml")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return "", nil, err
+	}
+	argv := append([]string{rs.bin, "proxy", "-config", confPath}, cfg.ProxyArg...)
+	pp, err := start("proxy-"+engine, nil, argv...)
+	if err != nil {
+		return "", nil, err
+	}
+	return addr, pp, waitReady(ctx, pp, addr, 30*time.Second, probeEcho)
 }
 
 func firstLine(s string) string {
