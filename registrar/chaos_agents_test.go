@@ -45,15 +45,31 @@ const chaosAgentsPool = "ChaosAgents"
 
 // freeLoopbackPort returns a TCP port on 127.0.0.1 that was free a moment
 // ago; registrars of this test keep their addresses across restarts, as
-// the agents and the PU know them by address.
+// the agents and the PU know them by address. The port is taken below the
+// kernel's ephemeral range: a port from that range may become the source
+// port of some outgoing connection while its registrar is down, and the
+// restarted registrar then cannot listen on it.
 func freeLoopbackPort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
+				low = n
+			}
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	for range 1000 {
+		port := 10000 + rand.IntN(low-10000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return 0
 }
 
 // chaosReg is one registrar slot: fixed ASAP and ENRP addresses, the
