@@ -198,6 +198,9 @@ func (l *loop) enrpOut(outs []enrp.Output, now time.Time) {
 				msg = "ENRP peer down"
 			}
 			l.log.Info(msg, "peer", ServerID(o.PeerID), "addr", o.To)
+			if o.Kind == enrp.PeerDown {
+				es.pm.abortPeer(o.To, o.PeerID)
+			}
 			n := 0
 			for _, p := range es.node.Peers() {
 				if p.ID != 0 && !p.Tentative && (p.State == enrp.PeerActive || p.State == enrp.PeerProbing) {
@@ -313,6 +316,45 @@ func (pc *peerConn) close() {
 		}
 		pc.mu.Unlock()
 	})
+}
+
+// abort ends the connection at once with a reset, discarding what is
+// queued for the peer here and in the kernel; the caller may hold
+// peerMgr.mu.
+func (pc *peerConn) abort() {
+	pc.once.Do(func() {
+		close(pc.done)
+		pc.mu.Lock()
+		if tc := pc.tc; tc != nil {
+			transport.Abort(tc)
+		}
+		pc.mu.Unlock()
+	})
+}
+
+// abortPeer resets every connection to or from a peer the node gave up on
+// (PeerDown): the one to its address and those over which its messages
+// arrived. What is still queued on them was meant for a peer we believed
+// alive, and a connection whose peer stopped answering has its kernel
+// retransmission timer backed off to seconds: kept, it would deliver stale
+// Presences and takeover messages seconds after the peer is back (a healed
+// partition) and hold up the audits that reconcile the handlespace. The
+// next message to the peer dials a fresh connection.
+func (pm *peerMgr) abortPeer(addr string, id uint32) {
+	if pm.tlsOnly && strings.HasPrefix(addr, "tcp://") {
+		addr = "tls://" + strings.TrimPrefix(addr, "tcp://")
+	}
+	pm.mu.Lock()
+	defer pm.mu.Unlock()
+	for k, pc := range pm.conns {
+		pc.mu.Lock()
+		match := k == addr || (id != 0 && slices.Contains(pc.ids, id))
+		pc.mu.Unlock()
+		if match {
+			delete(pm.conns, k)
+			pc.abort()
+		}
+	}
 }
 
 // allowed reports whether an ENRP peer at a may be talked to (enrp.allow).
