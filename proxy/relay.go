@@ -8,7 +8,10 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rserpool/rserpool/failover"
 )
@@ -21,6 +24,8 @@ type relay struct {
 	closed  bool
 	idle    [2]atomic.Bool // per direction: the last read window passed without a byte
 	ended   atomic.Int32   // directions that finished relaying
+	running atomic.Int32   // direction goroutines still running; the last one calls end
+	end     func()         // closes both connections and accounts for the relay
 }
 
 func (r *relay) setBackend(b net.Conn) bool {
@@ -54,17 +59,22 @@ func (p *Proxy) untrack(r *relay) {
 }
 
 // handle serves one client connection: connect to a PE (with failover),
-// then relay both directions until both are done.
+// then relay both directions until both are done. The relay runs in a
+// fresh goroutine per direction, so that the stack grown while connecting
+// (failover, logging) is not kept for the life of the connection; the
+// last direction to finish closes both connections and accounts for them.
 func (l *listener) handle(c net.Conn, st *settings) {
 	p := l.p
-	defer p.wg.Done()
-	defer func() {
-		l.active.Add(-1)
-		l.lm.active.Dec()
-	}()
 	r := &relay{client: c}
 	p.track(r)
-	defer p.untrack(r)
+	tried := new(failover.Tried)
+	end := func() {
+		tried.Wait()
+		p.untrack(r)
+		l.active.Add(-1)
+		l.lm.active.Dec()
+		p.wg.Done()
+	}
 
 	dialer := st.dialer
 	var dst netip.AddrPort
@@ -77,6 +87,7 @@ func (l *listener) handle(c net.Conn, st *settings) {
 				tc.SetLinger(0)
 			}
 			c.Close()
+			end()
 			return
 		}
 	}
@@ -88,8 +99,6 @@ func (l *listener) handle(c net.Conn, st *settings) {
 		}
 		prelude = proxyHeaderAddrs(st.ppv, src, dst)
 	}
-	var tried failover.Tried
-	defer tried.Wait()
 	var (
 		backend             net.Conn
 		toB, toC            int64
@@ -98,12 +107,12 @@ func (l *listener) handle(c net.Conn, st *settings) {
 	)
 	if st.replay {
 		var s *failover.Session
-		s, err = dialer.DialReplay(p.ctx, c, prelude, &tried, st.idle)
+		s, err = dialer.DialReplay(p.ctx, c, prelude, tried, st.idle)
 		if err == nil {
 			backend, toB, toC, clientDone, backEnd = s.Backend, s.ToBackend, s.ToClient, s.ClientDone, s.BackendDone
 		}
 	} else {
-		backend, _, err = dialer.Dial(p.ctx, prelude, &tried)
+		backend, _, err = dialer.Dial(p.ctx, prelude, tried)
 	}
 	if err != nil {
 		if p.ctx.Err() != nil {
@@ -116,6 +125,7 @@ func (l *listener) handle(c net.Conn, st *settings) {
 			tc.SetLinger(0) // reset: the client sees the failure at once
 		}
 		c.Close()
+		end()
 		return
 	}
 	if !r.setBackend(backend) {
@@ -123,28 +133,48 @@ func (l *listener) handle(c net.Conn, st *settings) {
 		backend.Close()
 		c.Close()
 		l.lm.aborted.Inc()
+		end()
 		return
 	}
 	l.lm.ok.Inc()
 
-	done := make(chan int64, 1)
+	// Bytes of the replay phase.
+	l.lm.toBackend.Add(float64(toB))
+	l.lm.toClient.Add(float64(toC))
+	r.end = func() {
+		c.Close()
+		backend.Close()
+		end()
+	}
+	n := int32(2)
 	if clientDone {
 		r.ended.Add(1)
+		n--
 	}
 	if backEnd {
 		r.ended.Add(1)
-		done <- 0
-	} else {
-		go func() { done <- r.copy(c, backend, st.idle, 1) }()
+		n--
+	}
+	if n == 0 {
+		r.end()
+		return
+	}
+	r.running.Store(n)
+	if !backEnd {
+		go r.run(c, backend, st.idle, 1, l.lm.toClient)
 	}
 	if !clientDone {
-		toB += r.copy(backend, c, st.idle, 0)
+		go r.run(backend, c, st.idle, 0, l.lm.toBackend)
 	}
-	toC += <-done
-	c.Close()
-	backend.Close()
-	l.lm.toBackend.Add(float64(toB))
-	l.lm.toClient.Add(float64(toC))
+}
+
+// run relays one direction, counts its bytes, and ends the relay if it is
+// the last direction to finish.
+func (r *relay) run(dst, src net.Conn, idle time.Duration, dir int, bytes prometheus.Counter) {
+	bytes.Add(float64(r.copy(dst, src, idle, dir)))
+	if r.running.Add(-1) == 0 {
+		r.end()
+	}
 }
 
 // chunk is how many bytes one deadline window may move with idle timeouts
@@ -197,11 +227,11 @@ func (r *relay) copy(dst, src net.Conn, idle time.Duration, dir int) int64 {
 var errBulk = errors.New("bulk")
 
 // copySmall relays through a pooled buffer until EOF (nil), an error, or a
-// read that fills the buffer (errBulk).
+// read that fills the buffer (errBulk). A TCP source is waited on without a
+// buffer (see pollReader): an idle direction holds none.
 func (r *relay) copySmall(dst, src net.Conn, idle time.Duration, dir int) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+	rd := newPollReader(src)
+	defer rd.release()
 	var total int64
 	var armed time.Time // when the read deadline was last moved
 	active := false     // a byte arrived since then
@@ -214,11 +244,14 @@ func (r *relay) copySmall(dst, src net.Conn, idle time.Duration, dir int) (int64
 				armed, active = now, false
 			}
 		}
-		n, err := src.Read(buf)
+		buf, err := rd.read()
+		n := len(buf)
 		if n > 0 {
 			active = true
 			r.idle[dir].Store(false)
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			_, werr := dst.Write(buf)
+			rd.release()
+			if werr != nil {
 				return total, werr
 			}
 			total += int64(n)
@@ -240,9 +273,85 @@ func (r *relay) copySmall(dst, src net.Conn, idle time.Duration, dir int) (int64
 		case err != nil:
 			return total, err
 		}
-		if n == len(buf) {
+		if n == smallBuf {
 			return total, errBulk
 		}
+	}
+}
+
+// pollReader reads a connection into pooled buffers. For a *net.TCPConn it
+// waits for readability in Go's netpoller (syscall.RawConn.Read) holding no
+// buffer, and takes one from the pool for the read that finds bytes; other
+// connections are read with Read into a pooled buffer.
+type pollReader struct {
+	src  net.Conn
+	rc   syscall.RawConn // nil: use src.Read
+	bp   *[]byte         // the buffer of the last read, until release
+	n    int
+	err  error
+	wake func(fd uintptr) bool // rawRead bound once: no allocation per read
+}
+
+func newPollReader(src net.Conn) *pollReader {
+	pr := &pollReader{src: src}
+	if tc, ok := src.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			pr.rc = rc
+			pr.wake = pr.rawRead
+		}
+	}
+	return pr
+}
+
+// read returns the next bytes (valid until release), or io.EOF, or an
+// error (a deadline's is os.ErrDeadlineExceeded).
+func (pr *pollReader) read() ([]byte, error) {
+	pr.release()
+	if pr.rc == nil {
+		pr.bp = bufPool.Get().(*[]byte)
+		n, err := pr.src.Read(*pr.bp)
+		return (*pr.bp)[:n], err
+	}
+	pr.n, pr.err = 0, nil
+	if err := pr.rc.Read(pr.wake); err != nil {
+		return nil, err
+	}
+	if pr.bp == nil {
+		return nil, pr.err
+	}
+	return (*pr.bp)[:pr.n], pr.err
+}
+
+// rawRead is the RawConn callback: false (wait for readability) while the
+// socket has nothing to read, the buffer back in the pool.
+func (pr *pollReader) rawRead(fd uintptr) bool {
+	bp := bufPool.Get().(*[]byte)
+	for {
+		n, err := syscall.Read(int(fd), *bp)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			bufPool.Put(bp)
+			return false
+		case err != nil:
+			bufPool.Put(bp)
+			pr.err = os.NewSyscallError("read", err)
+		case n == 0:
+			bufPool.Put(bp)
+			pr.err = io.EOF
+		default:
+			pr.bp, pr.n = bp, n
+		}
+		return true
+	}
+}
+
+// release returns the buffer of the last read to the pool.
+func (pr *pollReader) release() {
+	if pr.bp != nil {
+		bufPool.Put(pr.bp)
+		pr.bp = nil
 	}
 }
 
