@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/rserpool/rserpool/failover"
 )
 
@@ -22,10 +20,11 @@ type relay struct {
 	client  net.Conn
 	backend net.Conn
 	closed  bool
-	idle    [2]atomic.Bool // per direction: the last read window passed without a byte
-	ended   atomic.Int32   // directions that finished relaying
-	running atomic.Int32   // direction goroutines still running; the last one calls end
-	end     func()         // closes both connections and accounts for the relay
+	idle    [2]atomic.Bool  // per direction: the last read window passed without a byte
+	ended   atomic.Int32    // directions that finished relaying
+	running atomic.Int32    // direction goroutines still running; the last one calls end
+	moved   [2]atomic.Int64 // bytes relayed per direction (0: to the PE)
+	end     func()          // closes both connections and accounts for the relay
 }
 
 func (r *relay) setBackend(b net.Conn) bool {
@@ -138,12 +137,13 @@ func (l *listener) handle(c net.Conn, st *settings) {
 	}
 	l.lm.ok.Inc()
 
-	// Bytes of the replay phase.
-	l.lm.toBackend.Add(float64(toB))
-	l.lm.toClient.Add(float64(toC))
+	r.moved[0].Store(toB) // bytes of the replay phase
+	r.moved[1].Store(toC)
 	r.end = func() {
 		c.Close()
 		backend.Close()
+		l.lm.toBackend.Add(float64(r.moved[0].Load()))
+		l.lm.toClient.Add(float64(r.moved[1].Load()))
 		end()
 	}
 	n := int32(2)
@@ -161,17 +161,17 @@ func (l *listener) handle(c net.Conn, st *settings) {
 	}
 	r.running.Store(n)
 	if !backEnd {
-		go r.run(c, backend, st.idle, 1, l.lm.toClient)
+		go r.run(c, backend, st.idle, 1)
 	}
 	if !clientDone {
-		go r.run(backend, c, st.idle, 0, l.lm.toBackend)
+		go r.run(backend, c, st.idle, 0)
 	}
 }
 
 // run relays one direction, counts its bytes, and ends the relay if it is
 // the last direction to finish.
-func (r *relay) run(dst, src net.Conn, idle time.Duration, dir int, bytes prometheus.Counter) {
-	bytes.Add(float64(r.copy(dst, src, idle, dir)))
+func (r *relay) run(dst, src net.Conn, idle time.Duration, dir int) {
+	r.moved[dir].Add(r.copy(dst, src, idle, dir))
 	if r.running.Add(-1) == 0 {
 		r.end()
 	}
