@@ -497,7 +497,7 @@ func (r *idleReport) markdown() string {
 			label := fmt.Sprintf("%s idle", fmtCount(float64(n)))
 			if seq == seqActive {
 				k := max(1, int(float64(n)*ic.Active))
-				label = fmt.Sprintf("%s, %s active (%s req/s)", fmtCount(float64(n)), fmtCount(float64(k)), fmtCount(float64(k)*ic.Rate))
+				label = fmt.Sprintf("%s, %s active (%s req/s offered)", fmtCount(float64(n)), fmtCount(float64(k)), fmtCount(float64(k)*ic.Rate))
 			}
 			b.WriteString("| " + label + " |")
 			for _, p := range r.Paths {
@@ -506,6 +506,12 @@ func (r *idleReport) markdown() string {
 			b.WriteString("\n")
 		}
 	}
+	last := len(ic.Steps) - 1
+	fmt.Fprintf(&b, "| requests answered at %s active (req/s) |", fmtCount(float64(max(1, int(float64(ic.Steps[last])*ic.Active)))))
+	for _, p := range r.Paths {
+		b.WriteString(" " + r.cellf(p, seqActive, last, func(s idleSample) float64 { return float64(s.Ops) / s.Seconds }, fmtCount) + " |")
+	}
+	b.WriteString("\n")
 	b.WriteString("| baseline VmRSS (MiB) |")
 	for _, p := range r.Paths {
 		b.WriteString(" " + r.cellf(p, seqIdle, 0, func(s idleSample) float64 { return float64(s.BaseRSS) / (1 << 20) }, fmtFixed(1)) + " |")
@@ -524,7 +530,6 @@ func (r *idleReport) markdown() string {
 	if slices.Contains(r.Paths, pathProxy) || slices.Contains(r.Paths, pathGoroutine) {
 		b.WriteString("\nThe rserpool proxy's Go runtime at the last step (its /metrics: heap and stacks in use, growth per connection in KiB; goroutines in all):\n\n")
 		b.WriteString("| sequence | path | heap KiB/conn | stacks KiB/conn | goroutines |\n|---|---|---:|---:|---:|\n")
-		last := len(ic.Steps) - 1
 		for _, seq := range []string{seqIdle, seqActive} {
 			for _, p := range []string{pathProxy, pathGoroutine} {
 				if !slices.Contains(r.Paths, p) {

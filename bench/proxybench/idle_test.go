@@ -31,10 +31,11 @@ func TestIdleMarkdown(t *testing.T) {
 	s := func(n int, rssKiB int64) idleSample {
 		return idleSample{Conns: n, RSS: rssKiB << 10, Heap: -1, Stack: -1, Routines: -1, BaseRSS: 8 << 20}
 	}
+	a := func(x idleSample, ops int64, secs float64) idleSample { x.Ops, x.Seconds = ops, secs; return x }
 	r := &idleReport{Cfg: ic, Paths: []string{pathProxy, pathHAProxy}, Samples: map[string]map[string][][]idleSample{
 		pathProxy: {
 			seqIdle:   {{s(1000, 2000), s(2000, 3000)}, {s(1000, 2000), s(2000, 3400)}},
-			seqActive: {{s(1000, 2100), s(2000, 3100)}},
+			seqActive: {{s(1000, 2100), a(s(2000, 3100), 4000, 2)}},
 		},
 		pathHAProxy: {seqIdle: {{s(1000, 3400), s(2000, 6800)}}},
 	}}
@@ -42,8 +43,9 @@ func TestIdleMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"| 1,000 idle | 2.00 | 3.40 |",
 		"| 2,000 idle | 1.60 (1.50–1.70) | 3.40 |",
-		"| 1,000, 100 active (1,000 req/s) | 2.10 | – |",
+		"| 1,000, 100 active (1,000 req/s offered) | 2.10 | – |",
 		"| baseline VmRSS (MiB) | 8.0 | 8.0 |",
+		"| requests answered at 200 active (req/s) | 2,000 | – |",
 		"| marginal, 1,000 → 2,000 idle | 1.20 (1.00–1.40) | 3.40 |",
 	} {
 		if !strings.Contains(md, want) {
