@@ -232,6 +232,25 @@ var errBulk = errors.New("bulk")
 func (r *relay) copySmall(dst, src net.Conn, idle time.Duration, dir int) (int64, error) {
 	rd := newPollReader(src)
 	defer rd.release()
+	return r.pump(src, idle, dir, func() (int, bool, error, error) {
+		buf, err := rd.read()
+		var werr error
+		if len(buf) > 0 {
+			_, werr = dst.Write(buf)
+			rd.release()
+		}
+		return len(buf), len(buf) == smallBuf, err, werr
+	})
+}
+
+// pump relays one direction with step until EOF (nil), an error, or a
+// step that filled its buffer (errBulk). step reads once (waiting for
+// bytes) and writes what it read: it returns the bytes moved, whether the
+// read filled the buffer, the read's error (io.EOF at the end; a deadline
+// passed is os.ErrDeadlineExceeded) and the write's. With idle > 0, the
+// read deadline bounds windows: a window without a byte in either
+// direction ends the relay (errIdle).
+func (r *relay) pump(src net.Conn, idle time.Duration, dir int, step func() (n int, full bool, rerr, werr error)) (int64, error) {
 	var total int64
 	var armed time.Time // when the read deadline was last moved
 	active := false     // a byte arrived since then
@@ -244,13 +263,10 @@ func (r *relay) copySmall(dst, src net.Conn, idle time.Duration, dir int) (int64
 				armed, active = now, false
 			}
 		}
-		buf, err := rd.read()
-		n := len(buf)
+		n, full, err, werr := step()
 		if n > 0 {
 			active = true
 			r.idle[dir].Store(false)
-			_, werr := dst.Write(buf)
-			rd.release()
 			if werr != nil {
 				return total, werr
 			}
@@ -273,7 +289,7 @@ func (r *relay) copySmall(dst, src net.Conn, idle time.Duration, dir int) (int64
 		case err != nil:
 			return total, err
 		}
-		if n == smallBuf {
+		if full {
 			return total, errBulk
 		}
 	}
@@ -294,7 +310,7 @@ type pollReader struct {
 
 func newPollReader(src net.Conn) *pollReader {
 	pr := &pollReader{src: src}
-	if tc, ok := src.(*net.TCPConn); ok {
+	if tc, ok := src.(*net.TCPConn); ok && rawReads {
 		if rc, err := tc.SyscallConn(); err == nil {
 			pr.rc = rc
 			pr.wake = pr.rawRead
@@ -327,7 +343,7 @@ func (pr *pollReader) read() ([]byte, error) {
 func (pr *pollReader) rawRead(fd uintptr) bool {
 	bp := bufPool.Get().(*[]byte)
 	for {
-		n, err := syscall.Read(int(fd), *bp)
+		n, err := sysRead(fd, *bp)
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -355,9 +371,13 @@ func (pr *pollReader) release() {
 	}
 }
 
-// copyBulk lets the kernel splice src to dst (io.Copy between
-// *net.TCPConn), in deadline windows when idle > 0.
+// copyBulk lets the kernel splice src to dst: through a pipe held only
+// while bytes move where the system allows (spliceBulk), else with io.Copy
+// between *net.TCPConn, in deadline windows when idle > 0.
 func (r *relay) copyBulk(dst, src net.Conn, idle time.Duration, dir int) (int64, error) {
+	if n, ok, err := r.spliceBulk(dst, src, idle, dir); ok {
+		return n, err
+	}
 	if idle <= 0 {
 		src.SetReadDeadline(time.Time{})
 		return io.Copy(dst, src)

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package proxy
+
+import (
+	"net"
+	"time"
+)
+
+// spliceBulk: no pipe splice here (ok false); copyBulk uses io.Copy.
+func (r *relay) spliceBulk(dst, src net.Conn, idle time.Duration, dir int) (n int64, ok bool, err error) {
+	return 0, false, nil
+}
