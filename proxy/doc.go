@@ -47,17 +47,17 @@
 //     whose PE has an SCTP user transport, are handed to the goroutine
 //     relay.
 //   - the goroutine relay (engine = "goroutine", SCTP listeners, other
-//     systems; relay.go): inetaf/tcpproxy's model, io.Copy between
-//     *net.TCPConn in each direction so that Linux splices in the kernel;
-//     an EOF is passed on with CloseWrite and an error ends both
-//     directions. A connection costs two goroutines, each started once
-//     the PE is connected (so on a fresh, small stack) and each waiting
-//     for readability in Go's netpoller without a buffer: a 4 KiB buffer
-//     is taken from a pool for the read that finds bytes and given back
-//     once they are written. With idle_timeout,
-//     each direction copies in windows bounded by a read deadline; the
-//     connection closes when both directions had an empty window (so it
-//     fires between 1× and 2× the value).
+//     systems; relay.go): inetaf/tcpproxy's model, a copy per direction that
+//     the kernel splices after a read fills the buffer (on Linux through a
+//     pooled pipe held only while bytes move; elsewhere io.Copy between
+//     *net.TCPConn); an EOF is passed on with CloseWrite and an error ends
+//     both directions. A connection costs two goroutines, each started once
+//     the PE is connected (so on a fresh, small stack) and each waiting for
+//     readability in Go's netpoller without a buffer: a 4 KiB buffer is
+//     taken from a pool for the read that finds bytes and given back once
+//     they are written. With idle_timeout, each direction copies in windows
+//     bounded by a read deadline; the connection closes when both directions
+//     had an empty window (so it fires between 1× and 2× the value).
 //
 // # Failover
 //
