@@ -228,45 +228,23 @@ var errBulk = errors.New("bulk")
 
 // copySmall relays through a pooled buffer until EOF (nil), an error, or a
 // read that fills the buffer (errBulk). A TCP source is waited on without a
-// buffer (see pollReader): an idle direction holds none.
+// buffer (see pollReader): an idle direction holds none. The loop calls
+// the blocking read directly (no closure, no helper frame): a direction's
+// goroutine then stays on its first 2 KiB stack.
 func (r *relay) copySmall(dst, src net.Conn, idle time.Duration, dir int) (int64, error) {
 	rd := newPollReader(src)
 	defer rd.release()
-	return r.pump(src, idle, dir, func() (int, bool, error, error) {
-		buf, err := rd.read()
-		var werr error
-		if len(buf) > 0 {
-			_, werr = dst.Write(buf)
-			rd.release()
-		}
-		return len(buf), len(buf) == smallBuf, err, werr
-	})
-}
-
-// pump relays one direction with step until EOF (nil), an error, or a
-// step that filled its buffer (errBulk). step reads once (waiting for
-// bytes) and writes what it read: it returns the bytes moved, whether the
-// read filled the buffer, the read's error (io.EOF at the end; a deadline
-// passed is os.ErrDeadlineExceeded) and the write's. With idle > 0, the
-// read deadline bounds windows: a window without a byte in either
-// direction ends the relay (errIdle).
-func (r *relay) pump(src net.Conn, idle time.Duration, dir int, step func() (n int, full bool, rerr, werr error)) (int64, error) {
 	var total int64
-	var armed time.Time // when the read deadline was last moved
-	active := false     // a byte arrived since then
+	w := window{idle: idle}
 	for {
-		if idle > 0 {
-			// Moving the deadline on every read would cost a timer update
-			// per message; move it once per quarter window instead.
-			if now := time.Now(); now.Sub(armed) > idle/4 {
-				src.SetReadDeadline(now.Add(idle))
-				armed, active = now, false
-			}
-		}
-		n, full, err, werr := step()
+		w.arm(src)
+		buf, err := rd.read()
+		n := len(buf)
 		if n > 0 {
-			active = true
+			w.active = true
 			r.idle[dir].Store(false)
+			_, werr := dst.Write(buf)
+			rd.release()
 			if werr != nil {
 				return total, werr
 			}
@@ -275,24 +253,59 @@ func (r *relay) pump(src net.Conn, idle time.Duration, dir int, step func() (n i
 		switch {
 		case err == io.EOF:
 			return total, nil
-		case err != nil && idle > 0 && errors.Is(err, os.ErrDeadlineExceeded):
-			if active {
-				armed = time.Time{}
-				continue
-			}
-			r.idle[dir].Store(true)
-			if r.idle[1-dir].Load() {
+		case w.passed(err):
+			if r.idleEnds(&w, dir) {
 				return total, errIdle
 			}
-			armed = time.Time{}
 			continue
 		case err != nil:
 			return total, err
 		}
-		if full {
+		if n == smallBuf {
 			return total, errBulk
 		}
 	}
+}
+
+// window is the idle bookkeeping of one direction: with idle > 0, the read
+// deadline bounds windows; a window without a byte in either direction
+// ends the relay.
+type window struct {
+	idle   time.Duration
+	armed  time.Time // when the read deadline was last moved
+	active bool      // a byte arrived since then
+}
+
+// arm moves src's read deadline, before a read. Moving it on every read
+// would cost a timer update per message; it moves once per quarter window.
+func (w *window) arm(src net.Conn) {
+	if w.idle <= 0 {
+		return
+	}
+	if now := time.Now(); now.Sub(w.armed) > w.idle/4 {
+		src.SetReadDeadline(now.Add(w.idle))
+		w.armed, w.active = now, false
+	}
+}
+
+// passed tells whether err is the read deadline of an idle window.
+func (w *window) passed(err error) bool {
+	return err != nil && w.idle > 0 && errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// idleEnds accounts for a read deadline that passed: true when both
+// directions were idle for a window.
+func (r *relay) idleEnds(w *window, dir int) bool {
+	if w.active {
+		w.armed = time.Time{}
+		return false
+	}
+	r.idle[dir].Store(true)
+	if r.idle[1-dir].Load() {
+		return true
+	}
+	w.armed = time.Time{}
+	return false
 }
 
 // pollReader reads a connection into pooled buffers. For a *net.TCPConn it

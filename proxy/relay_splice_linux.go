@@ -23,15 +23,30 @@ func (r *relay) spliceBulk(dst, src net.Conn, idle time.Duration, dir int) (int6
 		return 0, false, nil
 	}
 	defer s.release()
-	n, err := r.pump(src, idle, dir, func() (int, bool, error, error) {
-		n, rerr := s.fill()
-		var werr error
+	var total int64
+	w := window{idle: idle}
+	for {
+		w.arm(src)
+		n, err := s.fill()
 		if n > 0 {
-			werr = s.drain()
+			w.active = true
+			r.idle[dir].Store(false)
+			if werr := s.drain(); werr != nil {
+				return total, true, werr
+			}
+			total += int64(n)
 		}
-		return n, false, rerr, werr
-	})
-	return n, true, err
+		switch {
+		case err == io.EOF:
+			return total, true, nil
+		case w.passed(err):
+			if r.idleEnds(&w, dir) {
+				return total, true, errIdle
+			}
+		case err != nil:
+			return total, true, err
+		}
+	}
 }
 
 // splicer moves one direction through a pipe of relayPipes.
