@@ -55,9 +55,10 @@
 //     the PE is connected (so on a fresh, small stack) and each waiting for
 //     readability in Go's netpoller without a buffer: a 4 KiB buffer is
 //     taken from a pool for the read that finds bytes and given back once
-//     they are written. With idle_timeout, each direction copies in windows
-//     bounded by a read deadline; the connection closes when both directions
-//     had an empty window (so it fires between 1× and 2× the value).
+//     they are written. With idle_timeout, a timer per connection looks
+//     every idle_timeout whether a byte moved in either direction since
+//     its last look and closes the connection if none did (so it fires
+//     between 1× and 2× the value); no read deadline is moved per read.
 //
 // # Failover
 //

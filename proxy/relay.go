@@ -16,11 +16,16 @@ import (
 
 // relay is one client connection and, once connected, its PE connection.
 type relay struct {
-	mu      sync.Mutex // guards backend and closed
+	mu      sync.Mutex // guards backend, closed, and the idle timer's Reset
 	client  net.Conn
 	backend net.Conn
 	closed  bool
-	idle    [2]atomic.Bool  // per direction: the last read window passed without a byte
+	// active: a byte moved since the idle timer last looked. idle is
+	// the idle_timeout and timer checks it (nil without one); both are
+	// set under mu before the directions start.
+	active  atomic.Bool
+	idle    time.Duration
+	timer   *time.Timer
 	ended   atomic.Int32    // directions that finished relaying
 	running atomic.Int32    // direction goroutines still running; the last one calls end
 	moved   [2]atomic.Int64 // bytes relayed per direction (0: to the PE)
@@ -140,8 +145,10 @@ func (l *listener) handle(c net.Conn, st *settings) {
 	r.moved[0].Store(toB) // bytes of the replay phase
 	r.moved[1].Store(toC)
 	r.end = func() {
-		c.Close()
-		backend.Close()
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+		r.closeBoth()
 		l.lm.toBackend.Add(float64(r.moved[0].Load()))
 		l.lm.toClient.Add(float64(r.moved[1].Load()))
 		end()
@@ -160,26 +167,49 @@ func (l *listener) handle(c net.Conn, st *settings) {
 		return
 	}
 	r.running.Store(n)
+	if st.idle > 0 {
+		// Armed here, on the connecting goroutine: the runtime's timer
+		// code runs on its stack, not on the directions' small ones.
+		r.mu.Lock()
+		r.idle = st.idle
+		r.timer = time.AfterFunc(st.idle, r.idleCheck)
+		r.mu.Unlock()
+	}
 	if !backEnd {
-		go r.run(c, backend, st.idle, 1)
+		go r.run(c, backend, 1)
 	}
 	if !clientDone {
-		go r.run(backend, c, st.idle, 0)
+		go r.run(backend, c, 0)
 	}
 }
 
 // run relays one direction, counts its bytes, and ends the relay if it is
 // the last direction to finish.
-func (r *relay) run(dst, src net.Conn, idle time.Duration, dir int) {
-	r.moved[dir].Add(r.copy(dst, src, idle, dir))
+func (r *relay) run(dst, src net.Conn, dir int) {
+	r.moved[dir].Add(r.copy(dst, src, dir))
 	if r.running.Add(-1) == 0 {
 		r.end()
 	}
 }
 
-// chunk is how many bytes one deadline window may move with idle timeouts
-// on; the kernel splices within it.
-const chunk = 8 << 20
+// idleCheck runs when the idle timer fires: a relay that moved no byte in
+// either direction since the last check (so for between 1× and 2× the
+// idle timeout) is closed, which ends both directions; else the timer is
+// armed again.
+func (r *relay) idleCheck() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	if r.active.Swap(false) {
+		r.timer.Reset(r.idle)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	r.closeBoth()
+}
 
 // smallBuf is the user-space buffer of one direction. Request/response
 // traffic moves through it with read/write (cheaper than splice for small
@@ -190,22 +220,19 @@ const smallBuf = 4 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
 
-var errIdle = errors.New("proxy: idle timeout")
-
 // copy moves src to dst until EOF (then half-closes dst) or an error (then
-// closes both, which ends the other direction too). dir is 0 for
-// client→PE and 1 for PE→client. With idle > 0, the connection ends when
-// both directions saw no byte for an idle window.
-func (r *relay) copy(dst, src net.Conn, idle time.Duration, dir int) int64 {
-	total, err := r.copySmall(dst, src, idle, dir)
+// closes both, which ends the other direction too; so does the idle
+// timer). dir is 0 for client→PE and 1 for PE→client.
+func (r *relay) copy(dst, src net.Conn, dir int) int64 {
+	total, err := r.copySmall(dst, src)
 	if err == errBulk {
 		var n int64
-		n, err = r.copyBulk(dst, src, idle, dir)
+		n, err = r.copyBulk(dst, src)
 		total += n
 	}
 	if err == nil {
 		if r.ended.Add(1) == 2 {
-			// The other direction is over too and handle closes both
+			// The other direction is over too and the relay closes both
 			// connections now: the close sends the FIN, so a shutdown
 			// system call first would be wasted.
 			return total
@@ -229,20 +256,18 @@ var errBulk = errors.New("bulk")
 // copySmall relays through a pooled buffer until EOF (nil), an error, or a
 // read that fills the buffer (errBulk). A TCP source is waited on without a
 // buffer (see pollReader): an idle direction holds none. The loop calls
-// the blocking read directly (no closure, no helper frame): a direction's
-// goroutine then stays on its first 2 KiB stack.
-func (r *relay) copySmall(dst, src net.Conn, idle time.Duration, dir int) (int64, error) {
-	rd := newPollReader(src)
+// the blocking read directly (no closure, no helper frame, no deadline:
+// the idle timer is the relay's): a direction's goroutine stays on its
+// first 2 KiB stack.
+func (r *relay) copySmall(dst, src net.Conn) (int64, error) {
+	rd := newPollReader(src, &bufPool)
 	defer rd.release()
 	var total int64
-	w := window{idle: idle}
 	for {
-		w.arm(src)
 		buf, err := rd.read()
 		n := len(buf)
 		if n > 0 {
-			w.active = true
-			r.idle[dir].Store(false)
+			r.active.Store(true)
 			_, werr := dst.Write(buf)
 			rd.release()
 			if werr != nil {
@@ -250,15 +275,10 @@ func (r *relay) copySmall(dst, src net.Conn, idle time.Duration, dir int) (int64
 			}
 			total += int64(n)
 		}
-		switch {
-		case err == io.EOF:
+		if err == io.EOF {
 			return total, nil
-		case w.passed(err):
-			if r.idleEnds(&w, dir) {
-				return total, errIdle
-			}
-			continue
-		case err != nil:
+		}
+		if err != nil {
 			return total, err
 		}
 		if n == smallBuf {
@@ -267,52 +287,12 @@ func (r *relay) copySmall(dst, src net.Conn, idle time.Duration, dir int) (int64
 	}
 }
 
-// window is the idle bookkeeping of one direction: with idle > 0, the read
-// deadline bounds windows; a window without a byte in either direction
-// ends the relay.
-type window struct {
-	idle   time.Duration
-	armed  time.Time // when the read deadline was last moved
-	active bool      // a byte arrived since then
-}
-
-// arm moves src's read deadline, before a read. Moving it on every read
-// would cost a timer update per message; it moves once per quarter window.
-func (w *window) arm(src net.Conn) {
-	if w.idle <= 0 {
-		return
-	}
-	if now := time.Now(); now.Sub(w.armed) > w.idle/4 {
-		src.SetReadDeadline(now.Add(w.idle))
-		w.armed, w.active = now, false
-	}
-}
-
-// passed tells whether err is the read deadline of an idle window.
-func (w *window) passed(err error) bool {
-	return err != nil && w.idle > 0 && errors.Is(err, os.ErrDeadlineExceeded)
-}
-
-// idleEnds accounts for a read deadline that passed: true when both
-// directions were idle for a window.
-func (r *relay) idleEnds(w *window, dir int) bool {
-	if w.active {
-		w.armed = time.Time{}
-		return false
-	}
-	r.idle[dir].Store(true)
-	if r.idle[1-dir].Load() {
-		return true
-	}
-	w.armed = time.Time{}
-	return false
-}
-
 // pollReader reads a connection into pooled buffers. For a *net.TCPConn it
 // waits for readability in Go's netpoller (syscall.RawConn.Read) holding no
 // buffer, and takes one from the pool for the read that finds bytes; other
 // connections are read with Read into a pooled buffer.
 type pollReader struct {
+	pool *sync.Pool // of *[]byte
 	src  net.Conn
 	rc   syscall.RawConn // nil: use src.Read
 	bp   *[]byte         // the buffer of the last read, until release
@@ -321,8 +301,8 @@ type pollReader struct {
 	wake func(fd uintptr) bool // rawRead bound once: no allocation per read
 }
 
-func newPollReader(src net.Conn) *pollReader {
-	pr := &pollReader{src: src}
+func newPollReader(src net.Conn, pool *sync.Pool) *pollReader {
+	pr := &pollReader{src: src, pool: pool}
 	if tc, ok := src.(*net.TCPConn); ok && rawReads {
 		if rc, err := tc.SyscallConn(); err == nil {
 			pr.rc = rc
@@ -333,11 +313,11 @@ func newPollReader(src net.Conn) *pollReader {
 }
 
 // read returns the next bytes (valid until release), or io.EOF, or an
-// error (a deadline's is os.ErrDeadlineExceeded).
+// error.
 func (pr *pollReader) read() ([]byte, error) {
 	pr.release()
 	if pr.rc == nil {
-		pr.bp = bufPool.Get().(*[]byte)
+		pr.bp = pr.pool.Get().(*[]byte)
 		n, err := pr.src.Read(*pr.bp)
 		return (*pr.bp)[:n], err
 	}
@@ -354,20 +334,20 @@ func (pr *pollReader) read() ([]byte, error) {
 // rawRead is the RawConn callback: false (wait for readability) while the
 // socket has nothing to read, the buffer back in the pool.
 func (pr *pollReader) rawRead(fd uintptr) bool {
-	bp := bufPool.Get().(*[]byte)
+	bp := pr.pool.Get().(*[]byte)
 	for {
 		n, err := sysRead(fd, *bp)
 		switch {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
-			bufPool.Put(bp)
+			pr.pool.Put(bp)
 			return false
 		case err != nil:
-			bufPool.Put(bp)
+			pr.pool.Put(bp)
 			pr.err = os.NewSyscallError("read", err)
 		case n == 0:
-			bufPool.Put(bp)
+			pr.pool.Put(bp)
 			pr.err = io.EOF
 		default:
 			pr.bp, pr.n = bp, n
@@ -379,43 +359,39 @@ func (pr *pollReader) rawRead(fd uintptr) bool {
 // release returns the buffer of the last read to the pool.
 func (pr *pollReader) release() {
 	if pr.bp != nil {
-		bufPool.Put(pr.bp)
+		pr.pool.Put(pr.bp)
 		pr.bp = nil
 	}
 }
 
-// copyBulk lets the kernel splice src to dst: through a pipe held only
-// while bytes move where the system allows (spliceBulk), else with io.Copy
-// between *net.TCPConn, in deadline windows when idle > 0.
-func (r *relay) copyBulk(dst, src net.Conn, idle time.Duration, dir int) (int64, error) {
-	if n, ok, err := r.spliceBulk(dst, src, idle, dir); ok {
+// copyBulk lets the kernel splice src to dst through a pipe held only
+// while bytes move where the system allows (spliceBulk); elsewhere it
+// copies through pooled 32 KiB buffers, waited for as in copySmall.
+func (r *relay) copyBulk(dst, src net.Conn) (int64, error) {
+	if n, ok, err := r.spliceBulk(dst, src); ok {
 		return n, err
 	}
-	if idle <= 0 {
-		src.SetReadDeadline(time.Time{})
-		return io.Copy(dst, src)
-	}
+	rd := newPollReader(src, &bulkPool)
+	defer rd.release()
 	var total int64
-	lr := io.LimitedReader{R: src}
 	for {
-		src.SetReadDeadline(time.Now().Add(idle))
-		lr.N = chunk
-		n, err := io.Copy(dst, &lr)
-		total += n
-		if err == nil && lr.N > 0 {
-			return total, nil // EOF
-		}
-		if err == nil || (errors.Is(err, os.ErrDeadlineExceeded) && n > 0) {
-			r.idle[dir].Store(false)
-			continue
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			r.idle[dir].Store(true)
-			if r.idle[1-dir].Load() {
-				return total, errIdle
+		buf, err := rd.read()
+		if n := len(buf); n > 0 {
+			r.active.Store(true)
+			_, werr := dst.Write(buf)
+			rd.release()
+			if werr != nil {
+				return total, werr
 			}
-			continue
+			total += int64(n)
 		}
-		return total, err
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
 	}
 }
+
+var bulkPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -6,7 +6,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,33 +16,26 @@ import (
 // waits for readability in the netpoller without a pipe, takes one from
 // relayPipes for the bytes that are there, and gives it back once the
 // source is drained: an idle connection holds no pipe.
-func (r *relay) spliceBulk(dst, src net.Conn, idle time.Duration, dir int) (int64, bool, error) {
+func (r *relay) spliceBulk(dst, src net.Conn) (int64, bool, error) {
 	s, ok := newSplicer(dst, src)
 	if !ok {
 		return 0, false, nil
 	}
 	defer s.release()
 	var total int64
-	w := window{idle: idle}
 	for {
-		w.arm(src)
 		n, err := s.fill()
 		if n > 0 {
-			w.active = true
-			r.idle[dir].Store(false)
+			r.active.Store(true)
 			if werr := s.drain(); werr != nil {
 				return total, true, werr
 			}
 			total += int64(n)
 		}
-		switch {
-		case err == io.EOF:
+		if err == io.EOF {
 			return total, true, nil
-		case w.passed(err):
-			if r.idleEnds(&w, dir) {
-				return total, true, errIdle
-			}
-		case err != nil:
+		}
+		if err != nil {
 			return total, true, err
 		}
 	}

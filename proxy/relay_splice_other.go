@@ -2,12 +2,9 @@
 
 package proxy
 
-import (
-	"net"
-	"time"
-)
+import "net"
 
 // spliceBulk: no pipe splice here (ok false); copyBulk uses io.Copy.
-func (r *relay) spliceBulk(dst, src net.Conn, idle time.Duration, dir int) (n int64, ok bool, err error) {
+func (r *relay) spliceBulk(dst, src net.Conn) (n int64, ok bool, err error) {
 	return 0, false, nil
 }
