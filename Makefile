@@ -14,7 +14,7 @@ FUZZ_TARGETS := ./wire:FuzzParseASAP ./wire:FuzzParseENRP ./transport:FuzzChunkR
 DEB_VERSION ?= 0.1.0~git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d%H%M%S 2>/dev/null || echo 0)
 DEB_DIR     ?= bin/
 
-.PHONY: all build test fuzz bench bench-proxy bench-quick interop deb vm-package clean
+.PHONY: all build test fuzz bench bench-proxy bench-quick bench-idle interop deb vm-package clean
 
 all: build
 
@@ -54,6 +54,10 @@ bench-proxy:
 ## bench-quick: one short run of each measurement, nothing written (under a minute)
 bench-quick:
 	$(GO) run ./bench/proxybench -runs 1 -duration 2s
+
+## bench-idle: memory per idle relayed connection (proxy, goroutine relay, HAProxy); rewrites its BENCHMARKS.md section
+bench-idle:
+	$(GO) run ./bench/proxybench -mode idle -runs 3 -write BENCHMARKS.md
 
 ## interop: SCTP and RSPLIB interoperability suite in ../shared/sctp-vm
 interop:

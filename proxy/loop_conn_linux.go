@@ -66,7 +66,8 @@ type ldir struct {
 	hup    bool   // the source's peer ended (RDHUP, HUP or ERR seen)
 	eof    bool   // the source ended; passed on once pend is empty
 	done   bool   // the end was passed on
-	pipe   [2]int // splice mode when pipe[0] > 0
+	splice bool   // a read filled the buffer: the rest moves through a pipe
+	pipe   [2]int // the pipe of splice mode (pipe[0] > 0), held only while bytes move
 	inPipe int
 	n      int64 // bytes written to the destination
 }
@@ -134,12 +135,16 @@ func (c *lconn) pump(dir int, drain bool) {
 			return
 		}
 		if d.eof {
+			c.putPipe(d)
 			c.passEOF(dir, dst)
 			return
 		}
 		var n int
 		var err error
-		if d.pipe[0] > 0 {
+		if d.splice && d.pipe[0] == 0 && !c.takePipe(d) {
+			d.splice = false // no pipe to be had: read and write
+		}
+		if d.splice {
 			var n64 int64
 			n64, err = unix.Splice(src, nil, d.pipe[1], nil, pipeSize, unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
 			n = int(n64)
@@ -155,9 +160,9 @@ func (c *lconn) pump(dir int, drain bool) {
 		switch {
 		case n > 0:
 			c.active = lp.now
-			full := n == len(lp.buf) && d.pipe[0] == 0
+			full := n == len(lp.buf) && !d.splice
 			if !c.flush(dir, dst) {
-				if d.pipe[0] == 0 && len(d.pend) > 0 {
+				if !d.splice && len(d.pend) > 0 {
 					d.pend = append(make([]byte, 0, len(d.pend)), d.pend...)
 				}
 				return
@@ -166,12 +171,15 @@ func (c *lconn) pump(dir int, drain bool) {
 				c.toSplice(d)
 				continue
 			}
-			if !drain && d.pipe[0] == 0 {
+			if !drain && !d.splice {
 				return // a short read drained the socket
 			}
 		case err == nil: // EOF
 			d.eof = true
 		case err == unix.EAGAIN:
+			// Drained, and the pipe (if any) is empty: it goes back to
+			// the loop until bytes arrive again.
+			c.putPipe(d)
 			return
 		default:
 			c.finish(resultOK, false)
@@ -215,17 +223,42 @@ func (c *lconn) flush(dir, dst int) bool {
 // toSplice switches a direction to splice through a pipe of the loop (if
 // one can be had; else it stays on read/write).
 func (c *lconn) toSplice(d *ldir) {
+	d.splice = c.takePipe(d)
+}
+
+// takePipe gives d an empty pipe of the loop (a new one when the loop has
+// none); false if none can be had.
+func (c *lconn) takePipe(d *ldir) bool {
 	lp := c.lp
 	if n := len(lp.pipes); n > 0 {
 		d.pipe, lp.pipes = lp.pipes[n-1], lp.pipes[:n-1]
-		return
+		return true
 	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		return
+		return false
 	}
 	unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize)
 	d.pipe = p
+	return true
+}
+
+// putPipe gives d's pipe, empty, back to the loop (or closes it when the
+// loop keeps enough): a direction holds a pipe only while bytes move, so an
+// idle connection that once carried bulk holds no pipe and no descriptor
+// beyond its two sockets.
+func (c *lconn) putPipe(d *ldir) {
+	if d.pipe[0] == 0 || d.inPipe > 0 {
+		return
+	}
+	lp := c.lp
+	if len(lp.pipes) < maxIdlePipes {
+		lp.pipes = append(lp.pipes, d.pipe)
+	} else {
+		unix.Close(d.pipe[0])
+		unix.Close(d.pipe[1])
+	}
+	d.pipe = [2]int{}
 }
 
 // passEOF passes the end of dir on: a half-close, or the close of both
@@ -506,14 +539,12 @@ func (c *lconn) finish(result string, reset bool) {
 	}
 	for i := range c.d {
 		d := &c.d[i]
-		if d.pipe[0] > 0 {
-			if d.inPipe == 0 {
-				lp.pipes = append(lp.pipes, d.pipe)
-			} else {
-				unix.Close(d.pipe[0])
-				unix.Close(d.pipe[1])
-			}
+		if d.pipe[0] > 0 && d.inPipe > 0 {
+			unix.Close(d.pipe[0])
+			unix.Close(d.pipe[1])
+			d.pipe = [2]int{}
 		}
+		c.putPipe(d)
 		d.pend = nil
 	}
 	delete(lp.conns, c)

@@ -33,6 +33,9 @@ const (
 	scratchSize = 16 << 10 // read buffer of a loop; a full read means bulk
 	pipeSize    = 1 << 20  // splice pipe (F_SETPIPE_SZ; the default 1 MiB limit)
 	maxEvents   = 256
+	// maxIdlePipes bounds the empty splice pipes a loop keeps for the
+	// next bulk transfer; more are closed when they empty.
+	maxIdlePipes = 64
 )
 
 // loops is the set of event loops of a Proxy.
@@ -117,7 +120,7 @@ type evloop struct {
 	timers   timerHeap
 	conns    map[*lconn]struct{}
 	probes   map[*latt]struct{} // overtaken connects finishing on their own
-	pipes    [][2]int           // idle splice pipes
+	pipes    [][2]int           // empty splice pipes, at most maxIdlePipes
 
 	mu      sync.Mutex // guards posted and stopped
 	posted  []func()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rserpool/rserpool/failover"
@@ -15,12 +16,20 @@ import (
 
 // relay is one client connection and, once connected, its PE connection.
 type relay struct {
-	mu      sync.Mutex // guards backend and closed
+	mu      sync.Mutex // guards backend, closed, and the idle timer's Reset
 	client  net.Conn
 	backend net.Conn
 	closed  bool
-	idle    [2]atomic.Bool // per direction: the last read window passed without a byte
-	ended   atomic.Int32   // directions that finished relaying
+	// active: a byte moved since the idle timer last looked. idle is
+	// the idle_timeout and timer checks it (nil without one); both are
+	// set under mu before the directions start.
+	active  atomic.Bool
+	idle    time.Duration
+	timer   *time.Timer
+	ended   atomic.Int32    // directions that finished relaying
+	running atomic.Int32    // direction goroutines still running; the last one calls end
+	moved   [2]atomic.Int64 // bytes relayed per direction (0: to the PE)
+	end     func()          // closes both connections and accounts for the relay
 }
 
 func (r *relay) setBackend(b net.Conn) bool {
@@ -54,17 +63,22 @@ func (p *Proxy) untrack(r *relay) {
 }
 
 // handle serves one client connection: connect to a PE (with failover),
-// then relay both directions until both are done.
+// then relay both directions until both are done. The relay runs in a
+// fresh goroutine per direction, so that the stack grown while connecting
+// (failover, logging) is not kept for the life of the connection; the
+// last direction to finish closes both connections and accounts for them.
 func (l *listener) handle(c net.Conn, st *settings) {
 	p := l.p
-	defer p.wg.Done()
-	defer func() {
-		l.active.Add(-1)
-		l.lm.active.Dec()
-	}()
 	r := &relay{client: c}
 	p.track(r)
-	defer p.untrack(r)
+	tried := new(failover.Tried)
+	end := func() {
+		tried.Wait()
+		p.untrack(r)
+		l.active.Add(-1)
+		l.lm.active.Dec()
+		p.wg.Done()
+	}
 
 	dialer := st.dialer
 	var dst netip.AddrPort
@@ -77,6 +91,7 @@ func (l *listener) handle(c net.Conn, st *settings) {
 				tc.SetLinger(0)
 			}
 			c.Close()
+			end()
 			return
 		}
 	}
@@ -88,8 +103,6 @@ func (l *listener) handle(c net.Conn, st *settings) {
 		}
 		prelude = proxyHeaderAddrs(st.ppv, src, dst)
 	}
-	var tried failover.Tried
-	defer tried.Wait()
 	var (
 		backend             net.Conn
 		toB, toC            int64
@@ -98,12 +111,12 @@ func (l *listener) handle(c net.Conn, st *settings) {
 	)
 	if st.replay {
 		var s *failover.Session
-		s, err = dialer.DialReplay(p.ctx, c, prelude, &tried, st.idle)
+		s, err = dialer.DialReplay(p.ctx, c, prelude, tried, st.idle)
 		if err == nil {
 			backend, toB, toC, clientDone, backEnd = s.Backend, s.ToBackend, s.ToClient, s.ClientDone, s.BackendDone
 		}
 	} else {
-		backend, _, err = dialer.Dial(p.ctx, prelude, &tried)
+		backend, _, err = dialer.Dial(p.ctx, prelude, tried)
 	}
 	if err != nil {
 		if p.ctx.Err() != nil {
@@ -116,6 +129,7 @@ func (l *listener) handle(c net.Conn, st *settings) {
 			tc.SetLinger(0) // reset: the client sees the failure at once
 		}
 		c.Close()
+		end()
 		return
 	}
 	if !r.setBackend(backend) {
@@ -123,33 +137,79 @@ func (l *listener) handle(c net.Conn, st *settings) {
 		backend.Close()
 		c.Close()
 		l.lm.aborted.Inc()
+		end()
 		return
 	}
 	l.lm.ok.Inc()
 
-	done := make(chan int64, 1)
+	r.moved[0].Store(toB) // bytes of the replay phase
+	r.moved[1].Store(toC)
+	r.end = func() {
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+		r.closeBoth()
+		l.lm.toBackend.Add(float64(r.moved[0].Load()))
+		l.lm.toClient.Add(float64(r.moved[1].Load()))
+		end()
+	}
+	n := int32(2)
 	if clientDone {
 		r.ended.Add(1)
+		n--
 	}
 	if backEnd {
 		r.ended.Add(1)
-		done <- 0
-	} else {
-		go func() { done <- r.copy(c, backend, st.idle, 1) }()
+		n--
+	}
+	if n == 0 {
+		r.end()
+		return
+	}
+	r.running.Store(n)
+	if st.idle > 0 {
+		// Armed here, on the connecting goroutine: the runtime's timer
+		// code runs on its stack, not on the directions' small ones.
+		r.mu.Lock()
+		r.idle = st.idle
+		r.timer = time.AfterFunc(st.idle, r.idleCheck)
+		r.mu.Unlock()
+	}
+	if !backEnd {
+		go r.run(c, backend, 1)
 	}
 	if !clientDone {
-		toB += r.copy(backend, c, st.idle, 0)
+		go r.run(backend, c, 0)
 	}
-	toC += <-done
-	c.Close()
-	backend.Close()
-	l.lm.toBackend.Add(float64(toB))
-	l.lm.toClient.Add(float64(toC))
 }
 
-// chunk is how many bytes one deadline window may move with idle timeouts
-// on; the kernel splices within it.
-const chunk = 8 << 20
+// run relays one direction, counts its bytes, and ends the relay if it is
+// the last direction to finish.
+func (r *relay) run(dst, src net.Conn, dir int) {
+	r.moved[dir].Add(r.copy(dst, src, dir))
+	if r.running.Add(-1) == 0 {
+		r.end()
+	}
+}
+
+// idleCheck runs when the idle timer fires: a relay that moved no byte in
+// either direction since the last check (so for between 1× and 2× the
+// idle timeout) is closed, which ends both directions; else the timer is
+// armed again.
+func (r *relay) idleCheck() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	if r.active.Swap(false) {
+		r.timer.Reset(r.idle)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	r.closeBoth()
+}
 
 // smallBuf is the user-space buffer of one direction. Request/response
 // traffic moves through it with read/write (cheaper than splice for small
@@ -160,22 +220,19 @@ const smallBuf = 4 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
 
-var errIdle = errors.New("proxy: idle timeout")
-
 // copy moves src to dst until EOF (then half-closes dst) or an error (then
-// closes both, which ends the other direction too). dir is 0 for
-// client→PE and 1 for PE→client. With idle > 0, the connection ends when
-// both directions saw no byte for an idle window.
-func (r *relay) copy(dst, src net.Conn, idle time.Duration, dir int) int64 {
-	total, err := r.copySmall(dst, src, idle, dir)
+// closes both, which ends the other direction too; so does the idle
+// timer). dir is 0 for client→PE and 1 for PE→client.
+func (r *relay) copy(dst, src net.Conn, dir int) int64 {
+	total, err := r.copySmall(dst, src)
 	if err == errBulk {
 		var n int64
-		n, err = r.copyBulk(dst, src, idle, dir)
+		n, err = r.copyBulk(dst, src)
 		total += n
 	}
 	if err == nil {
 		if r.ended.Add(1) == 2 {
-			// The other direction is over too and handle closes both
+			// The other direction is over too and the relay closes both
 			// connections now: the close sends the FIN, so a shutdown
 			// system call first would be wasted.
 			return total
@@ -197,83 +254,144 @@ func (r *relay) copy(dst, src net.Conn, idle time.Duration, dir int) int64 {
 var errBulk = errors.New("bulk")
 
 // copySmall relays through a pooled buffer until EOF (nil), an error, or a
-// read that fills the buffer (errBulk).
-func (r *relay) copySmall(dst, src net.Conn, idle time.Duration, dir int) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+// read that fills the buffer (errBulk). A TCP source is waited on without a
+// buffer (see pollReader): an idle direction holds none. The loop calls
+// the blocking read directly (no closure, no helper frame, no deadline:
+// the idle timer is the relay's): a direction's goroutine stays on its
+// first 2 KiB stack.
+func (r *relay) copySmall(dst, src net.Conn) (int64, error) {
+	rd := newPollReader(src, &bufPool)
+	defer rd.release()
 	var total int64
-	var armed time.Time // when the read deadline was last moved
-	active := false     // a byte arrived since then
 	for {
-		if idle > 0 {
-			// Moving the deadline on every read would cost a timer update
-			// per message; move it once per quarter window instead.
-			if now := time.Now(); now.Sub(armed) > idle/4 {
-				src.SetReadDeadline(now.Add(idle))
-				armed, active = now, false
-			}
-		}
-		n, err := src.Read(buf)
+		buf, err := rd.read()
+		n := len(buf)
 		if n > 0 {
-			active = true
-			r.idle[dir].Store(false)
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			r.active.Store(true)
+			_, werr := dst.Write(buf)
+			rd.release()
+			if werr != nil {
 				return total, werr
 			}
 			total += int64(n)
 		}
-		switch {
-		case err == io.EOF:
+		if err == io.EOF {
 			return total, nil
-		case err != nil && idle > 0 && errors.Is(err, os.ErrDeadlineExceeded):
-			if active {
-				armed = time.Time{}
-				continue
-			}
-			r.idle[dir].Store(true)
-			if r.idle[1-dir].Load() {
-				return total, errIdle
-			}
-			armed = time.Time{}
-			continue
-		case err != nil:
+		}
+		if err != nil {
 			return total, err
 		}
-		if n == len(buf) {
+		if n == smallBuf {
 			return total, errBulk
 		}
 	}
 }
 
-// copyBulk lets the kernel splice src to dst (io.Copy between
-// *net.TCPConn), in deadline windows when idle > 0.
-func (r *relay) copyBulk(dst, src net.Conn, idle time.Duration, dir int) (int64, error) {
-	if idle <= 0 {
-		src.SetReadDeadline(time.Time{})
-		return io.Copy(dst, src)
+// pollReader reads a connection into pooled buffers. For a *net.TCPConn it
+// waits for readability in Go's netpoller (syscall.RawConn.Read) holding no
+// buffer, and takes one from the pool for the read that finds bytes; other
+// connections are read with Read into a pooled buffer.
+type pollReader struct {
+	pool *sync.Pool // of *[]byte
+	src  net.Conn
+	rc   syscall.RawConn // nil: use src.Read
+	bp   *[]byte         // the buffer of the last read, until release
+	n    int
+	err  error
+	wake func(fd uintptr) bool // rawRead bound once: no allocation per read
+}
+
+func newPollReader(src net.Conn, pool *sync.Pool) *pollReader {
+	pr := &pollReader{src: src, pool: pool}
+	if tc, ok := src.(*net.TCPConn); ok && rawReads {
+		if rc, err := tc.SyscallConn(); err == nil {
+			pr.rc = rc
+			pr.wake = pr.rawRead
+		}
 	}
-	var total int64
-	lr := io.LimitedReader{R: src}
+	return pr
+}
+
+// read returns the next bytes (valid until release), or io.EOF, or an
+// error.
+func (pr *pollReader) read() ([]byte, error) {
+	pr.release()
+	if pr.rc == nil {
+		pr.bp = pr.pool.Get().(*[]byte)
+		n, err := pr.src.Read(*pr.bp)
+		return (*pr.bp)[:n], err
+	}
+	pr.n, pr.err = 0, nil
+	if err := pr.rc.Read(pr.wake); err != nil {
+		return nil, err
+	}
+	if pr.bp == nil {
+		return nil, pr.err
+	}
+	return (*pr.bp)[:pr.n], pr.err
+}
+
+// rawRead is the RawConn callback: false (wait for readability) while the
+// socket has nothing to read, the buffer back in the pool.
+func (pr *pollReader) rawRead(fd uintptr) bool {
+	bp := pr.pool.Get().(*[]byte)
 	for {
-		src.SetReadDeadline(time.Now().Add(idle))
-		lr.N = chunk
-		n, err := io.Copy(dst, &lr)
-		total += n
-		if err == nil && lr.N > 0 {
-			return total, nil // EOF
-		}
-		if err == nil || (errors.Is(err, os.ErrDeadlineExceeded) && n > 0) {
-			r.idle[dir].Store(false)
+		n, err := sysRead(fd, *bp)
+		switch {
+		case err == syscall.EINTR:
 			continue
+		case err == syscall.EAGAIN:
+			pr.pool.Put(bp)
+			return false
+		case err != nil:
+			pr.pool.Put(bp)
+			pr.err = os.NewSyscallError("read", err)
+		case n == 0:
+			pr.pool.Put(bp)
+			pr.err = io.EOF
+		default:
+			pr.bp, pr.n = bp, n
 		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			r.idle[dir].Store(true)
-			if r.idle[1-dir].Load() {
-				return total, errIdle
-			}
-			continue
-		}
-		return total, err
+		return true
 	}
 }
+
+// release returns the buffer of the last read to the pool.
+func (pr *pollReader) release() {
+	if pr.bp != nil {
+		pr.pool.Put(pr.bp)
+		pr.bp = nil
+	}
+}
+
+// copyBulk lets the kernel splice src to dst through a pipe held only
+// while bytes move where the system allows (spliceBulk); elsewhere it
+// copies through pooled 32 KiB buffers, waited for as in copySmall.
+func (r *relay) copyBulk(dst, src net.Conn) (int64, error) {
+	if n, ok, err := r.spliceBulk(dst, src); ok {
+		return n, err
+	}
+	rd := newPollReader(src, &bulkPool)
+	defer rd.release()
+	var total int64
+	for {
+		buf, err := rd.read()
+		if n := len(buf); n > 0 {
+			r.active.Store(true)
+			_, werr := dst.Write(buf)
+			rd.release()
+			if werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+var bulkPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -24,6 +24,31 @@
 // It prints the medians over the runs and, with -write, regenerates the section
 // between the proxybench markers in the given markdown file.
 //
+// # Idle mode
+//
+//	go run ./bench/proxybench -mode idle -write BENCHMARKS.md   # ≈ 2 min
+//	go run ./bench/proxybench -mode idle -only proxy,relay -steps 500,2000
+//
+// "-mode idle" measures what a relayed connection costs in resident memory
+// (paths proxy, goroutine and haproxy by default; relay with -only). For
+// every path and run it starts a fresh process, reads its VmRSS
+// (/proc/PID/status) once the listener answers an echo, opens echo
+// connections through it up to each of -steps (each sends one byte and
+// reads it back, then stays open), and reads VmRSS once it settles. The
+// active sequence does the same in another fresh process with -active of
+// the connections sending -size-byte requests at -active-rate req/s each
+// for -active-for per step (the peak VmRSS while they run). For the rserpool
+// proxy it also reads heap, stacks and goroutines from its /metrics and
+// keeps its heap and goroutine profiles at the last step in the work
+// directory (for go tool pprof). The proxy's max_connections and HAProxy's
+// maxconn and timeouts are raised in their benchmark configuration only.
+// -write regenerates the section between the proxybench-idle markers.
+//
+// The connections are opened by the harness process itself; a relayed
+// connection takes two descriptors in the path's process and one in the
+// backend, so the last step must stay below half the per-process
+// descriptor limit (9,000 under ulimit -n 20000).
+//
 // The optional path "relay" is a plain Go relay (two io.Copy calls with
 // half-close), the baseline any Go proxy should beat.
 //

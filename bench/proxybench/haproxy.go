@@ -15,13 +15,13 @@ import (
 // one thread per CPU (its default) stated explicitly.
 var haproxyConfig = template.Must(template.New("haproxy").Parse(`global
     nbthread {{.Threads}}
-    maxconn 4096
+    maxconn {{.MaxConn}}
 
 defaults
     mode tcp
     timeout connect 5s
-    timeout client 60s
-    timeout server 60s
+    timeout client {{.Timeout}}
+    timeout server {{.Timeout}}
 
 frontend bench
     bind {{.Listen}}
@@ -34,9 +34,17 @@ backend backend
 type haproxyParams struct {
 	Threads         int
 	Listen, Backend string
+	MaxConn         int    // zero means 4096
+	Timeout         string // client and server inactivity timeout; empty means 60s
 }
 
 func renderHAProxy(p haproxyParams) ([]byte, error) {
+	if p.MaxConn == 0 {
+		p.MaxConn = 4096
+	}
+	if p.Timeout == "" {
+		p.Timeout = "60s"
+	}
 	var b bytes.Buffer
 	err := haproxyConfig.Execute(&b, p)
 	return b.Bytes(), err

@@ -271,9 +271,16 @@ const (
 // replaceSection returns doc with the text between the markers replaced by
 // section, or doc with a marked section appended when it has no markers.
 func replaceSection(doc, section string) (string, error) {
-	block := beginMarker + "\n" + section + endMarker + "\n"
-	i := strings.Index(doc, "<!-- proxybench:begin")
-	j := strings.Index(doc, endMarker)
+	return replaceMarked(doc, section, beginMarker, endMarker)
+}
+
+// replaceMarked is replaceSection for the markers begin (matched up to its
+// first space) and end.
+func replaceMarked(doc, section, begin, end string) (string, error) {
+	block := begin + "\n" + section + end + "\n"
+	prefix, _, _ := strings.Cut(begin, " (")
+	i := strings.Index(doc, prefix)
+	j := strings.Index(doc, end)
 	switch {
 	case i < 0 && j < 0:
 		if doc != "" && !strings.HasSuffix(doc, "\n") {
@@ -284,18 +291,24 @@ func replaceSection(doc, section string) (string, error) {
 		}
 		return doc + block, nil
 	case i < 0 || j < i:
-		return "", fmt.Errorf("proxybench markers are unbalanced")
+		return "", fmt.Errorf("markers %s … %s are unbalanced", prefix, end)
 	}
-	return doc[:i] + block + strings.TrimPrefix(doc[j+len(endMarker):], "\n"), nil
+	return doc[:i] + block + strings.TrimPrefix(doc[j+len(end):], "\n"), nil
 }
 
 // writeSection regenerates the marked section of the markdown file at path.
 func writeSection(path, section string) error {
+	return writeMarked(path, section, beginMarker, endMarker)
+}
+
+// writeMarked regenerates the section between begin and end of the
+// markdown file at path.
+func writeMarked(path, section, begin, end string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	doc, err := replaceSection(string(old), section)
+	doc, err := replaceMarked(string(old), section, begin, end)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}

@@ -54,6 +54,12 @@ func runBench(args []string) int {
 	_, straceErr := exec.LookPath("strace")
 	fs.BoolVar(&cfg.Syscalls, "syscalls", straceErr == nil, "count system calls per request and per connection with strace (one extra run per path)")
 	fs.BoolVar(&cfg.Faults, "faults", os.Geteuid() == 0, "run the black-hole and hung-PE scenarios (root: a network namespace and nftables)")
+	mode := fs.String("mode", "throughput", "\"throughput\" (bulk, rr, crr, lat) or \"idle\" (resident memory per relayed connection; paths proxy, goroutine, haproxy, relay)")
+	steps := fs.String("steps", "1000,4000,9000", "idle mode: connection `counts`, ascending")
+	var ic idleConfig
+	fs.Float64Var(&ic.Active, "active", 0.1, "idle mode: share of the connections sending requests in the active sequence")
+	fs.Float64Var(&ic.Rate, "active-rate", 10, "idle mode: requests per second per active connection")
+	fs.DurationVar(&ic.ActiveFor, "active-for", 5*time.Second, "idle mode: how long each active step runs")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: go run ./bench/proxybench [flags]   (from the repository root)")
 		fs.PrintDefaults()
@@ -78,6 +84,41 @@ func runBench(args []string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
+	switch *mode {
+	case "throughput":
+	case "idle":
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["only"] {
+			cfg.Paths = []string{pathProxy, pathGoroutine, pathHAProxy}
+		}
+		ic.Runs, ic.Size = cfg.Runs, cfg.Size
+		if !set["runs"] {
+			ic.Runs = 1
+		}
+		if ic.Steps, err = parseSteps(*steps); err != nil || ic.Active <= 0 || ic.Active > 1 || ic.Rate <= 0 || ic.ActiveFor <= 0 {
+			fmt.Fprintln(os.Stderr, "proxybench: need ascending -steps, 0 < -active ≤ 1, -active-rate > 0, -active-for > 0")
+			return 2
+		}
+		rep, err := benchIdle(ctx, log, cfg, ic, args)
+		if err != nil {
+			log.Error("proxybench idle failed", "err", err)
+			return 1
+		}
+		section := rep.markdown()
+		fmt.Println(section)
+		if cfg.Write != "" {
+			if err := writeMarked(cfg.Write, section, idleBeginMarker, idleEndMarker); err != nil {
+				log.Error("write", "err", err)
+				return 1
+			}
+			log.Info("wrote results", "file", cfg.Write)
+		}
+		return 0
+	default:
+		fmt.Fprintln(os.Stderr, "proxybench: -mode is throughput or idle")
+		return 2
+	}
 
 	rep, err := bench(ctx, log, cfg, args)
 	if err != nil {
@@ -302,6 +343,12 @@ func startRelay(ctx context.Context, self string, start starter, backend string)
 }
 
 func startHAProxy(ctx context.Context, log *slog.Logger, cfg benchConfig, dir string, start starter, backend string) (addr, version string, p *proc, err error) {
+	return startHAProxyWith(ctx, log, cfg, dir, start, "haproxy", haproxyParams{Threads: runtime.NumCPU(), Backend: backend})
+}
+
+// startHAProxyWith starts HAProxy as process name with hp (its Listen
+// filled in here) and waits until an echo through it reaches the backend.
+func startHAProxyWith(ctx context.Context, log *slog.Logger, cfg benchConfig, dir string, start starter, name string, hp haproxyParams) (addr, version string, p *proc, err error) {
 	bin, err := findHAProxy(ctx, log, cfg.HAProxy)
 	if err != nil {
 		return "", "", nil, err
@@ -312,15 +359,16 @@ func startHAProxy(ctx context.Context, log *slog.Logger, cfg benchConfig, dir st
 	if addr, err = freePort(); err != nil {
 		return "", "", nil, err
 	}
-	conf, err := renderHAProxy(haproxyParams{Threads: runtime.NumCPU(), Listen: addr, Backend: backend})
+	hp.Listen = addr
+	conf, err := renderHAProxy(hp)
 	if err != nil {
 		return "", "", nil, err
 	}
-	confPath := filepath.Join(dir, "haproxy.cfg")
+	confPath := filepath.Join(dir, name+".cfg")
 	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
 		return "", "", nil, err
 	}
-	if p, err = start("haproxy", nil, bin, "-db", "-f", confPath); err != nil {
+	if p, err = start(name, nil, bin, "-db", "-f", confPath); err != nil {
 		return "", "", nil, err
 	}
 	return addr, version, p, waitReady(ctx, p, addr, 10*time.Second, probeEcho)
@@ -372,17 +420,24 @@ func startRserpool(ctx context.Context, log *slog.Logger, cfg benchConfig, dir s
 // startProxy runs a proxy for BenchPool on the given relay engine and
 // waits until an echo through it reaches the backend.
 func (rs *rserpoolStack) startProxy(ctx context.Context, cfg benchConfig, dir string, start starter, engine string) (string, *proc, error) {
+	return rs.startProxyWith(ctx, cfg, dir, start, "proxy-"+engine, "", fmt.Sprintf("engine = %q\n", engine))
+}
+
+// startProxyWith runs a proxy for BenchPool as process name, with top and
+// listener added to the top level and to the listener table of its
+// configuration, and waits until an echo through it reaches the backend.
+func (rs *rserpoolStack) startProxyWith(ctx context.Context, cfg benchConfig, dir string, start starter, name, top, listener string) (string, *proc, error) {
 	addr, err := freePort()
 	if err != nil {
 		return "", nil, err
 	}
-	conf := fmt.Sprintf("registrars = [%q]\n[[listener]]\nlisten = %q\npool = \"BenchPool\"\nengine = %q\n", rs.reg, addr, engine)
-	confPath := filepath.Join(dir, "proxy-"+engine+".toml")
+	conf := fmt.Sprintf("registrars = [%q]\n%s[[listener]]\nlisten = %q\npool = \"BenchPool\"\n%s", rs.reg, top, addr, listener)
+	confPath := filepath.Join(dir, name+".toml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return "", nil, err
 	}
 	argv := append([]string{rs.bin, "proxy", "-config", confPath}, cfg.ProxyArg...)
-	pp, err := start("proxy-"+engine, nil, argv...)
+	pp, err := start(name, nil, argv...)
 	if err != nil {
 		return "", nil, err
 	}
