@@ -1,0 +1,262 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+// readBuf holds received bytes of a connection while a chunk is being read
+// or delivered: buf[r:w] are unread. Its buffer is pooled and given back
+// whenever it holds nothing unread, so an idle connection has none.
+type readBuf struct {
+	p    *[]byte // nil while idle
+	r, w int
+}
+
+func (b *readBuf) unread() []byte { return (*b.p)[b.r:b.w] }
+
+func (b *readBuf) empty() bool { return b.p == nil || b.r == b.w }
+
+// release gives the buffer back to its pool.
+func (b *readBuf) release() {
+	if b.p != nil {
+		putReadBuf(b.p)
+		b.p, b.r, b.w = nil, 0, 0
+	}
+}
+
+// ensureRoom makes room for n unread bytes from buf[r:], moving them to the
+// front or into a larger buffer.
+func (b *readBuf) ensureRoom(n int) {
+	if b.p == nil {
+		b.p = getReadBuf(n)
+		return
+	}
+	if len(*b.p)-b.r >= n {
+		return
+	}
+	if len(*b.p) >= n {
+		b.w = copy(*b.p, b.unread())
+		b.r = 0
+		return
+	}
+	p := getReadBuf(n)
+	b.w = copy(*p, b.unread())
+	b.r = 0
+	putReadBuf(b.p)
+	b.p = p
+}
+
+// ReadMessage reads the connection until the next message and acknowledges
+// it to the peer. HEARTBEATs are answered and other control chunks handled
+// as they are read, on the caller's goroutine.
+func (c *mapConn) ReadMessage() (Message, error) {
+	if c.closed.Load() {
+		return Message{}, net.ErrClosed
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.rerr == nil {
+		m, err := c.readMessage()
+		if err == nil {
+			c.owe()
+			return m, nil
+		}
+		c.rerr = c.fail(err)
+		c.rb.release()
+	}
+	if c.closed.Load() {
+		return Message{}, net.ErrClosed
+	}
+	return Message{}, c.rerr
+}
+
+// owe owes the peer one ACK for a delivered message. A failed send side
+// does not hold back received messages; the failure surfaces on
+// WriteMessage and, once the peer's stream ends, here.
+func (c *mapConn) owe() {
+	c.wmu.Lock()
+	if c.werr == nil && !c.wclosing {
+		c.acks++
+		c.kickLocked()
+	}
+	c.wmu.Unlock()
+	c.sent.Store(true)
+}
+
+// readMessage frames chunks until a DATA chunk, which it returns with its
+// payload aliasing the read buffer.
+func (c *mapConn) readMessage() (Message, error) {
+	if c.handshake {
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.chunkTimeout)
+		err := c.nc.(*tls.Conn).HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			return Message{}, fmt.Errorf("transport: TLS handshake: %w", err)
+		}
+		c.handshake = false
+	}
+	for {
+		if c.rb.empty() && c.rb.p != nil {
+			// More may have arrived meanwhile: read it into the buffer
+			// still held, without waiting.
+			c.rb.r, c.rb.w = 0, 0
+			c.rb.w = c.tryRead(*c.rb.p)
+		}
+		if c.rb.empty() {
+			// Idle between chunks: no deadline (heartbeats watch the
+			// peer) and no buffer: the first bytes land in c.hdr.
+			c.rb.release()
+			if c.deadline {
+				if err := c.setReadDeadline(time.Time{}); err != nil {
+					return Message{}, err
+				}
+				c.deadline = false
+			}
+			n, err := c.nc.Read(c.hdr[:])
+			if n == 0 {
+				if err == nil {
+					continue
+				}
+				return Message{}, readErr(err, false)
+			}
+			// A read error with bytes is seen again by the next read.
+			c.rb.ensureRoom(smallBuf)
+			c.rb.w = copy(*c.rb.p, c.hdr[:n])
+		}
+		// A chunk has started: it must complete within chunkTimeout.
+		armed := false
+		if err := c.fill(chunkHdrLen, &armed); err != nil {
+			return Message{}, err
+		}
+		typ, flags, length, total, err := parseChunkHeader(c.rb.unread(), c.cfg.maxChunk)
+		if err != nil {
+			return Message{}, err
+		}
+		if err := c.fill(total, &armed); err != nil {
+			return Message{}, err
+		}
+		ch := chunk{typ: typ, flags: flags, value: c.rb.unread()[chunkHdrLen:length]}
+		c.rb.r += total
+		c.recv.Store(true)
+		if ch.typ == chunkInit {
+			if c.started {
+				return Message{}, fmt.Errorf("%w: INIT after the first chunk", ErrProtocol)
+			}
+			c.peerFlags = ch.flags & (initNoTSN | initNoStream | initNoPPID)
+			c.peerNoTSN.Store(c.peerFlags&initNoTSN != 0)
+			c.started = true
+			continue
+		}
+		c.started = true
+		switch ch.typ {
+		case chunkData:
+			d, err := parseData(ch, c.peerFlags)
+			if err != nil {
+				return Message{}, err
+			}
+			if d.hasTSN && d.tsn != c.expectTSN {
+				return Message{}, fmt.Errorf("%w: DATA TSN %d, expected %d", ErrProtocol, d.tsn, c.expectTSN)
+			}
+			if len(d.payload) > c.cfg.maxMsg {
+				return Message{}, fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(d.payload), c.cfg.maxMsg)
+			}
+			c.expectTSN++
+			if c.closed.Load() {
+				continue // Close is waiting for the peer's end of stream: discard
+			}
+			return Message{PPID: d.ppid, Stream: d.stream, Data: d.payload[:len(d.payload):len(d.payload)]}, nil
+		case chunkAck:
+			if len(ch.value) != 0 && len(ch.value) != 4 {
+				return Message{}, fmt.Errorf("%w: ACK length %d", ErrProtocol, length)
+			}
+		case chunkHB:
+			v := ch.value
+			// An error here is a failed send side; reading goes on.
+			c.enqueue(false, func(b []byte) []byte { return appendHeartbeatAck(b, v) })
+		case chunkHBAck:
+			c.hbOutstanding.Store(0)
+		default:
+			c.skipped++
+			if c.skipped <= maxLoggedSkips {
+				c.log().Warn("transport: skipping unknown chunk", "type", ch.typ, "length", length, "logged", c.skipped, "max_logged", maxLoggedSkips)
+			}
+		}
+	}
+}
+
+// fill reads until n bytes of the current chunk are buffered. The first
+// read of a chunk arms the chunk deadline (*armed records it).
+func (c *mapConn) fill(n int, armed *bool) error {
+	if c.rb.w-c.rb.r >= n {
+		return nil
+	}
+	c.rb.ensureRoom(n)
+	c.rb.w += c.tryRead((*c.rb.p)[c.rb.w:])
+	if c.rb.w-c.rb.r >= n {
+		return nil
+	}
+	if !*armed {
+		if err := c.setReadDeadline(time.Now().Add(c.cfg.chunkTimeout)); err != nil {
+			return err
+		}
+		*armed, c.deadline = true, true
+	}
+	for c.rb.w-c.rb.r < n {
+		k, err := c.nc.Read((*c.rb.p)[c.rb.w:])
+		c.rb.w += k
+		if err != nil && c.rb.w-c.rb.r < n {
+			return readErr(err, true)
+		}
+	}
+	return nil
+}
+
+// tryRead reads what the socket holds into p without waiting (plain TCP
+// only: a TLS record may need more reads) and returns the byte count; 0
+// also for every error, which the next blocking read reports. It saves a
+// streaming reader the chunk deadline and the small idle read.
+func (c *mapConn) tryRead(p []byte) int {
+	if c.rc == nil || len(p) == 0 {
+		return 0
+	}
+	c.tryBuf, c.tryN = p, 0
+	c.rc.Read(c.tryFn)
+	c.tryBuf = nil
+	return c.tryN
+}
+
+// tryReadFD is c.tryFn: one non-blocking read(2).
+func (c *mapConn) tryReadFD(fd uintptr) bool {
+	n, err := syscall.Read(int(fd), c.tryBuf)
+	if err == nil && n > 0 {
+		c.tryN = n
+	}
+	return true // never wait for readiness
+}
+
+func (c *mapConn) setReadDeadline(t time.Time) error {
+	if err := c.nc.SetReadDeadline(t); err != nil {
+		return fmt.Errorf("transport: set read deadline: %w", err)
+	}
+	return nil
+}
+
+// readErr names a read that stopped at a chunk deadline or, inside a chunk,
+// at the end of the stream.
+func readErr(err error, inChunk bool) error {
+	if inChunk && errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: stream ended inside a chunk", io.ErrUnexpectedEOF)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w: %w", ErrChunkTimeout, err)
+	}
+	return err
+}
