@@ -189,6 +189,13 @@
 // loop goroutine: the hook for ENRP replication. Every exported method is
 // safe for concurrent use; Shutdown and Close wait for every goroutine.
 //
+// A connection's reader runs only while there is input: an ASAP connection
+// over the plain TCP mapping with nothing to read is parked
+// (transport.Parker, Linux) and its goroutine ends; the Parker starts a new
+// one when input arrives or the connection ends. An idle connection thus
+// holds no goroutine and no buffer (TLS and SCTP connections keep their
+// reader; ENRP peer connections, a few, keep theirs).
+//
 // The admin HTTP server is internal/admin's, with its bounds on slow and
 // idle clients (5 s header, 30 s idle, 256 connections at once). Its
 // status page (status.go) is taken on the loop in one turn, bounded to

@@ -113,12 +113,22 @@
 // flusher and a running timer callback; when no ReadMessage is reading,
 // Close reads (and discards) until the peer's end of stream itself.
 //
+// A server with many idle connections need not keep a goroutine blocked in
+// ReadMessage for each: Parker.Park (Linux, epoll) takes a plain TCP-mapping
+// connection with nothing to read and calls back, on a new goroutine, when
+// input arrives or the connection fails or closes; one goroutine waits for
+// all parked connections, itself parked in Go's netpoller on the epoll
+// descriptor. TLS connections (whose library may hold decrypted bytes) and
+// SCTP are not parked; elsewhere Park reports false and the caller reads.
+//
 // Memory per TCP-mapping connection is bounded whatever the peer does, and
 // an idle connection holds no buffer: a chunk's first bytes are read into a
 // 4-byte array in the connection; the rest of the chunk, and whatever else
-// the read brings, goes into a pooled buffer (4 KiB, or 64 KiB for a larger
-// chunk) that is given back once every chunk in it has been handled and the
-// last message returned has been superseded by the next ReadMessage call.
+// the read brings, goes into a pooled buffer (4 KiB; 16 or 64 KiB for a
+// larger chunk, taken as its bytes arrive, so a buffer is at most twice what
+// the peer sent) that is given back once every chunk in it has been handled
+// and the last message returned has been superseded by the next ReadMessage
+// call.
 // The send buffer is pooled too, taken while frames are queued; beyond 64
 // KiB WriteMessage blocks. A peer that keeps sending HEARTBEATs while not
 // reading our answers is cut off at 1 MiB of queued answers. On plain TCP a

@@ -80,6 +80,12 @@ type mapConn struct {
 	hbOutstanding atomic.Int32 // HEARTBEATs sent since the last HEARTBEAT ACK
 	peerNoTSN     atomic.Bool  // peer's INIT flag 0x01: our ACKs omit the TSN
 
+	// parkedOn is the Parker holding the connection, nil when not parked;
+	// parkKey and resume are guarded by that Parker's mu.
+	parkedOn atomic.Pointer[Parker]
+	parkKey  uint64
+	resume   func()
+
 	// hbMu guards hbTimer and hbStopped; hbRunning counts running
 	// heartbeat callbacks, waited for by Close.
 	hbMu      sync.Mutex
@@ -151,6 +157,7 @@ func (c *mapConn) fail(err error) error {
 		}
 		c.hbMu.Unlock()
 		c.raw.Close()
+		c.unpark()
 	})
 	return c.failErr
 }

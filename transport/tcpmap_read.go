@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -32,26 +31,32 @@ func (b *readBuf) release() {
 	}
 }
 
-// ensureRoom makes room for n unread bytes from buf[r:], moving them to the
-// front or into a larger buffer.
-func (b *readBuf) ensureRoom(n int) {
-	if b.p == nil {
-		b.p = getReadBuf(n)
-		return
-	}
-	if len(*b.p)-b.r >= n {
-		return
-	}
-	if len(*b.p) >= n {
+// take gives an idle readBuf a small buffer holding b.
+func (b *readBuf) take(first []byte) {
+	b.p = getReadBuf(smallBuf)
+	b.r, b.w = 0, copy(*b.p, first)
+}
+
+// makeRoom makes room to read more of a chunk of n bytes starting at r: it
+// moves the unread bytes to the front, or moves them into a larger buffer,
+// at most twice as large as what has arrived (and no larger than the chunk
+// needs), so that a peer announcing a large chunk and stalling holds only
+// a small buffer.
+func (b *readBuf) makeRoom(n int) {
+	switch {
+	case b.p == nil:
+		b.p = getReadBuf(min(n, smallBuf))
+	case b.w < len(*b.p):
+	case b.r > 0:
 		b.w = copy(*b.p, b.unread())
 		b.r = 0
-		return
+	default:
+		p := getReadBuf(min(n, 2*len(*b.p)))
+		b.w = copy(*p, b.unread())
+		b.r = 0
+		putReadBuf(b.p)
+		b.p = p
 	}
-	p := getReadBuf(n)
-	b.w = copy(*p, b.unread())
-	b.r = 0
-	putReadBuf(b.p)
-	b.p = p
 }
 
 // ReadMessage reads the connection until the next message and acknowledges
@@ -128,8 +133,7 @@ func (c *mapConn) readMessage() (Message, error) {
 				return Message{}, readErr(err, false)
 			}
 			// A read error with bytes is seen again by the next read.
-			c.rb.ensureRoom(smallBuf)
-			c.rb.w = copy(*c.rb.p, c.hdr[:n])
+			c.rb.take(c.hdr[:n])
 		}
 		// A chunk has started: it must complete within chunkTimeout.
 		armed := false
@@ -198,7 +202,7 @@ func (c *mapConn) fill(n int, armed *bool) error {
 	if c.rb.w-c.rb.r >= n {
 		return nil
 	}
-	c.rb.ensureRoom(n)
+	c.rb.makeRoom(n)
 	c.rb.w += c.tryRead((*c.rb.p)[c.rb.w:])
 	if c.rb.w-c.rb.r >= n {
 		return nil
@@ -210,6 +214,7 @@ func (c *mapConn) fill(n int, armed *bool) error {
 		*armed, c.deadline = true, true
 	}
 	for c.rb.w-c.rb.r < n {
+		c.rb.makeRoom(n)
 		k, err := c.nc.Read((*c.rb.p)[c.rb.w:])
 		c.rb.w += k
 		if err != nil && c.rb.w-c.rb.r < n {
@@ -231,15 +236,6 @@ func (c *mapConn) tryRead(p []byte) int {
 	c.rc.Read(c.tryFn)
 	c.tryBuf = nil
 	return c.tryN
-}
-
-// tryReadFD is c.tryFn: one non-blocking read(2).
-func (c *mapConn) tryReadFD(fd uintptr) bool {
-	n, err := syscall.Read(int(fd), c.tryBuf)
-	if err == nil && n > 0 {
-		c.tryN = n
-	}
-	return true // never wait for readiness
 }
 
 func (c *mapConn) setReadDeadline(t time.Time) error {
