@@ -122,12 +122,12 @@ func settle(t testing.TB, admin string) {
 	time.Sleep(2 * time.Second)
 }
 
-func saveHeapProfile(t testing.TB, admin, name string) {
+func saveProfile(t testing.TB, admin, profile, name string) {
 	t.Helper()
 	if *connMemProfiles == "" {
 		return
 	}
-	resp, err := http.Get("http://" + admin + "/debug/pprof/heap")
+	resp, err := http.Get("http://" + admin + "/debug/pprof/" + profile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,20 +157,25 @@ func measureConnMemory(t *testing.T, n int) {
 		t.Logf("%-7d %-6s %9d %9.1f %10.0f %10.0f %10.0f %10.0f", n, phase, rss-base, float64(rss-base)/float64(n),
 			rt.goroutines-baseRT.goroutines, (rt.heapInuse-baseRT.heapInuse)/1024, (rt.stackInuse-baseRT.stackInuse)/1024,
 			(rt.heapInuse-baseRT.heapInuse)/float64(n))
-		saveHeapProfile(t, p.admin, fmt.Sprintf("heap-%d-%s.pb.gz", n, phase))
+		saveProfile(t, p.admin, "heap", fmt.Sprintf("heap-%d-%s.pb.gz", n, phase))
+		saveProfile(t, p.admin, "goroutine?debug=1", fmt.Sprintf("goroutine-%d-%s.txt", n, phase))
 	}
 	var gens []*connGen
 	defer func() {
+		start := time.Now()
 		for _, g := range gens {
 			g.stop()
 		}
+		t.Logf("%d connections closed in %v", n, time.Since(start).Round(time.Millisecond))
 	}()
 	for first := 0; first < n; first += connGenMax {
 		gens = append(gens, startConnGen(t, p.asap, first, min(connGenMax, n-first)))
 	}
+	start := time.Now()
 	for _, g := range gens {
 		g.await("ready")
 	}
+	t.Logf("%d connections registered in %v", n, time.Since(start).Round(time.Millisecond))
 	settle(t, p.admin)
 	report("idle")
 	active := int(float64(n) * *connMemActive)

@@ -68,14 +68,20 @@ func (p *Parker) Park(c Conn, resume func()) bool {
 		return false
 	}
 	defer mc.rmu.Unlock()
-	if mc.parkedOn.Load() != nil || !mc.rb.empty() || mc.rerr != nil || mc.handshake || mc.closed.Load() {
+	if mc.parkedOn.Load() != nil || mc.rerr != nil || mc.handshake || mc.closed.Load() {
 		return false
 	}
-	if n := mc.tryRead(mc.hdr[:]); n > 0 { // arrived already: ReadMessage takes it from here
-		mc.rb.take(mc.hdr[:n])
+	// Handle the control chunks that arrived (ACKs, HEARTBEATs...); a
+	// message or a partial chunk is for ReadMessage.
+	switch _, err := mc.readMessage(false); {
+	case err == errIdle:
+	case err == errPending:
+		return false
+	default:
+		mc.rerr = mc.fail(err)
+		mc.rb.release()
 		return false
 	}
-	mc.rb.release()
 	fd := -1
 	mc.rc.Control(func(s uintptr) { fd = int(s) })
 	if fd < 0 {

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -76,6 +77,9 @@ func TestParkResumesOnInput(t *testing.T) {
 	resumed = park(t, p, s)
 	go c.Close()
 	awaitResume(t, resumed, "the peer's close")
+	if p.Park(s, func() {}) {
+		t.Fatal("parked again at the end of the stream")
+	}
 	if _, err := readMessage(t, s); err != io.EOF {
 		t.Fatalf("ReadMessage after the peer's close = %v, want io.EOF", err)
 	}
@@ -160,4 +164,39 @@ func TestParkResumesOnEnd(t *testing.T) {
 			t.Fatal("parked on a closed Parker")
 		}
 	})
+}
+
+// TestParkHandlesControlChunks: ACKs and HEARTBEATs are handled by Park
+// itself (a HEARTBEAT answered), so that they never need a ReadMessage.
+func TestParkHandlesControlChunks(t *testing.T) {
+	p := newParker(t)
+	c, raw := rawPeer(t, testConfig(t))
+	readFull(t, raw, 4) // our INIT
+	needRead := make(chan struct{}, 1)
+	var resume func()
+	resume = func() {
+		if !p.Park(c, resume) {
+			needRead <- struct{}{}
+		}
+	}
+	resume()
+	raw.Write(unhex(t, hexInit+hexAck0+hexHB))
+	if got := readFull(t, raw, 12); !bytes.Equal(got, unhex(t, hexHBAck)) {
+		t.Fatalf("HEARTBEAT ACK % x, want %s", got, hexHBAck)
+	}
+	raw.Write(unhex(t, hexDataEcho))
+	select {
+	case <-needRead:
+	case <-time.After(deadline):
+		t.Fatal("a DATA chunk did not end the parking")
+	}
+	select {
+	case <-needRead:
+		t.Fatal("Park refused more than once")
+	default:
+	}
+	m, err := readMessage(t, c)
+	if err != nil || m.PPID != 11 {
+		t.Fatalf("ReadMessage = %+v, %v", m, err)
+	}
 }

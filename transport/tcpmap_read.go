@@ -69,7 +69,7 @@ func (c *mapConn) ReadMessage() (Message, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	if c.rerr == nil {
-		m, err := c.readMessage()
+		m, err := c.readMessage(true)
 		if err == nil {
 			c.owe()
 			return m, nil
@@ -96,9 +96,18 @@ func (c *mapConn) owe() {
 	c.sent.Store(true)
 }
 
+// Results of readMessage(false) (for Parker.Park) instead of waiting.
+var (
+	errIdle    = errors.New("transport: nothing to read")      // nothing buffered or arrived
+	errPending = errors.New("transport: a chunk is under way") // a DATA chunk, or part of a chunk, is buffered
+)
+
 // readMessage frames chunks until a DATA chunk, which it returns with its
-// payload aliasing the read buffer.
-func (c *mapConn) readMessage() (Message, error) {
+// payload aliasing the read buffer. With wait false it only handles control
+// chunks that have arrived whole: it returns errIdle when there is nothing
+// more, and errPending, leaving the chunk buffered, at a DATA chunk or a
+// partial chunk.
+func (c *mapConn) readMessage(wait bool) (Message, error) {
 	if c.handshake {
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.chunkTimeout)
 		err := c.nc.(*tls.Conn).HandshakeContext(ctx)
@@ -113,12 +122,23 @@ func (c *mapConn) readMessage() (Message, error) {
 			// More may have arrived meanwhile: read it into the buffer
 			// still held, without waiting.
 			c.rb.r, c.rb.w = 0, 0
-			c.rb.w = c.tryRead(*c.rb.p)
+			c.rb.w = max(c.tryRead(*c.rb.p), 0)
 		}
 		if c.rb.empty() {
 			// Idle between chunks: no deadline (heartbeats watch the
 			// peer) and no buffer: the first bytes land in c.hdr.
 			c.rb.release()
+			if !wait {
+				n := c.tryRead(c.hdr[:])
+				if n == 0 {
+					return Message{}, errIdle
+				}
+				if n < 0 {
+					return Message{}, errPending // the end of the stream, or an error: ReadMessage reports it
+				}
+				c.rb.take(c.hdr[:n])
+				continue
+			}
 			if c.deadline {
 				if err := c.setReadDeadline(time.Time{}); err != nil {
 					return Message{}, err
@@ -137,15 +157,18 @@ func (c *mapConn) readMessage() (Message, error) {
 		}
 		// A chunk has started: it must complete within chunkTimeout.
 		armed := false
-		if err := c.fill(chunkHdrLen, &armed); err != nil {
+		if err := c.fill(chunkHdrLen, &armed, wait); err != nil {
 			return Message{}, err
 		}
 		typ, flags, length, total, err := parseChunkHeader(c.rb.unread(), c.cfg.maxChunk)
 		if err != nil {
 			return Message{}, err
 		}
-		if err := c.fill(total, &armed); err != nil {
+		if err := c.fill(total, &armed, wait); err != nil {
 			return Message{}, err
+		}
+		if typ == chunkData && !wait {
+			return Message{}, errPending
 		}
 		ch := chunk{typ: typ, flags: flags, value: c.rb.unread()[chunkHdrLen:length]}
 		c.rb.r += total
@@ -197,15 +220,19 @@ func (c *mapConn) readMessage() (Message, error) {
 }
 
 // fill reads until n bytes of the current chunk are buffered. The first
-// read of a chunk arms the chunk deadline (*armed records it).
-func (c *mapConn) fill(n int, armed *bool) error {
+// read of a chunk that waits arms the chunk deadline (*armed records it);
+// with wait false it reads only what has arrived, else errPending.
+func (c *mapConn) fill(n int, armed *bool, wait bool) error {
 	if c.rb.w-c.rb.r >= n {
 		return nil
 	}
 	c.rb.makeRoom(n)
-	c.rb.w += c.tryRead((*c.rb.p)[c.rb.w:])
+	c.rb.w += max(c.tryRead((*c.rb.p)[c.rb.w:]), 0)
 	if c.rb.w-c.rb.r >= n {
 		return nil
+	}
+	if !wait {
+		return errPending
 	}
 	if !*armed {
 		if err := c.setReadDeadline(time.Now().Add(c.cfg.chunkTimeout)); err != nil {
@@ -225,8 +252,9 @@ func (c *mapConn) fill(n int, armed *bool) error {
 }
 
 // tryRead reads what the socket holds into p without waiting (plain TCP
-// only: a TLS record may need more reads) and returns the byte count; 0
-// also for every error, which the next blocking read reports. It saves a
+// only: a TLS record may need more reads) and returns the byte count: 0
+// when nothing has arrived (or without a descriptor), -1 at the end of the
+// stream or an error, which the next blocking read reports. It saves a
 // streaming reader the chunk deadline and the small idle read.
 func (c *mapConn) tryRead(p []byte) int {
 	if c.rc == nil || len(p) == 0 {
