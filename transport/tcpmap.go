@@ -35,7 +35,7 @@ const (
 type mapConn struct {
 	nc  net.Conn // TCP or *tls.Conn
 	raw net.Conn // the TCP connection under nc
-	cfg resolved
+	cfg *resolved // shared by a listener's connections: read only
 
 	done      chan struct{} // closed by fail
 	failOnce  sync.Once
@@ -99,6 +99,12 @@ type mapConn struct {
 // (nc itself without TLS). handshake is set for TLS server connections: the
 // first ReadMessage completes it, bounded by ChunkTimeout.
 func newMapConn(nc, raw net.Conn, cfg resolved, handshake bool) *mapConn {
+	return newMapConnShared(nc, raw, &cfg, handshake)
+}
+
+// newMapConnShared is newMapConn with a configuration shared by many
+// connections (a listener's), which it does not modify.
+func newMapConnShared(nc, raw net.Conn, cfg *resolved, handshake bool) *mapConn {
 	c := &mapConn{
 		nc:        nc,
 		raw:       raw,
