@@ -336,20 +336,36 @@ func (b *bucket) take(now time.Time, rate, burst float64) bool {
 	return true
 }
 
+// parkAfter is how long a connection's reader waits for input before the
+// connection is parked: a client in a request-response exchange keeps its
+// reader (parking and resuming costs system calls and a goroutine start per
+// message), one that went quiet gives it up.
+const parkAfter = 250 * time.Millisecond
+
 // serveConn reads one connection until it ends. When the connection has
-// nothing to read it is parked (r.parker) and the goroutine ends; the
-// Parker starts serveConn again on a new goroutine once there is input or
-// the connection ended, so that an idle connection holds no goroutine. A
-// parked connection still counts in r.wg.
+// had nothing to read for parkAfter it is parked (r.parker) and the
+// goroutine ends; the Parker starts serveConn again on a new goroutine once
+// there is input or the connection ended, so that an idle connection holds
+// no goroutine. A parked connection still counts in r.wg.
 func (r *Registrar) serveConn(c *conn) {
+	parkable := r.parker != nil && r.parker.CanPark(c.tc)
 	for {
 		if !c.q.waitRoom(c.done) {
 			break
 		}
-		if r.parker != nil && r.parker.Park(c.tc, c.resume) {
-			return
+		var msg transport.Message
+		var err error
+		if parkable {
+			msg, err = transport.ReadMessageWithin(c.tc, parkAfter)
+			if errors.Is(err, transport.ErrIdle) {
+				if r.parker.Park(c.tc, c.resume) {
+					return
+				}
+				continue
+			}
+		} else {
+			msg, err = c.tc.ReadMessage()
 		}
-		msg, err := c.tc.ReadMessage()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				c.log().Debug("connection ended", "err", err)

@@ -52,6 +52,14 @@ func NewParker() (*Parker, error) {
 	return p, nil
 }
 
+// CanPark reports whether c is a connection Park may take (plain TCP
+// mapping), so that a caller knows whether waiting for it to go quiet
+// (ReadMessageWithin) is of use.
+func (p *Parker) CanPark(c Conn) bool {
+	mc, ok := c.(*mapConn)
+	return ok && mc.rc != nil
+}
+
 // Park arranges for resume to run on a new goroutine once c has input
 // (bytes, the peer's end of stream or a reset) or fails or is closed, and
 // reports true; c holds no goroutine and no buffer meanwhile, and the
@@ -73,7 +81,7 @@ func (p *Parker) Park(c Conn, resume func()) bool {
 	}
 	// Handle the control chunks that arrived (ACKs, HEARTBEATs...); a
 	// message or a partial chunk is for ReadMessage.
-	switch _, err := mc.readMessage(false); {
+	switch _, err := mc.readMessage(false, 0); {
 	case err == errIdle:
 	case err == errPending:
 		return false

@@ -9,6 +9,9 @@ type Parker struct{}
 // NewParker returns a Parker whose Park always reports false.
 func NewParker() (*Parker, error) { return &Parker{}, nil }
 
+// CanPark reports false.
+func (p *Parker) CanPark(c Conn) bool { return false }
+
 // Park reports false: the caller goes on with ReadMessage.
 func (p *Parker) Park(c Conn, resume func()) bool { return false }
 

@@ -62,17 +62,24 @@ func (b *readBuf) makeRoom(n int) {
 // ReadMessage reads the connection until the next message and acknowledges
 // it to the peer. HEARTBEATs are answered and other control chunks handled
 // as they are read, on the caller's goroutine.
-func (c *mapConn) ReadMessage() (Message, error) {
+func (c *mapConn) ReadMessage() (Message, error) { return c.readMessageWithin(0) }
+
+// readMessageWithin is ReadMessage, returning ErrIdle if d (> 0) passes
+// without the start of a chunk.
+func (c *mapConn) readMessageWithin(d time.Duration) (Message, error) {
 	if c.closed.Load() {
 		return Message{}, net.ErrClosed
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	if c.rerr == nil {
-		m, err := c.readMessage(true)
+		m, err := c.readMessage(true, d)
 		if err == nil {
 			c.owe()
 			return m, nil
+		}
+		if err == errIdle {
+			return Message{}, ErrIdle
 		}
 		c.rerr = c.fail(err)
 		c.rb.release()
@@ -96,18 +103,34 @@ func (c *mapConn) owe() {
 	c.sent.Store(true)
 }
 
-// Results of readMessage(false) (for Parker.Park) instead of waiting.
+// ErrIdle is returned by ReadMessageWithin when nothing arrived in time.
+var ErrIdle = errors.New("transport: no input within the wait")
+
+// ReadMessageWithin is c.ReadMessage, except that over the TCP mapping it
+// returns ErrIdle, with c intact, once d has passed without any input (d
+// bounds the wait for the first bytes of a chunk, not the chunk). Servers
+// use it to park connections that went quiet (Parker.Park). Transports
+// without it wait as ReadMessage does.
+func ReadMessageWithin(c Conn, d time.Duration) (Message, error) {
+	if mc, ok := c.(*mapConn); ok && d > 0 {
+		return mc.readMessageWithin(d)
+	}
+	return c.ReadMessage()
+}
+
+// Results of readMessage(false, 0) (for Parker.Park) instead of waiting.
 var (
 	errIdle    = errors.New("transport: nothing to read")      // nothing buffered or arrived
 	errPending = errors.New("transport: a chunk is under way") // a DATA chunk, or part of a chunk, is buffered
 )
 
 // readMessage frames chunks until a DATA chunk, which it returns with its
-// payload aliasing the read buffer. With wait false it only handles control
+// payload aliasing the read buffer. With idle > 0 it returns errIdle when
+// no chunk starts within idle. With wait false it only handles control
 // chunks that have arrived whole: it returns errIdle when there is nothing
 // more, and errPending, leaving the chunk buffered, at a DATA chunk or a
 // partial chunk.
-func (c *mapConn) readMessage(wait bool) (Message, error) {
+func (c *mapConn) readMessage(wait bool, idle time.Duration) (Message, error) {
 	if c.handshake {
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.chunkTimeout)
 		err := c.nc.(*tls.Conn).HandshakeContext(ctx)
@@ -139,7 +162,12 @@ func (c *mapConn) readMessage(wait bool) (Message, error) {
 				c.rb.take(c.hdr[:n])
 				continue
 			}
-			if c.deadline {
+			if idle > 0 {
+				if err := c.setReadDeadline(time.Now().Add(idle)); err != nil {
+					return Message{}, err
+				}
+				c.deadline = true
+			} else if c.deadline {
 				if err := c.setReadDeadline(time.Time{}); err != nil {
 					return Message{}, err
 				}
@@ -149,6 +177,9 @@ func (c *mapConn) readMessage(wait bool) (Message, error) {
 			if n == 0 {
 				if err == nil {
 					continue
+				}
+				if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+					return Message{}, errIdle
 				}
 				return Message{}, readErr(err, false)
 			}

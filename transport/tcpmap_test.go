@@ -714,3 +714,24 @@ func TestAbortDoesNotWaitForThePeer(t *testing.T) {
 		t.Fatalf("ReadMessage after Abort: %v", err)
 	}
 }
+
+// TestReadMessageWithin: ErrIdle after the wait without input leaves the
+// connection usable.
+func TestReadMessageWithin(t *testing.T) {
+	c, s := pair(t, SchemeTCP, testConfig(t), testConfig(t))
+	if err := c.WriteMessage(Message{PPID: 11, Data: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ReadMessageWithin(s, deadline); err != nil || string(m.Data) != "first" {
+		t.Fatalf("ReadMessageWithin = %q, %v", m.Data, err)
+	}
+	if _, err := ReadMessageWithin(s, 20*time.Millisecond); !errors.Is(err, ErrIdle) {
+		t.Fatalf("ReadMessageWithin without input = %v, want ErrIdle", err)
+	}
+	if err := c.WriteMessage(Message{PPID: 11, Data: []byte("second")}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ReadMessageWithin(s, deadline); err != nil || string(m.Data) != "second" {
+		t.Fatalf("ReadMessageWithin after ErrIdle = %q, %v", m.Data, err)
+	}
+}
