@@ -340,7 +340,7 @@ func (b *bucket) take(now time.Time, rate, burst float64) bool {
 // connection is parked: a client in a request-response exchange keeps its
 // reader (parking and resuming costs system calls and a goroutine start per
 // message), one that went quiet gives it up.
-const parkAfter = 250 * time.Millisecond
+const parkAfter = 50 * time.Millisecond
 
 // serveConn reads one connection until it ends. When the connection has
 // had nothing to read for parkAfter it is parked (r.parker) and the

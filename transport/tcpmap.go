@@ -33,8 +33,8 @@ const (
 // exists only while queued frames are being written, and HEARTBEATs are
 // sent from a timer. Buffers come from pools while bytes are in flight.
 type mapConn struct {
-	nc  net.Conn // TCP or *tls.Conn
-	raw net.Conn // the TCP connection under nc
+	nc  net.Conn  // TCP or *tls.Conn
+	raw net.Conn  // the TCP connection under nc
 	cfg *resolved // shared by a listener's connections: read only
 
 	done      chan struct{} // closed by fail
@@ -193,6 +193,9 @@ func (c *mapConn) Close() error {
 		c.wmu.Lock()
 		c.wclosing = true
 		c.wcond.Broadcast() // writers blocked on a full queue give up
+		if c.acks > 0 {
+			c.kickLocked()
+		}
 		for (c.flushing || len(c.wbuf) > 0 || c.acks > 0) && c.werr == nil && limit.Err() == nil {
 			c.wcond.Wait()
 		}

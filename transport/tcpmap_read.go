@@ -90,14 +90,19 @@ func (c *mapConn) readMessageWithin(d time.Duration) (Message, error) {
 	return Message{}, c.rerr
 }
 
-// owe owes the peer one ACK for a delivered message. A failed send side
+// owe owes the peer one ACK for a delivered message. The ACKs owed go out
+// with the next batch written, or, when the read buffer holds nothing more
+// (the reader is about to wait), now: a peer streaming messages gets its
+// ACKs once per buffer read rather than one write each. A failed send side
 // does not hold back received messages; the failure surfaces on
 // WriteMessage and, once the peer's stream ends, here.
 func (c *mapConn) owe() {
 	c.wmu.Lock()
 	if c.werr == nil && !c.wclosing {
 		c.acks++
-		c.kickLocked()
+		if c.rb.empty() {
+			c.kickLocked()
+		}
 	}
 	c.wmu.Unlock()
 	c.sent.Store(true)
@@ -124,6 +129,15 @@ var (
 	errPending = errors.New("transport: a chunk is under way") // a DATA chunk, or part of a chunk, is buffered
 )
 
+// sendAcks makes sure the ACKs owed go out: the reader is about to wait.
+func (c *mapConn) sendAcks() {
+	c.wmu.Lock()
+	if c.acks > 0 {
+		c.kickLocked()
+	}
+	c.wmu.Unlock()
+}
+
 // readMessage frames chunks until a DATA chunk, which it returns with its
 // payload aliasing the read buffer. With idle > 0 it returns errIdle when
 // no chunk starts within idle. With wait false it only handles control
@@ -147,6 +161,29 @@ func (c *mapConn) readMessage(wait bool, idle time.Duration) (Message, error) {
 			c.rb.r, c.rb.w = 0, 0
 			c.rb.w = max(c.tryRead(*c.rb.p), 0)
 		}
+		if c.rb.empty() && wait && idle > 0 {
+			// Idle for at most idle (the caller parks us then): keep
+			// the buffer and read into it.
+			if c.rb.p == nil {
+				c.rb.take(nil)
+			}
+			c.sendAcks()
+			if err := c.setReadDeadline(time.Now().Add(idle)); err != nil {
+				return Message{}, err
+			}
+			c.deadline = true
+			n, err := c.nc.Read(*c.rb.p)
+			c.rb.r, c.rb.w = 0, n
+			if n == 0 {
+				if err == nil {
+					continue
+				}
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					return Message{}, errIdle
+				}
+				return Message{}, readErr(err, false)
+			}
+		}
 		if c.rb.empty() {
 			// Idle between chunks: no deadline (heartbeats watch the
 			// peer) and no buffer: the first bytes land in c.hdr.
@@ -154,6 +191,7 @@ func (c *mapConn) readMessage(wait bool, idle time.Duration) (Message, error) {
 			if !wait {
 				n := c.tryRead(c.hdr[:])
 				if n == 0 {
+					c.sendAcks()
 					return Message{}, errIdle
 				}
 				if n < 0 {
@@ -162,24 +200,17 @@ func (c *mapConn) readMessage(wait bool, idle time.Duration) (Message, error) {
 				c.rb.take(c.hdr[:n])
 				continue
 			}
-			if idle > 0 {
-				if err := c.setReadDeadline(time.Now().Add(idle)); err != nil {
-					return Message{}, err
-				}
-				c.deadline = true
-			} else if c.deadline {
+			if c.deadline {
 				if err := c.setReadDeadline(time.Time{}); err != nil {
 					return Message{}, err
 				}
 				c.deadline = false
 			}
+			c.sendAcks()
 			n, err := c.nc.Read(c.hdr[:])
 			if n == 0 {
 				if err == nil {
 					continue
-				}
-				if idle > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-					return Message{}, errIdle
 				}
 				return Message{}, readErr(err, false)
 			}
@@ -265,6 +296,7 @@ func (c *mapConn) fill(n int, armed *bool, wait bool) error {
 	if !wait {
 		return errPending
 	}
+	c.sendAcks()
 	if !*armed {
 		if err := c.setReadDeadline(time.Now().Add(c.cfg.chunkTimeout)); err != nil {
 			return err
