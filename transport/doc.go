@@ -46,8 +46,9 @@
 //     takes the message as the bytes counted by the chunk length (draft §9:
 //     the sender does not pad the ASAP message into the chunk).
 //   - TSN starts at 0 and must arrive in sequence when the peer sends it; one
-//     ACK carrying the TSN (omitted if the peer's INIT set 0x01) is sent per
-//     DATA chunk when ReadMessage delivers it.
+//     ACK carrying the TSN (omitted if the peer's INIT set 0x01) is owed per
+//     DATA chunk when ReadMessage delivers it, and sent with the next batch
+//     written or as soon as the reader has nothing more buffered.
 //   - HEARTBEAT after HeartbeatInterval (default 30 s) without sending, or
 //     without receiving; its info is a nonce and a send time. After
 //     HeartbeatMaxMissed (default 5) unanswered HEARTBEATs in a row, one more
@@ -120,6 +121,10 @@
 // all parked connections, itself parked in Go's netpoller on the epoll
 // descriptor. TLS connections (whose library may hold decrypted bytes) and
 // SCTP are not parked; elsewhere Park reports false and the caller reads.
+// ReadMessageWithin(c, d) lets a server wait a little before parking: it
+// returns ErrIdle, the connection intact, when no chunk started within d,
+// so that a client exchanging messages keeps its reader and one gone quiet
+// is parked.
 //
 // Memory per TCP-mapping connection is bounded whatever the peer does, and
 // an idle connection holds no buffer: a chunk's first bytes are read into a
