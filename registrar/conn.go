@@ -35,8 +35,8 @@ type conn struct {
 	asap   wire.Transport
 	// tlsIDs is set by the reader once the first message has arrived (the
 	// TLS handshake is complete by then) and read by the loop afterwards.
-	tlsIDs []string
-	log    *slog.Logger
+	tlsIDs  []string
+	baseLog *slog.Logger // see log
 
 	dropped   atomic.Bool // closed because the send queue was full
 	lastLog   atomic.Int64
@@ -46,6 +46,13 @@ type conn struct {
 	// limits.max_source_connections; invalid for dialed associations.
 	// Set before the reader starts; read under Registrar.mu.
 	src netip.Addr
+
+	// Owned by the goroutine serving the connection (serveConn; one at a
+	// time: a parked connection has none).
+	resume  func() // serveConn(c), for the Parker
+	started bool   // a message arrived
+	errs    int    // malformed or unexpected messages
+	rate    bucket // message rate
 
 	// Owned by the loop.
 	cid  asap.ConnID // the core's identifier; 0 until the first message
@@ -69,7 +76,7 @@ func newConn(id uint64, tc transport.Conn, scheme transport.Scheme, queueBytes i
 	} else if len(c.asap.Addrs) > 1 {
 		c.asap.Addrs = c.asap.Addrs[:1]
 	}
-	c.log = log.With("conn", id, "peer", tc.RemoteAddr().String())
+	c.baseLog = log
 	return c
 }
 
@@ -124,6 +131,12 @@ func tlsIdentities(tc transport.Conn) []string {
 		ids = append(ids, u.String())
 	}
 	return ids
+}
+
+// log returns the connection's logger, built when needed (logging is rare)
+// so that an idle connection does not hold one.
+func (c *conn) log() *slog.Logger {
+	return c.baseLog.With("conn", c.id, "peer", c.tc.RemoteAddr().String())
 }
 
 // send queues b without blocking; a full queue closes the connection.
@@ -294,8 +307,8 @@ func (c *conn) logLimited(l *slog.Logger, msg string, args ...any) {
 		c.suppessed.Add(1)
 		return
 	}
-	if c.log != nil {
-		l = c.log
+	if c.baseLog != nil {
+		l = c.log()
 	}
 	if n := c.suppessed.Swap(0); n > 0 {
 		args = append(args, "suppressed", n)
@@ -323,42 +336,62 @@ func (b *bucket) take(now time.Time, rate, burst float64) bool {
 	return true
 }
 
-// serveConn reads one connection until it ends.
+// parkAfter is how long a connection's reader waits for input before the
+// connection is parked: a client in a request-response exchange keeps its
+// reader (parking and resuming costs system calls and a goroutine start per
+// message), one that went quiet gives it up.
+const parkAfter = 50 * time.Millisecond
+
+// serveConn reads one connection until it ends. When the connection has
+// had nothing to read for parkAfter it is parked (r.parker) and the
+// goroutine ends; the Parker starts serveConn again on a new goroutine once
+// there is input or the connection ended, so that an idle connection holds
+// no goroutine. A parked connection still counts in r.wg.
 func (r *Registrar) serveConn(c *conn) {
-	defer r.wg.Done()
-	defer r.connDone(c)
-	var b bucket
-	errs := 0
-	for first := true; ; first = false {
+	parkable := r.parker != nil && r.parker.CanPark(c.tc)
+	for {
 		if !c.q.waitRoom(c.done) {
 			break
 		}
-		msg, err := c.tc.ReadMessage()
+		var msg transport.Message
+		var err error
+		if parkable {
+			msg, err = transport.ReadMessageWithin(c.tc, parkAfter)
+			if errors.Is(err, transport.ErrIdle) {
+				if r.parker.Park(c.tc, c.resume) {
+					return
+				}
+				continue
+			}
+		} else {
+			msg, err = c.tc.ReadMessage()
+		}
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
-				c.log.Debug("connection ended", "err", err)
+				c.log().Debug("connection ended", "err", err)
 			}
 			break
 		}
-		if first {
+		if !c.started {
+			c.started = true
 			c.tlsIDs = tlsIdentities(c.tc)
 		}
 		if msg.PPID != wire.PPIDASAP {
 			r.m.malformed.Inc()
 			c.logLimited(r.log, "dropping message with a PPID other than ASAP (11)", "ppid", msg.PPID)
-			errs++
+			c.errs++
 		} else {
 			lim := r.limits.Load()
 			m, err := wire.ParseASAP(msg.Data)
-			if !b.take(time.Now(), float64(lim.MessagesPerSecond), float64(lim.Burst)) {
+			if !c.rate.take(time.Now(), float64(lim.MessagesPerSecond), float64(lim.Burst)) {
 				r.rateLimited(c, m)
 			} else if !r.screen(c, msg.Data, m, err, lim.MaxMessageSize) {
-				errs++
+				c.errs++
 			}
 		}
-		if errs >= r.limits.Load().MaxErrors {
+		if c.errs >= r.limits.Load().MaxErrors {
 			r.m.limitRejections.WithLabelValues(limitErrors).Inc()
-			c.log.Warn("closing connection after too many malformed messages", "errors", errs)
+			c.log().Warn("closing connection after too many malformed messages", "errors", c.errs)
 			break
 		}
 	}
@@ -366,8 +399,10 @@ func (r *Registrar) serveConn(c *conn) {
 	c.q.close()
 	if c.dropped.Load() {
 		r.m.limitRejections.WithLabelValues(limitSendQueue).Inc()
-		c.log.Warn("closed connection whose send queue was full (client not reading)")
+		c.log().Warn("closed connection whose send queue was full (client not reading)")
 	}
+	r.connDone(c)
+	r.wg.Done()
 }
 
 // connDone tells the loop and forgets the connection.

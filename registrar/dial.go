@@ -116,6 +116,7 @@ func (r *Registrar) dialConn(addr string) *conn {
 	r.mu.Unlock()
 	r.m.connections.Inc()
 	r.m.connectionsTotal.WithLabelValues("dialed").Inc()
+	c.resume = func() { r.serveConn(c) }
 	go r.serveConn(c)
 	return c
 }

@@ -189,6 +189,13 @@
 // loop goroutine: the hook for ENRP replication. Every exported method is
 // safe for concurrent use; Shutdown and Close wait for every goroutine.
 //
+// A connection's reader runs only while there is input: an ASAP connection
+// over the plain TCP mapping with nothing to read is parked
+// (transport.Parker, Linux) and its goroutine ends; the Parker starts a new
+// one when input arrives or the connection ends. An idle connection thus
+// holds no goroutine and no buffer (TLS and SCTP connections keep their
+// reader; ENRP peer connections, a few, keep theirs).
+//
 // The admin HTTP server is internal/admin's, with its bounds on slow and
 // idle clients (5 s header, 30 s idle, 256 connections at once). Its
 // status page (status.go) is taken on the loop in one turn, bounded to
@@ -196,11 +203,12 @@
 //
 // # Limitations
 //
-// A connection that stalls inside a TCP-mapping chunk costs about 27 KiB
-// of memory until the transport's 30 s chunk timeout (measured,
-// TestE2EStalledChunkHeaders): up to about 7 MiB per source address at the
-// default cap, and max_connections (20,000: about 530 MiB) for many
-// sources. Per-source caps count addresses, so a host with many addresses
+// A connection that stalls inside a TCP-mapping chunk costs about 13 KiB
+// of memory (its reader goroutine and a 4 KiB buffer, more only as a large
+// chunk's bytes arrive) until the transport's 30 s chunk timeout (measured,
+// TestE2EStalledChunkHeaders): up to about 3.5 MiB per source address at
+// the default cap, and max_connections (20,000: about 270 MiB) for many
+// sources. An idle connection costs about 4 KiB (TestConnMemory). Per-source caps count addresses, so a host with many addresses
 // (an IPv6 prefix) is bounded only by the global caps. PEs replicated from
 // ENRP peers are not subject to max_elements, max_pools or
 // max_pool_elements: a trusted peer set is assumed (enrp.allow, TLS).

@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 		serveTestBackend(addr)
 		return
 	}
+	if spec := os.Getenv(connGenEnv); spec != "" {
+		os.Exit(runConnGen(spec))
+	}
 	flag.Parse()
 	code := m.Run()
 	if binDir != "" {

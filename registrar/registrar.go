@@ -76,6 +76,9 @@ type Registrar struct {
 	enrpAddrs []string
 	peerMgr   *peerMgr
 	mcRecv    *transport.MulticastReceiver
+	// parker holds idle ASAP connections (nil without epoll); set by
+	// Start before the accept loops, read by serveConn.
+	parker *transport.Parker
 }
 
 // New validates cfg and builds a registrar; nothing is bound until Start.
@@ -240,6 +243,13 @@ func (r *Registrar) Start() (err error) {
 			r.wg.Add(1)
 			go r.peerMgr.receiveMulticast(r.mcRecv)
 		}
+	}
+	// Idle ASAP connections wait in the Parker rather than each in a
+	// goroutine; without it (no epoll) each keeps its goroutine.
+	if p, err := transport.NewParker(); err == nil {
+		r.parker = p
+	} else {
+		r.log.Warn("idle connections keep a goroutine each", "err", err)
 	}
 	for i, ln := range r.listeners {
 		r.wg.Add(1)
@@ -460,6 +470,7 @@ func (r *Registrar) acceptLoop(ln transport.Listener, scheme transport.Scheme) {
 		r.mu.Unlock()
 		r.m.connections.Inc()
 		r.m.connectionsTotal.WithLabelValues("accepted").Inc()
+		c.resume = func() { r.serveConn(c) }
 		go r.serveConn(c)
 	}
 }
@@ -599,8 +610,13 @@ func (r *Registrar) shutdown(ctx context.Context) error {
 	if r.admin != nil {
 		r.admin.Close()
 	}
+	parker := r.parker
 	r.mu.Unlock()
 	close(r.stop)
+	if parker != nil {
+		// Every connection is closed: the parked ones resume and end.
+		parker.Close()
+	}
 	if !started {
 		close(r.loopDone)
 	}

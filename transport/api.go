@@ -287,9 +287,9 @@ func (l *mapListener) Accept() (Conn, error) {
 		return nil, err
 	}
 	if !l.tls {
-		return newMapConn(raw, raw, l.cfg, false), nil
+		return newMapConnShared(raw, raw, &l.cfg, false), nil
 	}
-	return newMapConn(tls.Server(raw, l.cfg.tls), raw, l.cfg, true), nil
+	return newMapConnShared(tls.Server(raw, l.cfg.tls), raw, &l.cfg, true), nil
 }
 
 // Close stops the listener; accepted connections stay open.

@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -55,72 +54,25 @@ var (
 
 func pad4(n int) int { return (n + 3) &^ 3 }
 
-// chunk is one received chunk; value aliases the reader's buffer and is valid
-// until the next call of next.
+// chunk is one received chunk; value aliases the connection's read buffer
+// and is valid until the next chunk is read.
 type chunk struct {
 	typ, flags uint8
 	value      []byte // Length-4 bytes, padding excluded
 }
 
-// chunkReader frames chunks out of a byte stream. Its buffer holds one whole
-// chunk at most, so memory stays at maxLen+3 bytes whatever the peer sends.
-type chunkReader struct {
-	br      *bufio.Reader
-	maxLen  int // largest accepted Chunk Length
-	pending int // bytes of the previous chunk still to discard
-}
-
-func newChunkReader(br *bufio.Reader, maxLen int) *chunkReader {
-	return &chunkReader{br: br, maxLen: maxLen}
-}
-
-// bufSize is the bufio.Reader size needed to peek one whole chunk.
-func chunkBufSize(maxLen int) int { return max(pad4(maxLen), 4096) }
-
-// discard drops the previous chunk from the buffer.
-func (r *chunkReader) discard() {
-	if r.pending > 0 {
-		r.br.Discard(r.pending) // the bytes are buffered: cannot fail
-		r.pending = 0
-	}
-}
-
-// header peeks the next chunk's header and returns its type, flags, length
-// and total size on the wire (with padding).
-func (r *chunkReader) header() (typ, flags uint8, length, total int, err error) {
-	r.discard()
-	h, err := r.br.Peek(chunkHdrLen)
-	if err != nil {
-		return 0, 0, 0, 0, err
-	}
+// parseChunkHeader checks a chunk header and returns its type, flags,
+// length and total size on the wire (with padding). A length below 4 or
+// above maxLen is refused before anything is allocated for the body.
+func parseChunkHeader(h []byte, maxLen int) (typ, flags uint8, length, total int, err error) {
 	length = int(binary.BigEndian.Uint16(h[2:]))
 	if length < chunkHdrLen {
 		return 0, 0, 0, 0, fmt.Errorf("%w: chunk length %d < 4", ErrProtocol, length)
 	}
-	if length > r.maxLen {
-		return 0, 0, 0, 0, fmt.Errorf("%w: chunk type %d length %d > %d", ErrTooLarge, h[0], length, r.maxLen)
+	if length > maxLen {
+		return 0, 0, 0, 0, fmt.Errorf("%w: chunk type %d length %d > %d", ErrTooLarge, h[0], length, maxLen)
 	}
 	return h[0], h[1], length, pad4(length), nil
-}
-
-// body returns the chunk whose header was peeked, blocking until all of it
-// (with padding) is buffered.
-func (r *chunkReader) body(typ, flags uint8, length, total int) (chunk, error) {
-	b, err := r.br.Peek(total)
-	if err != nil {
-		return chunk{}, err
-	}
-	r.pending = total
-	return chunk{typ: typ, flags: flags, value: b[chunkHdrLen:length]}, nil
-}
-
-// next returns the next whole chunk.
-func (r *chunkReader) next() (chunk, error) {
-	typ, flags, length, total, err := r.header()
-	if err != nil {
-		return chunk{}, err
-	}
-	return r.body(typ, flags, length, total)
 }
 
 // dataHeaderLen is the DATA header size for a peer's INIT flags.

@@ -46,8 +46,9 @@
 //     takes the message as the bytes counted by the chunk length (draft §9:
 //     the sender does not pad the ASAP message into the chunk).
 //   - TSN starts at 0 and must arrive in sequence when the peer sends it; one
-//     ACK carrying the TSN (omitted if the peer's INIT set 0x01) is sent per
-//     DATA chunk when ReadMessage delivers it.
+//     ACK carrying the TSN (omitted if the peer's INIT set 0x01) is owed per
+//     DATA chunk when ReadMessage delivers it, and sent with the next batch
+//     written or as soon as the reader has nothing more buffered.
 //   - HEARTBEAT after HeartbeatInterval (default 30 s) without sending, or
 //     without receiving; its info is a nonce and a send time. After
 //     HeartbeatMaxMissed (default 5) unanswered HEARTBEATs in a row, one more
@@ -99,28 +100,55 @@
 // unblocks ReadMessage and a WriteMessage blocked on flow control, both then
 // returning net.ErrClosed).
 //
-// A TCP-mapping Conn owns three goroutines, all waited for by Close: a reader
-// (frames chunks, answers HEARTBEATs, queues DATA for ReadMessage), a writer
-// and a heartbeat ticker. WriteMessage appends the frame to a shared buffer
-// and returns; the writer sends each accumulated batch with one write, so
-// small messages from concurrent writers coalesce. Errors from the socket
-// therefore surface on a later WriteMessage and on ReadMessage.
-// Close flushes queued frames, half-closes and waits for the peer's end of
-// stream, all within CloseTimeout (default 2 s), then closes the socket.
+// A TCP-mapping Conn owns no goroutine while idle. ReadMessage reads the
+// socket on the caller's goroutine: it frames chunks, answers HEARTBEATs and
+// checks ACKs as it reads, and returns at the next DATA chunk. WriteMessage
+// appends the frame to a shared buffer and returns; a flusher goroutine,
+// started when the buffer gains bytes and ending when it is empty, sends
+// each accumulated batch (with the ACKs owed for delivered messages) in one
+// write, so small messages from concurrent writers coalesce. Errors from the
+// socket therefore surface on a later WriteMessage and on ReadMessage.
+// HEARTBEATs are sent from a timer (time.AfterFunc). Close flushes queued
+// frames, half-closes and waits for the peer's end of stream, all within
+// CloseTimeout (default 2 s), then closes the socket and waits for the
+// flusher and a running timer callback; when no ReadMessage is reading,
+// Close reads (and discards) until the peer's end of stream itself.
 //
-// Memory per TCP-mapping connection is bounded whatever the peer does: a read
-// buffer of one maximum chunk (64 KiB by default), a receive queue of 64 KiB
-// or 1024 messages (when it is full the reader stops reading the socket, so
-// TCP flow control stops the peer), and a send queue of 64 KiB beyond which
-// WriteMessage blocks. A peer that keeps sending HEARTBEATs while not reading
-// our answers is cut off at 1 MiB of queued answers.
+// A server with many idle connections need not keep a goroutine blocked in
+// ReadMessage for each: Parker.Park (Linux, epoll) takes a plain TCP-mapping
+// connection with nothing to read and calls back, on a new goroutine, when
+// input arrives or the connection fails or closes; one goroutine waits for
+// all parked connections, itself parked in Go's netpoller on the epoll
+// descriptor. TLS connections (whose library may hold decrypted bytes) and
+// SCTP are not parked; elsewhere Park reports false and the caller reads.
+// ReadMessageWithin(c, d) lets a server wait a little before parking: it
+// returns ErrIdle, the connection intact, when no chunk started within d,
+// so that a client exchanging messages keeps its reader and one gone quiet
+// is parked.
+//
+// Memory per TCP-mapping connection is bounded whatever the peer does, and
+// an idle connection holds no buffer: a chunk's first bytes are read into a
+// 4-byte array in the connection; the rest of the chunk, and whatever else
+// the read brings, goes into a pooled buffer (4 KiB; 16 or 64 KiB for a
+// larger chunk, taken as its bytes arrive, so a buffer is at most twice what
+// the peer sent) that is given back once every chunk in it has been handled
+// and the last message returned has been superseded by the next ReadMessage
+// call.
+// The send buffer is pooled too, taken while frames are queued; beyond 64
+// KiB WriteMessage blocks. A peer that keeps sending HEARTBEATs while not
+// reading our answers is cut off at 1 MiB of queued answers. On plain TCP a
+// reader that finds its buffer consumed first reads what the socket already
+// holds without waiting (one non-blocking read), so a stream of messages is
+// read in batches.
 //
 // # Limitations
 //
-//   - The application must keep calling ReadMessage: while the receive queue
-//     is full no chunk is read, HEARTBEATs and their answers included, so an
-//     application that stops reading for HeartbeatMaxMissed+1 intervals
-//     loses the connection (on both ends).
+//   - The application must keep calling ReadMessage (a goroutine blocked in
+//     it, as message servers and clients have anyway): chunks, HEARTBEATs
+//     and the peer's end of stream included, are read only there. Between
+//     calls the kernel's socket buffers hold what arrives and TCP flow
+//     control stops the peer; an application that stops reading for
+//     HeartbeatMaxMissed+1 intervals loses the connection (on both ends).
 //   - All streams share one ordered byte stream: no unordered delivery, and
 //     head-of-line blocking remains (the U flag is parsed and ignored).
 //   - The SCTP tests run only where the kernel has SCTP (interop/run runs

@@ -269,7 +269,8 @@ func TestWireBytes(t *testing.T) {
 	if got := readFull(t, raw, 8); !bytes.Equal(got, unhex(t, hexAck0)) {
 		t.Fatalf("ACK % x, want %s", got, hexAck0)
 	}
-	// HEARTBEAT is echoed unchanged.
+	// HEARTBEAT is echoed unchanged by the pending ReadMessage.
+	go c.ReadMessage() // returns at Close
 	raw.Write(unhex(t, hexHB))
 	if got := readFull(t, raw, 12); !bytes.Equal(got, unhex(t, hexHBAck)) {
 		t.Fatalf("HEARTBEAT ACK % x, want %s", got, hexHBAck)
@@ -373,7 +374,7 @@ func TestReceiveBackpressure(t *testing.T) {
 	raw.Write(unhex(t, hexInit))
 	var buf []byte
 	// A write blocked for 500 ms means flow control stopped the flood; the
-	// bytes absorbed by then are the socket buffers plus our bounded queue.
+	// bytes absorbed by then are the socket buffers (nothing reads them).
 	const limit = 64 << 20
 	total := 0
 	tsn := uint32(0)
@@ -479,7 +480,7 @@ func TestCloseBounded(t *testing.T) {
 	}
 	defer raw.Close()
 	c := newMapConn(raw, raw, resolve(cfg).mapping(), false)
-	s, err := ln.Accept() // accepted but never read: its reader stops at a full queue
+	s, err := ln.Accept() // accepted but never read: TCP flow control stops the writer
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -548,6 +549,8 @@ func TestConcurrentWriters(t *testing.T) {
 // reads our answers is cut off once the answers queue up to the hard limit.
 func TestHeartbeatFloodWithoutReading(t *testing.T) {
 	c, raw := rawPeer(t, testConfig(t))
+	errc := make(chan error, 1)
+	go func() { _, err := c.ReadMessage(); errc <- err }() // the application reads
 	raw.Write(unhex(t, hexInit))
 	hbs := bytes.Repeat(unhex(t, hexHB), 4096)
 	const limit = 256 << 20 // bounded: far above socket buffers + 1 MiB
@@ -562,7 +565,7 @@ func TestHeartbeatFloodWithoutReading(t *testing.T) {
 	if total >= limit {
 		t.Fatalf("wrote %d MiB of HEARTBEATs without being cut off", total>>20)
 	}
-	_, err := readMessage(t, c)
+	err := <-errc
 	if !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "not reading") {
 		t.Fatalf("ReadMessage = %v, want ErrProtocol (peer not reading)", err)
 	}
@@ -709,5 +712,26 @@ func TestAbortDoesNotWaitForThePeer(t *testing.T) {
 	}
 	if _, err := c.ReadMessage(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("ReadMessage after Abort: %v", err)
+	}
+}
+
+// TestReadMessageWithin: ErrIdle after the wait without input leaves the
+// connection usable.
+func TestReadMessageWithin(t *testing.T) {
+	c, s := pair(t, SchemeTCP, testConfig(t), testConfig(t))
+	if err := c.WriteMessage(Message{PPID: 11, Data: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ReadMessageWithin(s, deadline); err != nil || string(m.Data) != "first" {
+		t.Fatalf("ReadMessageWithin = %q, %v", m.Data, err)
+	}
+	if _, err := ReadMessageWithin(s, 20*time.Millisecond); !errors.Is(err, ErrIdle) {
+		t.Fatalf("ReadMessageWithin without input = %v, want ErrIdle", err)
+	}
+	if err := c.WriteMessage(Message{PPID: 11, Data: []byte("second")}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ReadMessageWithin(s, deadline); err != nil || string(m.Data) != "second" {
+		t.Fatalf("ReadMessageWithin after ErrIdle = %q, %v", m.Data, err)
 	}
 }

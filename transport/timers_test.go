@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -13,13 +12,19 @@ import (
 // countChunks reads a chunk stream until it ends and counts chunks by type.
 func countChunks(r io.Reader) map[uint8]int {
 	n := map[uint8]int{}
-	cr := newChunkReader(bufio.NewReaderSize(r, chunkBufSize(maxChunkLen)), maxChunkLen)
+	var h [chunkHdrLen]byte
 	for {
-		c, err := cr.next()
+		if _, err := io.ReadFull(r, h[:]); err != nil {
+			return n
+		}
+		_, _, _, total, err := parseChunkHeader(h[:], maxChunkLen)
 		if err != nil {
 			return n
 		}
-		n[c.typ]++
+		if _, err := io.CopyN(io.Discard, r, int64(total-chunkHdrLen)); err != nil {
+			return n
+		}
+		n[h[0]]++
 	}
 }
 
@@ -69,22 +74,39 @@ func TestHeartbeatPeerNotReading(t *testing.T) {
 }
 
 // TestHeartbeatKeepsIdleConnAlive: two ends answering each other's
-// HEARTBEATs stay up however long they are idle.
+// HEARTBEATs stay up however long they are idle. Each end has a ReadMessage
+// pending, as applications do: control chunks are read by ReadMessage.
 func TestHeartbeatKeepsIdleConnAlive(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a, b := net.Pipe()
 		cfg := resolve(&Config{HeartbeatInterval: time.Second, HeartbeatMaxMissed: 2}).mapping()
 		c, s := newMapConn(a, a, cfg, false), newMapConn(b, b, cfg, false)
-		defer c.Close()
-		defer s.Close()
+		type result struct {
+			m   Message
+			err error
+		}
+		read := func(c Conn) <-chan result {
+			ch := make(chan result, 1)
+			go func() {
+				m, err := c.ReadMessage()
+				ch <- result{Message{PPID: m.PPID, Data: append([]byte(nil), m.Data...)}, err}
+			}()
+			return ch
+		}
+		cr, sr := read(c), read(s)
 		time.Sleep(10 * time.Minute)
 		synctest.Wait()
 		if err := c.WriteMessage(Message{PPID: 11, Data: []byte("ping")}); err != nil {
 			t.Fatal(err)
 		}
-		m, err := s.ReadMessage()
-		if err != nil || string(m.Data) != "ping" {
-			t.Fatalf("after 10 idle minutes: %q, %v", m.Data, err)
+		r := <-sr
+		if r.err != nil || string(r.m.Data) != "ping" {
+			t.Fatalf("after 10 idle minutes: %q, %v", r.m.Data, r.err)
+		}
+		c.Close()
+		s.Close()
+		if r := <-cr; r.err == nil {
+			t.Fatalf("ReadMessage after Close returned %q", r.m.Data)
 		}
 	})
 }
@@ -105,12 +127,14 @@ func TestStalledPartialChunk(t *testing.T) {
 				c := newMapConn(a, a, resolve(&Config{HeartbeatInterval: -1, ChunkTimeout: 5 * time.Second}).mapping(), false)
 				drained := make(chan struct{})
 				go func() { io.Copy(io.Discard, b); close(drained) }()
+				errc := make(chan error, 1)
+				go func() { _, err := c.ReadMessage(); errc <- err }()
 				time.Sleep(time.Hour) // idle between chunks: no deadline
 				synctest.Wait()
 				b.Write(unhex(t, hexInit))
 				b.Write(tt.partial)
 				start := time.Now()
-				if _, err := c.ReadMessage(); !errors.Is(err, ErrChunkTimeout) {
+				if err := <-errc; !errors.Is(err, ErrChunkTimeout) {
 					t.Fatalf("ReadMessage = %v, want ErrChunkTimeout", err)
 				}
 				if d := time.Since(start); d != 5*time.Second {
