@@ -199,7 +199,7 @@ func (l *loop) enrpOut(outs []enrp.Output, now time.Time) {
 			}
 			l.log.Info(msg, "peer", ServerID(o.PeerID), "addr", o.To)
 			if o.Kind == enrp.PeerDown {
-				es.pm.abortPeer(o.To, o.PeerID)
+				es.pm.abortPeer(o.To)
 			}
 			n := 0
 			for _, p := range es.node.Peers() {
@@ -332,28 +332,23 @@ func (pc *peerConn) abort() {
 	})
 }
 
-// abortPeer resets every connection to or from a peer the node gave up on
-// (PeerDown): the one to its address and those over which its messages
-// arrived. What is still queued on them was meant for a peer we believed
-// alive, and a connection whose peer stopped answering has its kernel
-// retransmission timer backed off to seconds: kept, it would deliver stale
-// Presences and takeover messages seconds after the peer is back (a healed
-// partition) and hold up the audits that reconcile the handlespace. The
-// next message to the peer dials a fresh connection.
-func (pm *peerMgr) abortPeer(addr string, id uint32) {
+// abortPeer resets our connection to the address of a peer the node gave
+// up on (PeerDown). What is still queued on it was meant for a peer we
+// believed alive, and a connection whose peer stopped answering has its
+// kernel retransmission timer backed off to seconds: kept, it would
+// deliver stale Presences and takeover messages seconds after the peer is
+// back (a healed partition) and hold up the audits that reconcile the
+// handlespace. The next message to the peer dials a fresh connection.
+// Connections the peer opened to us are its own to reset.
+func (pm *peerMgr) abortPeer(addr string) {
 	if pm.tlsOnly && strings.HasPrefix(addr, "tcp://") {
 		addr = "tls://" + strings.TrimPrefix(addr, "tcp://")
 	}
 	pm.mu.Lock()
 	defer pm.mu.Unlock()
-	for k, pc := range pm.conns {
-		pc.mu.Lock()
-		match := k == addr || (id != 0 && slices.Contains(pc.ids, id))
-		pc.mu.Unlock()
-		if match {
-			delete(pm.conns, k)
-			pc.abort()
-		}
+	if pc := pm.conns[addr]; pc != nil {
+		delete(pm.conns, addr)
+		pc.abort()
 	}
 }
 
