@@ -318,15 +318,16 @@ func (pc *peerConn) close() {
 	})
 }
 
-// abort ends the connection at once with a reset, discarding what is
-// queued for the peer here and in the kernel; the caller may hold
-// peerMgr.mu.
+// abort ends the connection with a reset, discarding what is queued for
+// the peer here and in the kernel, without blocking (the transport waits
+// for its writers to return); the caller may hold peerMgr.mu.
 func (pc *peerConn) abort() {
 	pc.once.Do(func() {
 		close(pc.done)
 		pc.mu.Lock()
 		if tc := pc.tc; tc != nil {
-			transport.Abort(tc)
+			pc.wg.Add(1)
+			go func() { defer pc.wg.Done(); transport.Abort(tc) }()
 		}
 		pc.mu.Unlock()
 	})
