@@ -229,35 +229,22 @@ func (c *lconn) toSplice(d *ldir) {
 // takePipe gives d an empty pipe of the loop (a new one when the loop has
 // none); false if none can be had.
 func (c *lconn) takePipe(d *ldir) bool {
-	lp := c.lp
-	if n := len(lp.pipes); n > 0 {
-		d.pipe, lp.pipes = lp.pipes[n-1], lp.pipes[:n-1]
-		return true
-	}
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
+	p, err := c.lp.pipes.get()
+	if err != nil {
 		return false
 	}
-	unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize)
 	d.pipe = p
 	return true
 }
 
-// putPipe gives d's pipe, empty, back to the loop (or closes it when the
-// loop keeps enough): a direction holds a pipe only while bytes move, so an
-// idle connection that once carried bulk holds no pipe and no descriptor
-// beyond its two sockets.
+// putPipe gives d's pipe, empty, back to the loop (see pipePool): a
+// direction holds a pipe only while bytes move, so an idle connection that
+// once carried bulk holds no pipe and no descriptor beyond its two sockets.
 func (c *lconn) putPipe(d *ldir) {
 	if d.pipe[0] == 0 || d.inPipe > 0 {
 		return
 	}
-	lp := c.lp
-	if len(lp.pipes) < maxIdlePipes {
-		lp.pipes = append(lp.pipes, d.pipe)
-	} else {
-		unix.Close(d.pipe[0])
-		unix.Close(d.pipe[1])
-	}
+	c.lp.pipes.put(d.pipe)
 	d.pipe = [2]int{}
 }
 

@@ -33,8 +33,9 @@ const (
 	scratchSize = 16 << 10 // read buffer of a loop; a full read means bulk
 	pipeSize    = 1 << 20  // splice pipe (F_SETPIPE_SZ; the default 1 MiB limit)
 	maxEvents   = 256
-	// maxIdlePipes bounds the empty splice pipes a loop keeps for the
-	// next bulk transfer; more are closed when they empty.
+	// maxIdlePipes bounds the empty splice pipes a pipePool keeps for the
+	// next bulk transfer (each loop's and the goroutine relay's); more
+	// are closed when they empty.
 	maxIdlePipes = 64
 )
 
@@ -120,7 +121,7 @@ type evloop struct {
 	timers   timerHeap
 	conns    map[*lconn]struct{}
 	probes   map[*latt]struct{} // overtaken connects finishing on their own
-	pipes    [][2]int           // empty splice pipes, at most maxIdlePipes
+	pipes    pipePool           // empty splice pipes
 
 	mu      sync.Mutex // guards posted and stopped
 	posted  []func()
@@ -330,10 +331,7 @@ func (lp *evloop) shutdown() {
 	for a := range lp.probes {
 		a.close(lp)
 	}
-	for _, p := range lp.pipes {
-		unix.Close(p[0])
-		unix.Close(p[1])
-	}
+	lp.pipes.close()
 	unix.Close(lp.wakefd)
 	if lp.epf != nil {
 		lp.epf.Close()

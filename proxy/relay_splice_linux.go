@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -154,38 +153,3 @@ func (s *splicer) release() {
 // relayPipes are the empty pipes of the goroutine relay's splice path, at
 // most maxIdlePipes of them.
 var relayPipes pipePool
-
-type pipePool struct {
-	mu   sync.Mutex // guards free
-	free [][2]int
-}
-
-func (pp *pipePool) get() ([2]int, error) {
-	pp.mu.Lock()
-	if n := len(pp.free); n > 0 {
-		p := pp.free[n-1]
-		pp.free = pp.free[:n-1]
-		pp.mu.Unlock()
-		return p, nil
-	}
-	pp.mu.Unlock()
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
-		return p, os.NewSyscallError("pipe2", err)
-	}
-	unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, pipeSize)
-	return p, nil
-}
-
-func (pp *pipePool) put(p [2]int) {
-	pp.mu.Lock()
-	if len(pp.free) < maxIdlePipes {
-		pp.free = append(pp.free, p)
-		p = [2]int{}
-	}
-	pp.mu.Unlock()
-	if p[0] > 0 {
-		unix.Close(p[0])
-		unix.Close(p[1])
-	}
-}
