@@ -306,28 +306,22 @@ func (pc *peerConn) idle() bool {
 
 // close ends the connection without blocking (the transport's Close waits
 // for the peer up to its close timeout); the caller may hold peerMgr.mu.
-func (pc *peerConn) close() {
-	pc.once.Do(func() {
-		close(pc.done)
-		pc.mu.Lock()
-		if tc := pc.tc; tc != nil {
-			pc.wg.Add(1)
-			go func() { defer pc.wg.Done(); tc.Close() }()
-		}
-		pc.mu.Unlock()
-	})
-}
+func (pc *peerConn) close() { pc.end(transport.Conn.Close) }
 
 // abort ends the connection with a reset, discarding what is queued for
 // the peer here and in the kernel, without blocking (the transport waits
 // for its writers to return); the caller may hold peerMgr.mu.
-func (pc *peerConn) abort() {
+func (pc *peerConn) abort() { pc.end(transport.Abort) }
+
+// end stops pc once and ends its transport connection with how, in a
+// goroutine of its own.
+func (pc *peerConn) end(how func(transport.Conn) error) {
 	pc.once.Do(func() {
 		close(pc.done)
 		pc.mu.Lock()
 		if tc := pc.tc; tc != nil {
 			pc.wg.Add(1)
-			go func() { defer pc.wg.Done(); transport.Abort(tc) }()
+			go func() { defer pc.wg.Done(); how(tc) }()
 		}
 		pc.mu.Unlock()
 	})
