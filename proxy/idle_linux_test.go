@@ -19,21 +19,7 @@ import (
 func TestLoopIdleAfterBulkHoldsNoPipe(t *testing.T) {
 	bs := []*backend{startBackend(t, "a", echoBuffered)}
 	e := setup(t, wire.PolicyRoundRobin, bs, proxy.ListenerConfig{Listen: transport.MustParseAddr("127.0.0.1:0"), Engine: proxy.EngineLoop})
-	c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	msg := bytes.Repeat([]byte("b"), 1<<20) // far more than one read of a loop: splice
-	go c.Write(msg)
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, msg) {
-		t.Fatal("echo differs")
-	}
+	c := echoBulk(t, e)
 	// The loop answers after the event that relayed the last bytes, which
 	// read the sockets until they were drained.
 	if n := e.p.PipesHeld(); n != 0 {
@@ -59,25 +45,34 @@ func TestGoroutineIdleAfterBulkHoldsNoPipe(t *testing.T) {
 	before := pipeFDs(t)
 	const conns = 5
 	for range conns {
-		c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		msg := bytes.Repeat([]byte("b"), 1<<20)
-		go c.Write(msg)
-		got := make([]byte, len(msg))
-		if _, err := io.ReadFull(c, got); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, msg) {
-			t.Fatal("echo differs")
-		}
+		echoBulk(t, e)
 	}
 	// A direction gives its pipe back when it finds its source drained,
 	// just after the last bytes went out: no event tells the test.
 	waitFor(t, func() bool { return pipeFDs(t)-before <= 2*2 })
+}
+
+// echoBulk opens a client connection through the proxy, has 1 MiB echoed
+// (far more than one read of a loop: splice) and returns the connection,
+// open until the test ends.
+func echoBulk(t *testing.T, e *env) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", e.addr(t, transport.MustParseAddr("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	msg := bytes.Repeat([]byte("b"), 1<<20)
+	go c.Write(msg)
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, msg) {
+		t.Fatal("echo differs")
+	}
+	return c
 }
 
 // echoBuffered echoes through a buffer (io.Copy between TCP connections

@@ -135,16 +135,7 @@ func TestParkResumesOnEnd(t *testing.T) {
 	t.Run("heartbeat", func(t *testing.T) {
 		cfg := &Config{HeartbeatInterval: 20 * time.Millisecond, HeartbeatMaxMissed: 1}
 		ln := listen(t, SchemeTCP, cfg)
-		raw, err := net.Dial("tcp", ln.Addr().String()) // sends nothing, answers nothing
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer raw.Close()
-		s, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		_, s := silentClient(t, ln)
 		resumed := park(t, p, s)
 		awaitResume(t, resumed, "missed heartbeats")
 		if _, err := s.ReadMessage(); !errors.Is(err, ErrHeartbeatTimeout) {

@@ -61,6 +61,24 @@ func listen(t testing.TB, scheme Scheme, cfg *Config) Listener {
 	return ln
 }
 
+// silentClient connects a plain TCP client to ln that sends and answers
+// nothing, and returns it with the accepted end; both close when the test
+// ends.
+func silentClient(t testing.TB, ln Listener) (raw net.Conn, s Conn) {
+	t.Helper()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	s, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return raw, s
+}
+
 // accept runs Accept in a goroutine owned by the test.
 func accept(t testing.TB, ln Listener) <-chan Conn {
 	t.Helper()

@@ -144,17 +144,8 @@ func TestTLSServerHandshakeTimeout(t *testing.T) {
 	cfg := pki.serverConfig()
 	cfg.ChunkTimeout = 100 * time.Millisecond
 	ln := listen(t, SchemeTLS, cfg)
-	raw, err := net.Dial("tcp", ln.Addr().String()) // connects, never says hello
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	_, err = readMessage(t, s)
+	_, s := silentClient(t, ln) // connects, never says hello
+	_, err := readMessage(t, s)
 	if err == nil || !strings.Contains(err.Error(), "TLS handshake") {
 		t.Fatalf("ReadMessage = %v, want a TLS handshake timeout", err)
 	}
